@@ -1,0 +1,83 @@
+//! Server settings: command-line flags and `SEGCAST_*` environment variables,
+//! each with a named default. Every limit the server enforces lives here.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+pub const DEFAULT_LISTEN: &str = "127.0.0.1:8080";
+/// Data directory, relative to where the server is started.
+pub const DEFAULT_DATA_DIR: &str = "media";
+/// Largest accepted chunk. MediaRecorder at 1 s timeslices sends ~50-500 KB.
+pub const DEFAULT_MAX_CHUNK_BYTES: u64 = 16 << 20;
+/// Highest seq + 1 a recording may use: a day of 1 s chunks, with room.
+pub const DEFAULT_MAX_CHUNKS: u64 = 100_000;
+/// Wanted segment duration; ffmpeg is told to place keyframes on this grid.
+pub const DEFAULT_SEGMENT_TARGET_MS: u64 = 2000;
+/// ffmpeg cuts a fragment at least this often: the future LL-HLS part size.
+pub const DEFAULT_FRAGMENT_MS: u64 = 500;
+pub const DEFAULT_VIDEO_KBPS: u32 = 2500;
+pub const DEFAULT_AUDIO_KBPS: u32 = 128;
+/// x264 preset: `veryfast` keeps a 720p30 webcam well under one core.
+pub const DEFAULT_X264_PRESET: &str = "veryfast";
+pub const DEFAULT_FFMPEG: &str = "ffmpeg";
+
+#[derive(Debug, Clone, clap::Args)]
+pub struct Config {
+    /// Address to listen on.
+    #[arg(long, env = "SEGCAST_LISTEN", default_value = DEFAULT_LISTEN)]
+    pub listen: SocketAddr,
+
+    /// Directory holding recordings (chunks, segments, playlists).
+    #[arg(long = "data", env = "SEGCAST_DATA", default_value = DEFAULT_DATA_DIR)]
+    pub data_dir: PathBuf,
+
+    /// When set, creating recordings needs `Authorization: Bearer <key>`.
+    #[arg(long, env = "SEGCAST_PUBLISH_KEY", hide_env_values = true)]
+    pub publish_key: Option<String>,
+
+    /// Largest accepted chunk, in bytes (413 above it).
+    #[arg(long, env = "SEGCAST_MAX_CHUNK_BYTES", default_value_t = DEFAULT_MAX_CHUNK_BYTES)]
+    pub max_chunk_bytes: u64,
+
+    /// Chunks per recording: seq must stay below this.
+    #[arg(long, env = "SEGCAST_MAX_CHUNKS", default_value_t = DEFAULT_MAX_CHUNKS)]
+    pub max_chunks: u64,
+
+    /// Target segment duration in milliseconds.
+    #[arg(long, env = "SEGCAST_SEGMENT_MS", default_value_t = DEFAULT_SEGMENT_TARGET_MS)]
+    pub segment_target_ms: u64,
+
+    /// Longest fragment ffmpeg writes, in milliseconds.
+    #[arg(long, env = "SEGCAST_FRAGMENT_MS", default_value_t = DEFAULT_FRAGMENT_MS)]
+    pub fragment_ms: u64,
+
+    /// H.264 bit rate (also its cap), kbit/s.
+    #[arg(long, env = "SEGCAST_VIDEO_KBPS", default_value_t = DEFAULT_VIDEO_KBPS)]
+    pub video_kbps: u32,
+
+    /// AAC bit rate, kbit/s.
+    #[arg(long, env = "SEGCAST_AUDIO_KBPS", default_value_t = DEFAULT_AUDIO_KBPS)]
+    pub audio_kbps: u32,
+
+    /// x264 preset (ultrafast … veryslow).
+    #[arg(long, env = "SEGCAST_X264_PRESET", default_value = DEFAULT_X264_PRESET)]
+    pub x264_preset: String,
+
+    /// ffmpeg binary: the system one by default, never downloaded.
+    #[arg(long, env = "SEGCAST_FFMPEG", default_value = DEFAULT_FFMPEG)]
+    pub ffmpeg: PathBuf,
+}
+
+impl Config {
+    /// Defaults with the data directory set: for tests and embedding.
+    pub fn with_data_dir(data_dir: impl Into<PathBuf>) -> Self {
+        #[derive(clap::Parser)]
+        struct Defaults {
+            #[command(flatten)]
+            config: Config,
+        }
+        let mut config = <Defaults as clap::Parser>::parse_from(["segcast"]).config;
+        config.data_dir = data_dir.into();
+        config
+    }
+}

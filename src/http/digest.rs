@@ -1,0 +1,98 @@
+//! `Content-Digest` verification (RFC 9530 §2): a Structured Field
+//! Dictionary (RFC 9651) of algorithm → byte sequence. sha-256 and sha-512
+//! are checked; a header naming only other algorithms is refused, since a
+//! digest the server cannot check protects nothing.
+
+use sfv::{BareItem, Dictionary, ListEntry, Parser};
+use sha2::{Digest, Sha256, Sha512};
+
+use crate::error::{Error, Result};
+
+/// Checks `body` against a `Content-Digest` header value.
+pub fn verify(header: &str, body: &[u8]) -> Result<()> {
+    let dict: Dictionary = Parser::new(header)
+        .parse()
+        .map_err(|e| Error::BadRequest(format!("malformed Content-Digest header: {e}")))?;
+    let mut checked = false;
+    for (algorithm, entry) in &dict {
+        let computed: Vec<u8> = match algorithm.as_str() {
+            "sha-256" => Sha256::digest(body).to_vec(),
+            "sha-512" => Sha512::digest(body).to_vec(),
+            _ => continue,
+        };
+        let sent = match entry {
+            ListEntry::Item(item) => match &item.bare_item {
+                BareItem::ByteSequence(bytes) => bytes.as_slice(),
+                _ => return Err(bad_value(algorithm.as_str())),
+            },
+            ListEntry::InnerList(_) => return Err(bad_value(algorithm.as_str())),
+        };
+        if sent != computed.as_slice() {
+            return Err(Error::BadRequest(format!(
+                "Content-Digest {} does not match the body; nothing was stored",
+                algorithm.as_str()
+            )));
+        }
+        checked = true;
+    }
+    if !checked {
+        return Err(Error::BadRequest(
+            "Content-Digest has no sha-256 or sha-512 value".into(),
+        ));
+    }
+    Ok(())
+}
+
+fn bad_value(algorithm: &str) -> Error {
+    Error::BadRequest(format!(
+        "Content-Digest {algorithm} must be a byte sequence (:base64:)"
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use base64::Engine;
+
+    fn header(alg: &str, digest: &[u8]) -> String {
+        format!(
+            "{alg}=:{}:",
+            base64::engine::general_purpose::STANDARD.encode(digest)
+        )
+    }
+
+    #[test]
+    fn matching_sha256_passes() {
+        assert!(verify(&header("sha-256", &Sha256::digest(b"hello")), b"hello").is_ok());
+        // RFC 9530 Appendix D's example digest of {"hello": "world"}\n.
+        let rfc = "sha-256=:RK/0qy18MlBSVnWgjwz6lZEWjP/lF5HF9bvEF8FabDg=:";
+        assert!(verify(rfc, b"{\"hello\": \"world\"}\n").is_ok());
+    }
+
+    #[test]
+    fn every_known_algorithm_must_match() {
+        let both = format!(
+            "{}, {}",
+            header("sha-512", &Sha512::digest(b"x")),
+            header("sha-256", &Sha256::digest(b"y"))
+        );
+        let err = verify(&both, b"x").unwrap_err();
+        assert!(err.to_string().contains("sha-256"), "{err}");
+        let unknown_too = format!("md5=:AAAA:, {}", header("sha-256", &Sha256::digest(b"x")));
+        assert!(verify(&unknown_too, b"x").is_ok());
+    }
+
+    #[test]
+    fn mismatches_and_malformed_headers_are_bad_requests() {
+        for (value, body) in [
+            (header("sha-256", &Sha256::digest(b"other")), &b"hello"[..]),
+            ("sha-256=abc".to_string(), b"hello"),
+            ("sha-256=:not base64!:".to_string(), b"hello"),
+            ("md5=:AAAA:".to_string(), b"hello"),
+            ("".to_string(), b"hello"),
+        ] {
+            let err = verify(&value, body).unwrap_err();
+            assert!(matches!(err, Error::BadRequest(_)), "{value}: {err}");
+        }
+    }
+}

@@ -1,0 +1,226 @@
+//! `/api/recordings…`: create a recording, upload its chunks, finish it,
+//! read its status, delete it (docs/http-contract.md, "Recordings").
+
+use axum::body::{Body, Bytes};
+use axum::extract::{Path, State};
+use axum::http::{header, HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post, put};
+use axum::{Json, Router};
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+use subtle::ConstantTimeEq;
+
+use super::AppState;
+use crate::error::{Error, Result};
+use crate::ingest::status::RecordingStatus;
+use crate::store::PutOutcome;
+
+/// Largest JSON body accepted by the small JSON endpoints.
+const MAX_JSON_BYTES: usize = 64 * 1024;
+
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/api/recordings", post(create).get(list))
+        .route("/api/recordings/{id}", get(status).delete(delete))
+        .route("/api/recordings/{id}/chunks/{seq}", put(put_chunk))
+        .route("/api/recordings/{id}/finish", post(finish))
+}
+
+#[derive(Debug, Default, Deserialize)]
+struct CreateRequest {
+    title: Option<String>,
+    mime: Option<String>,
+}
+
+#[derive(Serialize)]
+struct Created {
+    #[serde(flatten)]
+    status: RecordingStatus,
+    upload_token: String,
+}
+
+async fn create(State(state): State<AppState>, headers: HeaderMap, body: Body) -> Result<Response> {
+    if let Some(key) = &state.library.config().publish_key {
+        let sent = bearer(&headers).unwrap_or_default();
+        if !bool::from(sent.as_bytes().ct_eq(key.as_bytes())) {
+            return Err(Error::Unauthorized(
+                "a valid publish key is required to create recordings".into(),
+            ));
+        }
+    }
+    let request: CreateRequest = read_json(body).await?.unwrap_or_default();
+    let (status, upload_token) = state.library.create(request.title, request.mime).await?;
+    let location = format!("/api/recordings/{}", status.id);
+    Ok((
+        StatusCode::CREATED,
+        [(header::LOCATION, location)],
+        Json(Created {
+            status,
+            upload_token,
+        }),
+    )
+        .into_response())
+}
+
+async fn list(State(state): State<AppState>) -> Json<Vec<RecordingStatus>> {
+    Json(state.library.list())
+}
+
+async fn status(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<Json<RecordingStatus>> {
+    Ok(Json(state.library.get(&id)?.status()))
+}
+
+async fn put_chunk(
+    State(state): State<AppState>,
+    Path((id, seq)): Path<(String, String)>,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Response> {
+    let recording = state.library.get(&id)?;
+    recording.authorize(bearer(&headers))?;
+    let config = state.library.config();
+    let seq = parse_seq(&seq, config.max_chunks)?;
+    let bytes = read_limited(body, &headers, config.max_chunk_bytes).await?;
+    if let Some(digest) = headers.get("content-digest") {
+        let digest = digest
+            .to_str()
+            .map_err(|_| Error::BadRequest("Content-Digest is not ASCII".into()))?;
+        super::digest::verify(digest, &bytes)?;
+    }
+    let (outcome, receipt) = recording.put(seq, bytes).await?;
+    let status = match outcome {
+        PutOutcome::Stored => StatusCode::CREATED,
+        _ => StatusCode::OK,
+    };
+    Ok((status, Json(receipt)).into_response())
+}
+
+#[derive(Debug, Deserialize)]
+struct FinishRequest {
+    chunks: u64,
+}
+
+async fn finish(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Response> {
+    let recording = state.library.get(&id)?;
+    recording.authorize(bearer(&headers))?;
+    let request: FinishRequest = read_json(body)
+        .await?
+        .ok_or_else(|| Error::BadRequest("body must be JSON like {\"chunks\": 12}".into()))?;
+    let status = recording.finish(request.chunks).await?;
+    Ok((StatusCode::ACCEPTED, Json(status)).into_response())
+}
+
+async fn delete(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+) -> Result<StatusCode> {
+    state.library.get(&id)?.authorize(bearer(&headers))?;
+    state.library.delete(&id).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// The token of an `Authorization: Bearer <token>` header.
+fn bearer(headers: &HeaderMap) -> Option<&str> {
+    let value = headers.get(header::AUTHORIZATION)?.to_str().ok()?;
+    let (scheme, token) = value.split_once(' ')?;
+    scheme.eq_ignore_ascii_case("bearer").then(|| token.trim())
+}
+
+/// A chunk sequence number: decimal digits only, below the configured limit.
+fn parse_seq(text: &str, max_chunks: u64) -> Result<u64> {
+    let seq: u64 = text
+        .parse()
+        .ok()
+        .filter(|_| text.bytes().all(|b| b.is_ascii_digit()))
+        .ok_or_else(|| {
+            Error::BadRequest(format!(
+                "chunk seq must be a non-negative integer, got '{text}'"
+            ))
+        })?;
+    if seq >= max_chunks {
+        return Err(Error::BadRequest(format!(
+            "chunk seq {seq} is over the limit of {max_chunks} chunks"
+        )));
+    }
+    Ok(seq)
+}
+
+/// Reads a body of at most `limit` bytes. axum's `DefaultBodyLimit` does not
+/// apply to a raw `Body`, so the limit is enforced here: by Content-Length
+/// up front, and while reading for bodies that do not declare one.
+async fn read_limited(body: Body, headers: &HeaderMap, limit: u64) -> Result<Bytes> {
+    let too_large = || Error::TooLarge(format!("body is over the limit of {limit} bytes"));
+    let declared = headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
+    if declared.is_some_and(|len| len > limit) {
+        return Err(too_large());
+    }
+    axum::body::to_bytes(body, usize::try_from(limit).unwrap_or(usize::MAX))
+        .await
+        .map_err(|e| {
+            let over = std::error::Error::source(&e)
+                .is_some_and(|s| s.is::<http_body_util::LengthLimitError>());
+            if over {
+                too_large()
+            } else {
+                Error::BadRequest(format!("could not read the request body: {e}"))
+            }
+        })
+}
+
+/// A JSON body, or `None` when the body is empty.
+async fn read_json<T: DeserializeOwned>(body: Body) -> Result<Option<T>> {
+    let bytes = read_limited(body, &HeaderMap::new(), MAX_JSON_BYTES as u64).await?;
+    if bytes.iter().all(u8::is_ascii_whitespace) {
+        return Ok(None);
+    }
+    serde_json::from_slice(&bytes)
+        .map(Some)
+        .map_err(|e| Error::BadRequest(format!("invalid JSON body: {e}")))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn seq_must_be_plain_decimal_below_the_limit() {
+        assert_eq!(parse_seq("0", 10).unwrap(), 0);
+        assert_eq!(parse_seq("9", 10).unwrap(), 9);
+        for bad in [
+            "10",
+            "-1",
+            "+1",
+            "1e3",
+            "",
+            " 1",
+            "0x1",
+            "99999999999999999999999",
+        ] {
+            assert!(
+                matches!(parse_seq(bad, 10), Err(Error::BadRequest(_))),
+                "{bad:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn bearer_scheme_is_case_insensitive() {
+        let mut headers = HeaderMap::new();
+        headers.insert(header::AUTHORIZATION, "bearer abc".parse().unwrap());
+        assert_eq!(bearer(&headers), Some("abc"));
+        headers.insert(header::AUTHORIZATION, "Basic abc".parse().unwrap());
+        assert_eq!(bearer(&headers), None);
+    }
+}

@@ -1,0 +1,78 @@
+//! The JSON shapes of the recordings API (docs/http-contract.md).
+
+use serde::Serialize;
+
+use crate::store::{RecordingMeta, State};
+
+use super::reorder::{ChunkSet, MAX_MISSING_LISTED};
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ChunkStatus {
+    pub received: u64,
+    pub contiguous: u64,
+    pub missing: Vec<u64>,
+    pub total: Option<u64>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct RecordingStatus {
+    pub id: String,
+    pub title: String,
+    pub state: State,
+    pub created_at: String,
+    /// Media published so far, in seconds.
+    pub duration_s: f64,
+    pub chunks: ChunkStatus,
+    pub segments: u64,
+    pub hls: String,
+    pub dash: Option<String>,
+    pub watch: String,
+    pub error: Option<String>,
+}
+
+/// Answer to a chunk upload.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ChunkReceipt {
+    pub seq: u64,
+    pub received: u64,
+    pub contiguous: u64,
+    pub missing: Vec<u64>,
+}
+
+impl ChunkReceipt {
+    pub fn new(seq: u64, chunks: &ChunkSet) -> Self {
+        Self {
+            seq,
+            received: chunks.received(),
+            contiguous: chunks.contiguous(),
+            missing: chunks.missing(MAX_MISSING_LISTED),
+        }
+    }
+}
+
+pub fn hls_url(id: &str) -> String {
+    format!("/media/{id}/{}", crate::media::hls::MULTIVARIANT_FILE)
+}
+
+impl RecordingStatus {
+    pub fn new(meta: &RecordingMeta, chunks: &ChunkSet, duration_ms: u64, segments: u64) -> Self {
+        Self {
+            id: meta.id.clone(),
+            title: meta.title.clone(),
+            state: meta.state,
+            created_at: meta.created_at.clone(),
+            duration_s: duration_ms as f64 / 1000.0,
+            chunks: ChunkStatus {
+                received: chunks.received(),
+                contiguous: chunks.contiguous(),
+                missing: chunks.missing(MAX_MISSING_LISTED),
+                total: meta.total,
+            },
+            segments,
+            hls: hls_url(&meta.id),
+            dash: None,
+            watch: format!("/watch/{}", meta.id),
+            error: meta.error.clone(),
+        }
+    }
+}

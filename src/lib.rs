@@ -1,0 +1,42 @@
+//! segcast: turns a webcam recording uploaded in chunks while it is made
+//! into a live HLS stream, and keeps it as a library of playable videos.
+//!
+//! Data flows one way (docs/architecture.md):
+//! record page → [`ingest`] (durable chunks, reorder) → [`transcode`]
+//! (ffmpeg sidecar) → [`publish`] (the pure [`media`] core: fMP4 splitter,
+//! segmenter, timeline, playlists) → files under `<data>/` → [`http`].
+
+pub mod config;
+pub mod error;
+pub mod http;
+pub mod ingest;
+pub mod media;
+pub mod publish;
+pub mod store;
+pub mod transcode;
+
+use std::future::Future;
+use std::sync::Arc;
+
+use tokio::net::TcpListener;
+
+pub use config::Config;
+
+/// Opens the library under `config.data_dir` and builds the HTTP app.
+pub async fn app(config: Config) -> std::io::Result<axum::Router> {
+    let library = ingest::library::Library::open(Arc::new(config)).await?;
+    Ok(http::router(http::AppState { library }))
+}
+
+/// Serves until `shutdown` resolves.
+pub async fn serve(
+    listener: TcpListener,
+    config: Config,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    let app = app(config).await?;
+    tracing::info!(addr = %listener.local_addr()?, "serving");
+    axum::serve(listener, app)
+        .with_graceful_shutdown(shutdown)
+        .await
+}

@@ -1,0 +1,6 @@
+//! The pure media core: fMP4 splitting, segmenting, the timeline and
+//! playlist rendering. No I/O, no async: plain functions over plain types.
+
+pub mod fmp4;
+pub mod hls;
+pub mod timeline;

@@ -1,0 +1,332 @@
+//! The timeline of one recording: the ordered segments (and their parts)
+//! from which every playlist is rendered.
+//!
+//! A [`Segment`] is a run of fragments that starts with a sync sample of the
+//! primary track, so each one is independently decodable (RFC 8216 §4.3.3.5
+//! `EXT-X-INDEPENDENT-SEGMENTS`; ISO/IEC 23009-1 §5.3.9.6 SegmentTimeline).
+//! Each fragment inside a segment is kept as a [`Part`] with its byte range:
+//! LL-HLS `EXT-X-PART` (RFC 8216bis §4.4.4.9) and DASH chunks can be
+//! rendered from the same timeline without reshaping it.
+//!
+//! All time is integer ticks of the primary track's timescale.
+
+use super::fmp4::{Fragment, InitSegment};
+
+/// What every playlist needs from the init segment.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct StreamInfo {
+    pub timescale: u32,
+    /// RFC 6381 codec strings of all tracks, comma separated.
+    pub codecs: String,
+    pub width: Option<u16>,
+    pub height: Option<u16>,
+    pub has_video: bool,
+    pub has_audio: bool,
+}
+
+impl StreamInfo {
+    pub fn from_init(init: &InitSegment) -> Self {
+        use super::fmp4::TrackKind;
+        let primary = init.primary_track();
+        let video = init.tracks.iter().find_map(|t| match t.kind {
+            TrackKind::Video { width, height } => Some((width, height)),
+            _ => None,
+        });
+        Self {
+            timescale: primary.map_or(1, |t| t.timescale.max(1)),
+            codecs: init
+                .tracks
+                .iter()
+                .map(|t| t.codec.as_str())
+                .collect::<Vec<_>>()
+                .join(","),
+            width: video.map(|v| v.0),
+            height: video.map(|v| v.1),
+            has_video: video.is_some(),
+            has_audio: init
+                .tracks
+                .iter()
+                .any(|t| matches!(t.kind, TrackKind::Audio { .. })),
+        }
+    }
+}
+
+/// One fragment inside a segment file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Part {
+    pub dur_ticks: u64,
+    pub independent: bool,
+    pub offset_bytes: u64,
+    pub len_bytes: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Segment {
+    /// Position in the recording, from 0; also its media sequence number.
+    pub seq: u64,
+    pub start_ticks: u64,
+    pub dur_ticks: u64,
+    pub len_bytes: u64,
+    pub parts: Vec<Part>,
+}
+
+impl Segment {
+    /// File name of a segment: deterministic, so it can be recomputed.
+    pub fn file_name(seq: u64) -> String {
+        format!("seg-{seq:05}.m4s")
+    }
+}
+
+/// Published state of one recording's media.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Timeline {
+    pub info: StreamInfo,
+    pub segments: Vec<Segment>,
+    /// No segment will be added: playlists carry `EXT-X-ENDLIST`.
+    pub ended: bool,
+}
+
+impl Timeline {
+    pub fn duration_ticks(&self) -> u64 {
+        self.segments.iter().map(|s| s.dur_ticks).sum()
+    }
+
+    pub fn duration_ms(&self) -> u64 {
+        self.duration_ticks() * 1000 / u64::from(self.info.timescale.max(1))
+    }
+
+    /// Peak bit rate of any segment (RFC 8216 §4.3.4.2 `BANDWIDTH`).
+    pub fn peak_bits_per_s(&self) -> u64 {
+        let timescale = u64::from(self.info.timescale.max(1));
+        self.segments
+            .iter()
+            .filter(|s| s.dur_ticks > 0)
+            .map(|s| s.len_bytes * 8 * timescale / s.dur_ticks)
+            .max()
+            .unwrap_or(0)
+    }
+
+    pub fn average_bits_per_s(&self) -> u64 {
+        let ticks = self.duration_ticks();
+        let bytes: u64 = self.segments.iter().map(|s| s.len_bytes).sum();
+        if ticks == 0 {
+            return 0;
+        }
+        bytes * 8 * u64::from(self.info.timescale.max(1)) / ticks
+    }
+}
+
+/// A segment the segmenter has closed, with its bytes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClosedSegment {
+    pub segment: Segment,
+    pub bytes: Vec<u8>,
+}
+
+/// Groups fragments into segments that start at sync samples of the
+/// primary track and last at least `min_dur_ticks` (except the last one).
+#[derive(Debug)]
+pub struct Segmenter {
+    primary_track_id: u32,
+    min_dur_ticks: u64,
+    next_seq: u64,
+    open: Option<ClosedSegment>,
+}
+
+impl Segmenter {
+    /// `target_dur_ticks` is the wanted segment duration; a segment closes at
+    /// the first sync sample at or after 90% of it, so encoder keyframes that
+    /// land a frame early still start a new segment.
+    pub fn new(primary_track_id: u32, target_dur_ticks: u64, first_seq: u64) -> Self {
+        Self {
+            primary_track_id,
+            min_dur_ticks: target_dur_ticks * 9 / 10,
+            next_seq: first_seq,
+            open: None,
+        }
+    }
+
+    /// Adds a fragment; returns the segment it closes, if any.
+    pub fn push(&mut self, fragment: Fragment) -> Option<ClosedSegment> {
+        let run = fragment.run(self.primary_track_id).copied();
+        let dur_ticks = run.map_or(0, |r| r.dur_ticks);
+        let independent = run.is_some_and(|r| r.starts_with_sync && r.samples > 0);
+        let closes = self
+            .open
+            .as_ref()
+            .is_some_and(|open| independent && open.segment.dur_ticks >= self.min_dur_ticks);
+        let closed = if closes { self.open.take() } else { None };
+
+        let open = self.open.get_or_insert_with(|| {
+            let seq = self.next_seq;
+            self.next_seq += 1;
+            ClosedSegment {
+                segment: Segment {
+                    seq,
+                    start_ticks: run.map_or(0, |r| r.base_decode_ticks),
+                    dur_ticks: 0,
+                    len_bytes: 0,
+                    parts: Vec::new(),
+                },
+                bytes: Vec::new(),
+            }
+        });
+        let len_bytes = fragment.bytes.len() as u64;
+        open.segment.parts.push(Part {
+            dur_ticks,
+            independent,
+            offset_bytes: open.segment.len_bytes,
+            len_bytes,
+        });
+        open.segment.dur_ticks += dur_ticks;
+        open.segment.len_bytes += len_bytes;
+        open.bytes.extend_from_slice(&fragment.bytes);
+        closed
+    }
+
+    /// Closes the last segment at the end of the stream.
+    pub fn finish(&mut self) -> Option<ClosedSegment> {
+        self.open
+            .take()
+            .filter(|s| s.segment.dur_ticks > 0 || !s.bytes.is_empty())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::media::fmp4::TrackRun;
+
+    fn frag(start_ticks: u64, dur_ticks: u64, sync: bool) -> Fragment {
+        Fragment {
+            bytes: vec![0; 100],
+            runs: vec![
+                TrackRun {
+                    track_id: 2,
+                    base_decode_ticks: start_ticks,
+                    dur_ticks,
+                    samples: 5,
+                    starts_with_sync: sync,
+                },
+                TrackRun {
+                    track_id: 1,
+                    base_decode_ticks: 0,
+                    dur_ticks: 999,
+                    samples: 3,
+                    starts_with_sync: true,
+                },
+            ],
+        }
+    }
+
+    /// Feeds `(dur, sync)` fragments back to back; returns (start, dur, parts).
+    fn segment(target: u64, frags: &[(u64, bool)]) -> Vec<(u64, u64, usize)> {
+        let mut segmenter = Segmenter::new(2, target, 0);
+        let mut start = 0;
+        let mut out = Vec::new();
+        for &(dur, sync) in frags {
+            out.extend(segmenter.push(frag(start, dur, sync)));
+            start += dur;
+        }
+        out.extend(segmenter.finish());
+        for (i, s) in out.iter().enumerate() {
+            assert_eq!(s.segment.seq, i as u64);
+            assert_eq!(s.bytes.len() as u64, s.segment.len_bytes);
+        }
+        out.iter()
+            .map(|s| {
+                (
+                    s.segment.start_ticks,
+                    s.segment.dur_ticks,
+                    s.segment.parts.len(),
+                )
+            })
+            .collect()
+    }
+
+    #[test]
+    fn segments_start_at_sync_fragments_once_long_enough() {
+        // Keyframes every 1 s (sync every other 0.5 s fragment), target 2 s.
+        let frags = [
+            (45, true),
+            (45, false),
+            (45, true),
+            (45, false),
+            (45, true),
+            (45, false),
+        ];
+        assert_eq!(segment(180, &frags), [(0, 180, 4), (180, 90, 2)]);
+    }
+
+    #[test]
+    fn a_non_sync_fragment_never_starts_a_segment() {
+        // Long GOP: no sync sample for 4 s; the segment grows past the target.
+        let frags = [
+            (100, true),
+            (100, false),
+            (100, false),
+            (100, false),
+            (100, true),
+        ];
+        assert_eq!(segment(200, &frags), [(0, 400, 4), (400, 100, 1)]);
+    }
+
+    #[test]
+    fn keyframe_a_frame_early_still_cuts() {
+        // 2 s target at 90 kHz; the keyframe lands 1/30 s early.
+        let frags = [(177_000, true), (180_000, true), (90_000, true)];
+        assert_eq!(
+            segment(180_000, &frags),
+            [(0, 177_000, 1), (177_000, 180_000, 1), (357_000, 90_000, 1)]
+        );
+    }
+
+    #[test]
+    fn parts_record_byte_ranges_and_independence() {
+        let mut segmenter = Segmenter::new(2, 1000, 7);
+        assert!(segmenter.push(frag(0, 50, true)).is_none());
+        assert!(segmenter.push(frag(50, 50, false)).is_none());
+        let seg = segmenter.finish().unwrap().segment;
+        assert_eq!(seg.seq, 7);
+        assert_eq!(
+            seg.parts,
+            [
+                Part {
+                    dur_ticks: 50,
+                    independent: true,
+                    offset_bytes: 0,
+                    len_bytes: 100
+                },
+                Part {
+                    dur_ticks: 50,
+                    independent: false,
+                    offset_bytes: 100,
+                    len_bytes: 100
+                },
+            ]
+        );
+    }
+
+    #[test]
+    fn bitrates_come_from_bytes_over_duration() {
+        let mut tl = Timeline {
+            info: StreamInfo {
+                timescale: 1000,
+                ..Default::default()
+            },
+            ..Default::default()
+        };
+        for (seq, (dur, len)) in [(2000, 250_000), (1000, 250_000)].into_iter().enumerate() {
+            tl.segments.push(Segment {
+                seq: seq as u64,
+                start_ticks: 0,
+                dur_ticks: dur,
+                len_bytes: len,
+                parts: vec![],
+            });
+        }
+        assert_eq!(tl.peak_bits_per_s(), 2_000_000);
+        assert_eq!(tl.average_bits_per_s(), 500_000 * 8 * 1000 / 3000);
+        assert_eq!(tl.duration_ms(), 3000);
+    }
+}

@@ -1,0 +1,177 @@
+//! Turns ffmpeg's fMP4 byte stream into published HLS files: the pure
+//! splitter and segmenter decide, this module writes.
+//!
+//! Publication order is what keeps players safe (RFC 8216 §6.2.1: a
+//! playlist must only list segments that can be fetched): init and segment
+//! files are renamed into place first, the media playlist that lists them
+//! after. Every file appears atomically (write, then rename).
+
+use std::io;
+use std::path::PathBuf;
+
+use crate::media::fmp4::{Piece, SplitError, Splitter};
+use crate::media::hls::{self, INIT_FILE, MEDIA_PLAYLIST_FILE, MULTIVARIANT_FILE};
+use crate::media::timeline::{ClosedSegment, Segment, Segmenter, StreamInfo, Timeline};
+use crate::store::write_atomic;
+
+#[derive(Debug, thiserror::Error)]
+pub enum PublishError {
+    #[error("ffmpeg output is not usable fMP4: {0}")]
+    Split(#[from] SplitError),
+    #[error("ffmpeg output has no tracks")]
+    NoTracks,
+    #[error("writing media files: {0}")]
+    Io(#[from] io::Error),
+}
+
+/// Settings for one rendition's files.
+#[derive(Debug, Clone)]
+pub struct PublishSettings {
+    pub dir: PathBuf,
+    pub segment_target_ms: u64,
+    /// BANDWIDTH floor while live (see [`hls::render_multivariant`]).
+    pub declared_bits_per_s: u64,
+}
+
+pub struct HlsPublisher {
+    settings: PublishSettings,
+    splitter: Splitter,
+    segmenter: Option<Segmenter>,
+    timeline: Timeline,
+}
+
+impl HlsPublisher {
+    pub fn new(settings: PublishSettings) -> Self {
+        Self {
+            settings,
+            splitter: Splitter::default(),
+            segmenter: None,
+            timeline: Timeline::default(),
+        }
+    }
+
+    pub fn timeline(&self) -> &Timeline {
+        &self.timeline
+    }
+
+    /// Feeds ffmpeg output; returns true when a segment was published.
+    pub fn push(&mut self, bytes: &[u8]) -> Result<bool, PublishError> {
+        let mut published = false;
+        for piece in self.splitter.push(bytes)? {
+            match piece {
+                Piece::Init(init) => {
+                    let primary = init.primary_track().ok_or(PublishError::NoTracks)?;
+                    self.timeline.info = StreamInfo::from_init(&init);
+                    let target_ticks =
+                        self.settings.segment_target_ms * u64::from(primary.timescale) / 1000;
+                    self.segmenter = Some(Segmenter::new(primary.track_id, target_ticks, 0));
+                    write_atomic(&self.settings.dir.join(INIT_FILE), &init.bytes, false)?;
+                }
+                Piece::Fragment(fragment) => {
+                    let segmenter = self.segmenter.as_mut().expect("splitter yields init first");
+                    if let Some(closed) = segmenter.push(fragment) {
+                        self.publish(closed)?;
+                        published = true;
+                    }
+                }
+            }
+        }
+        Ok(published)
+    }
+
+    /// End of ffmpeg output: publishes the last segment and the final
+    /// playlists with `EXT-X-ENDLIST`.
+    pub fn finish(mut self) -> Result<Timeline, PublishError> {
+        self.splitter.finish()?;
+        if let Some(last) = self.segmenter.as_mut().and_then(Segmenter::finish) {
+            self.publish(last)?;
+        }
+        self.timeline.ended = true;
+        self.write_playlists()?;
+        Ok(self.timeline)
+    }
+
+    fn publish(&mut self, closed: ClosedSegment) -> Result<(), PublishError> {
+        let path = self
+            .settings
+            .dir
+            .join(Segment::file_name(closed.segment.seq));
+        write_atomic(&path, &closed.bytes, false)?;
+        self.timeline.segments.push(closed.segment);
+        self.write_playlists()
+    }
+
+    fn write_playlists(&self) -> Result<(), PublishError> {
+        let dir = &self.settings.dir;
+        let media = hls::render_media_playlist(&self.timeline, self.settings.segment_target_ms);
+        write_atomic(&dir.join(MEDIA_PLAYLIST_FILE), media.as_bytes(), false)?;
+        // The multivariant playlist only changes with the first segment
+        // (codecs known) and at the end (measured bandwidth).
+        if self.timeline.segments.len() == 1 || self.timeline.ended {
+            let multivariant =
+                hls::render_multivariant(&self.timeline, self.settings.declared_bits_per_s);
+            write_atomic(&dir.join(MULTIVARIANT_FILE), multivariant.as_bytes(), false)?;
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const FIXTURE: &[u8] = include_bytes!("../tests/fixtures/frag-3s-kf1s.mp4");
+
+    #[test]
+    fn publishes_segments_then_playlists_and_ends_them() {
+        let tmp = tempfile::tempdir().unwrap();
+        let mut publisher = HlsPublisher::new(PublishSettings {
+            dir: tmp.path().to_path_buf(),
+            segment_target_ms: 1000,
+            declared_bits_per_s: 1,
+        });
+        let mut published = 0;
+        for chunk in FIXTURE.chunks(5000) {
+            published += usize::from(publisher.push(chunk).unwrap());
+        }
+        // Keyframes at 0, 1, 2 s: two segments closed; the third closes at the end.
+        assert_eq!(published, 2);
+        let live = std::fs::read_to_string(tmp.path().join(MEDIA_PLAYLIST_FILE)).unwrap();
+        assert!(
+            live.contains("seg-00001.m4s") && !live.contains("#EXT-X-ENDLIST"),
+            "{live}"
+        );
+
+        let timeline = publisher.finish().unwrap();
+        assert_eq!(timeline.segments.len(), 3);
+        assert!(
+            (3000..=3033).contains(&timeline.duration_ms()),
+            "{}",
+            timeline.duration_ms()
+        );
+        let ended = std::fs::read_to_string(tmp.path().join(MEDIA_PLAYLIST_FILE)).unwrap();
+        assert!(ended.ends_with("#EXT-X-ENDLIST\n"), "{ended}");
+        for seg in &timeline.segments {
+            let bytes = std::fs::read(tmp.path().join(Segment::file_name(seg.seq))).unwrap();
+            assert_eq!(bytes.len() as u64, seg.len_bytes);
+            assert_eq!(&bytes[4..8], b"moof");
+        }
+        let multivariant = std::fs::read_to_string(tmp.path().join(MULTIVARIANT_FILE)).unwrap();
+        assert!(multivariant.contains("RESOLUTION=160x90"), "{multivariant}");
+    }
+
+    #[test]
+    fn truncated_output_fails_at_finish() {
+        let tmp = tempfile::tempdir().unwrap();
+        let mut publisher = HlsPublisher::new(PublishSettings {
+            dir: tmp.path().to_path_buf(),
+            segment_target_ms: 1000,
+            declared_bits_per_s: 1,
+        });
+        publisher.push(&FIXTURE[..FIXTURE.len() / 2]).unwrap();
+        assert!(matches!(
+            publisher.finish(),
+            Err(PublishError::Split(SplitError::Truncated(_)))
+        ));
+    }
+}

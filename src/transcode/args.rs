@@ -1,0 +1,192 @@
+//! ffmpeg's argument list, built by a pure function so it can be tested and
+//! logged. ffmpeg encodes; segcast packages: the output is one fragmented MP4
+//! on stdout (ISO/IEC 14496-12 §8.8) that the splitter cuts into segments.
+
+use crate::config::Config;
+
+/// How ffmpeg is asked to encode a live recording.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EncodeSettings {
+    pub segment_target_ms: u64,
+    pub fragment_ms: u64,
+    pub video_kbps: u32,
+    pub audio_kbps: u32,
+    pub x264_preset: String,
+}
+
+impl From<&Config> for EncodeSettings {
+    fn from(c: &Config) -> Self {
+        Self {
+            segment_target_ms: c.segment_target_ms,
+            fragment_ms: c.fragment_ms,
+            video_kbps: c.video_kbps,
+            audio_kbps: c.audio_kbps,
+            x264_preset: c.x264_preset.clone(),
+        }
+    }
+}
+
+/// MP4 timescale for video: 90 kHz divides every common frame rate's
+/// duration closely and matches MPEG-TS and RTP habits.
+pub const VIDEO_TIMESCALE: u32 = 90_000;
+
+/// Arguments for a live recording: WebM (Matroska) on stdin, fMP4 on stdout.
+pub fn live_args(s: &EncodeSettings) -> Vec<String> {
+    let mut args: Vec<String> = [
+        // Input: MediaRecorder's WebM has no duration and arrives slowly;
+        // its track headers describe the streams, so a small probe suffices
+        // and the first segment is not held back by a 5 s default analysis.
+        "-probesize",
+        "500000",
+        "-analyzeduration",
+        "1000000",
+        "-f",
+        "matroska",
+        "-i",
+        "pipe:0",
+        // First video and first audio stream, either may be absent.
+        "-map",
+        "0:v:0?",
+        "-map",
+        "0:a:0?",
+    ]
+    .map(String::from)
+    .to_vec();
+    args.extend(h264_args(s));
+    args.extend(aac_args(s));
+    args.extend(fmp4_output_args(s));
+    args
+}
+
+fn h264_args(s: &EncodeSettings) -> Vec<String> {
+    let gop_s = format!("{:.3}", s.segment_target_ms as f64 / 1000.0);
+    let kbps = s.video_kbps;
+    vec![
+        "-c:v".into(),
+        "libx264".into(),
+        "-preset".into(),
+        s.x264_preset.clone(),
+        // No lookahead and no B-frames: a frame leaves the encoder as soon
+        // as it enters, which is most of the live latency budget.
+        "-tune".into(),
+        "zerolatency".into(),
+        "-pix_fmt".into(),
+        "yuv420p".into(),
+        "-b:v".into(),
+        format!("{kbps}k"),
+        "-maxrate".into(),
+        format!("{kbps}k"),
+        "-bufsize".into(),
+        format!("{}k", kbps * 2),
+        // Keyframes exactly on the segment grid, never elsewhere, so every
+        // segment has the target duration and starts independently.
+        "-force_key_frames".into(),
+        format!("expr:gte(t,n_forced*{gop_s})"),
+        "-sc_threshold".into(),
+        "0".into(),
+    ]
+}
+
+fn aac_args(s: &EncodeSettings) -> Vec<String> {
+    vec![
+        "-c:a".into(),
+        "aac".into(),
+        "-b:a".into(),
+        format!("{}k", s.audio_kbps),
+        "-ac".into(),
+        "2".into(),
+        "-ar".into(),
+        "48000".into(),
+    ]
+}
+
+fn fmp4_output_args(s: &EncodeSettings) -> Vec<String> {
+    vec![
+        "-video_track_timescale".into(),
+        VIDEO_TIMESCALE.to_string(),
+        "-f".into(),
+        "mp4".into(),
+        // empty_moov: init segment first, written before any media;
+        // default_base_moof: offsets relative to each moof (CMAF, §8.8.7);
+        // frag_keyframe + frag_duration: a fragment per keyframe and at
+        // least every fragment_ms, so segments can close promptly.
+        "-movflags".into(),
+        "empty_moov+default_base_moof+frag_keyframe".into(),
+        "-frag_duration".into(),
+        (s.fragment_ms * 1000).to_string(),
+        // Hand each fragment to the pipe as soon as it is complete.
+        "-flush_packets".into(),
+        "1".into(),
+        "pipe:1".into(),
+    ]
+}
+
+/// The bit rate a variant declares before any segment was measured.
+pub fn declared_bits_per_s(s: &EncodeSettings) -> u64 {
+    (u64::from(s.video_kbps) + u64::from(s.audio_kbps)) * 1000
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn settings() -> EncodeSettings {
+        EncodeSettings {
+            segment_target_ms: 2000,
+            fragment_ms: 500,
+            video_kbps: 2500,
+            audio_kbps: 128,
+            x264_preset: "veryfast".into(),
+        }
+    }
+
+    /// The value following `flag`, failing the test if the flag is absent.
+    fn value<'a>(args: &'a [String], flag: &str) -> &'a str {
+        let at = args
+            .iter()
+            .position(|a| a == flag)
+            .unwrap_or_else(|| panic!("{flag} missing"));
+        &args[at + 1]
+    }
+
+    #[test]
+    fn reads_webm_from_stdin_and_writes_fmp4_to_stdout() {
+        let args = live_args(&settings());
+        assert_eq!(value(&args, "-i"), "pipe:0");
+        assert_eq!(value(&args, "-f"), "matroska", "input format comes first");
+        assert_eq!(args.last().unwrap(), "pipe:1");
+        let movflags = value(&args, "-movflags");
+        for flag in ["empty_moov", "default_base_moof", "frag_keyframe"] {
+            assert!(
+                movflags.split('+').any(|f| f == flag),
+                "{movflags} lacks {flag}"
+            );
+        }
+    }
+
+    #[test]
+    fn keyframes_follow_the_segment_target() {
+        let mut s = settings();
+        s.segment_target_ms = 1500;
+        s.fragment_ms = 250;
+        let args = live_args(&s);
+        assert_eq!(
+            value(&args, "-force_key_frames"),
+            "expr:gte(t,n_forced*1.500)"
+        );
+        assert_eq!(value(&args, "-sc_threshold"), "0");
+        assert_eq!(value(&args, "-frag_duration"), "250000");
+    }
+
+    #[test]
+    fn encodes_h264_and_aac_at_the_configured_rates() {
+        let args = live_args(&settings());
+        assert_eq!(value(&args, "-c:v"), "libx264");
+        assert_eq!(value(&args, "-b:v"), "2500k");
+        assert_eq!(value(&args, "-bufsize"), "5000k");
+        assert_eq!(value(&args, "-c:a"), "aac");
+        assert_eq!(value(&args, "-b:a"), "128k");
+        assert_eq!(value(&args, "-tune"), "zerolatency");
+        assert_eq!(declared_bits_per_s(&settings()), 2_628_000);
+    }
+}

@@ -1,0 +1,4 @@
+//! ffmpeg as a sidecar: its argument list (pure) and the process around it.
+
+pub mod args;
+pub mod sidecar;

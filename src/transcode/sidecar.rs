@@ -1,0 +1,229 @@
+//! The ffmpeg sidecar of one recording: a child process fed on stdin, read
+//! on stdout, logged from stderr.
+//!
+//! ffmpeg-sidecar's event iterator blocks, and so do the pipes, so each runs
+//! on its own OS thread, never on the async runtime:
+//!
+//! ```text
+//! feeder thread     chunk files ──▶ ffmpeg stdin
+//! packager thread   ffmpeg stdout ──▶ HlsPublisher ──▶ TranscodeEvent::Published
+//! supervisor thread ffmpeg stderr events ──▶ tracing; exit ──▶ TranscodeEvent::Exited
+//! ```
+//!
+//! ffmpeg runs in its own process group so that [`Transcoder::kill`] stops it
+//! and anything it spawned.
+
+use std::io::{Read, Write};
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::sync::mpsc;
+use std::thread;
+
+use ffmpeg_sidecar::command::FfmpegCommand;
+use ffmpeg_sidecar::event::{FfmpegEvent, LogLevel};
+use tokio::sync::mpsc::UnboundedSender;
+use tracing::Span;
+
+use crate::media::timeline::Timeline;
+use crate::publish::HlsPublisher;
+
+/// ffmpeg stdout is read in pieces of this size.
+const READ_BYTES: usize = 64 * 1024;
+
+#[derive(Debug)]
+pub enum TranscodeEvent {
+    /// A segment was published; the timeline so far.
+    Published(Timeline),
+    /// ffmpeg exited and its output was packaged (Ok), or something failed.
+    Exited(Result<Timeline, String>),
+}
+
+enum Feed {
+    Chunk(PathBuf),
+    End,
+}
+
+/// Handle to a running ffmpeg. Dropping it closes ffmpeg's input.
+pub struct Transcoder {
+    feed: mpsc::Sender<Feed>,
+    pid: u32,
+}
+
+impl Transcoder {
+    /// Starts `ffmpeg args…`, packaging its output with `publisher` and
+    /// reporting to `events`. `span` is the recording's tracing span.
+    pub fn spawn(
+        ffmpeg: &Path,
+        args: &[String],
+        publisher: HlsPublisher,
+        events: UnboundedSender<TranscodeEvent>,
+        span: Span,
+    ) -> std::io::Result<Self> {
+        let mut command = FfmpegCommand::new_with_path(ffmpeg);
+        command.args(args);
+        command.as_inner_mut().process_group(0);
+        tracing::debug!(parent: &span, ?args, "starting ffmpeg");
+        let mut child = command.spawn()?;
+        let pid = child.as_inner().id();
+        let stdin = child.take_stdin().expect("stdin is piped");
+        let stdout = child.take_stdout().expect("stdout is piped");
+        let (feed, feed_rx) = mpsc::channel();
+
+        let feeder_span = span.clone();
+        thread::Builder::new()
+            .name(format!("ffmpeg-feed-{pid}"))
+            .spawn(move || feeder_span.in_scope(|| feed_stdin(stdin, feed_rx)))?;
+
+        let packager_span = span.clone();
+        let packager_events = events.clone();
+        let packager = thread::Builder::new()
+            .name(format!("ffmpeg-out-{pid}"))
+            .spawn(move || {
+                packager_span.in_scope(|| package_stdout(stdout, publisher, packager_events))
+            })?;
+
+        thread::Builder::new()
+            .name(format!("ffmpeg-log-{pid}"))
+            .spawn(move || {
+                span.in_scope(|| {
+                    let last_error = log_events(&mut child);
+                    let status = child.wait();
+                    let packaged = packager
+                        .join()
+                        .unwrap_or_else(|_| Err("packager panicked".into()));
+                    let outcome = match status {
+                        Ok(s) if s.success() => packaged,
+                        Ok(s) => Err(exit_message(&s.to_string(), last_error)),
+                        Err(e) => Err(format!("waiting for ffmpeg: {e}")),
+                    };
+                    tracing::info!(ok = outcome.is_ok(), "ffmpeg finished");
+                    let _ = events.send(TranscodeEvent::Exited(outcome));
+                })
+            })?;
+        Ok(Self { feed, pid })
+    }
+
+    /// Queues a stored chunk for ffmpeg's input (never blocks).
+    pub fn feed(&self, chunk: PathBuf) {
+        let _ = self.feed.send(Feed::Chunk(chunk));
+    }
+
+    /// Closes ffmpeg's input once the queued chunks are written.
+    pub fn end_input(&self) {
+        let _ = self.feed.send(Feed::End);
+    }
+
+    /// Kills ffmpeg's whole process group.
+    pub fn kill(&self) {
+        // SAFETY: plain syscall on a pid we spawned; a negative pid names its group.
+        unsafe {
+            libc::kill(-(self.pid as i32), libc::SIGKILL);
+        }
+    }
+}
+
+fn feed_stdin(mut stdin: std::process::ChildStdin, feed: mpsc::Receiver<Feed>) {
+    while let Ok(Feed::Chunk(path)) = feed.recv() {
+        let written = std::fs::read(&path).and_then(|bytes| stdin.write_all(&bytes));
+        if let Err(error) = written {
+            // ffmpeg exited (broken pipe) or the chunk vanished; the
+            // supervisor reports ffmpeg's own reason.
+            tracing::debug!(%error, chunk = %path.display(), "stopped feeding ffmpeg");
+            return;
+        }
+    }
+    // Feed::End, or the handle was dropped: dropping stdin closes it.
+}
+
+fn package_stdout(
+    mut stdout: std::process::ChildStdout,
+    mut publisher: HlsPublisher,
+    events: UnboundedSender<TranscodeEvent>,
+) -> Result<Timeline, String> {
+    let mut buf = vec![0u8; READ_BYTES];
+    loop {
+        let n = match stdout.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(format!("reading ffmpeg output: {e}")),
+        };
+        match publisher.push(&buf[..n]) {
+            Ok(true) => {
+                let _ = events.send(TranscodeEvent::Published(publisher.timeline().clone()));
+            }
+            Ok(false) => {}
+            Err(e) => return Err(e.to_string()),
+        }
+    }
+    publisher.finish().map_err(|e| e.to_string())
+}
+
+/// Logs ffmpeg's events until it closes stderr; returns its last error line.
+fn log_events(child: &mut ffmpeg_sidecar::child::FfmpegChild) -> Option<String> {
+    let events = match child.iter() {
+        Ok(events) => events,
+        Err(e) => return Some(format!("cannot read ffmpeg's log: {e}")),
+    };
+    let mut last_error = None;
+    for event in events {
+        match event {
+            FfmpegEvent::Log(LogLevel::Error | LogLevel::Fatal, line) => {
+                tracing::warn!(target: "ffmpeg", "{line}");
+                last_error = Some(line);
+            }
+            FfmpegEvent::Log(LogLevel::Warning, line) => {
+                tracing::debug!(target: "ffmpeg", "{line}")
+            }
+            FfmpegEvent::Log(_, line) => tracing::trace!(target: "ffmpeg", "{line}"),
+            FfmpegEvent::Progress(p) => {
+                tracing::trace!(target: "ffmpeg", time = %p.time, fps = p.fps, "progress")
+            }
+            FfmpegEvent::Error(e) => tracing::debug!(target: "ffmpeg", "{e}"),
+            _ => {}
+        }
+    }
+    last_error
+}
+
+/// A readable reason from ffmpeg's exit status and its last error line
+/// (without the `[matroska,webm @ 0x…]` context prefix).
+pub fn exit_message(status: &str, last_error: Option<String>) -> String {
+    match last_error {
+        Some(line) => {
+            let line = line.trim();
+            let reason = match line
+                .strip_prefix('[')
+                .and_then(|rest| rest.split_once("] "))
+            {
+                Some((_, reason)) => reason,
+                None => line,
+            };
+            format!("ffmpeg could not process the recording: {reason}")
+        }
+        None => format!("ffmpeg failed ({status})"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn exit_message_keeps_ffmpegs_reason_without_context() {
+        let msg = exit_message(
+            "exit status: 1",
+            Some("[matroska,webm @ 0x5581] EBML header parsing failed".into()),
+        );
+        assert_eq!(
+            msg,
+            "ffmpeg could not process the recording: EBML header parsing failed"
+        );
+        let msg = exit_message(
+            "exit status: 1",
+            Some("pipe:0: Invalid data found when processing input".into()),
+        );
+        assert_eq!(msg, "ffmpeg could not process the recording: pipe:0: Invalid data found when processing input");
+        assert_eq!(exit_message("signal: 9", None), "ffmpeg failed (signal: 9)");
+    }
+}

@@ -1,0 +1,362 @@
+//! Error paths of the HTTP contract: each bad request gets its status and a
+//! JSON `{"error": …}` body, and nothing already stored is harmed.
+
+mod common;
+
+use std::time::Duration;
+
+use common::{content_digest, Server};
+use reqwest::StatusCode;
+use serde_json::Value;
+
+/// Asserts the status and that the body is `{"error": "<non-empty>"}`.
+async fn assert_error(resp: reqwest::Response, status: u16) -> String {
+    assert_eq!(resp.status().as_u16(), status);
+    assert_eq!(resp.headers()["content-type"], "application/json");
+    let body: Value = resp.json().await.unwrap();
+    let message = body["error"]
+        .as_str()
+        .unwrap_or_else(|| panic!("no error message in {body}"));
+    assert!(!message.is_empty());
+    message.to_string()
+}
+
+#[tokio::test]
+async fn uploads_need_the_recordings_own_token() {
+    let server = Server::start(|_| {}).await;
+    let (id, _token) = server.create("a").await;
+    let (_other_id, other_token) = server.create("b").await;
+    let url = server.url(&format!("/api/recordings/{id}/chunks/0"));
+
+    let missing = server.client.put(&url).body("x").send().await.unwrap();
+    assert!(assert_error(missing, 401).await.contains("missing"));
+    assert_error(
+        server
+            .client
+            .put(&url)
+            .bearer_auth("nope")
+            .body("x")
+            .send()
+            .await
+            .unwrap(),
+        401,
+    )
+    .await;
+    assert_error(server.put(&id, &other_token, 0, b"x".to_vec()).await, 401).await;
+    let finish = server
+        .client
+        .post(server.url(&format!("/api/recordings/{id}/finish")))
+        .json(&serde_json::json!({"chunks": 1}));
+    assert_error(finish.send().await.unwrap(), 401).await;
+    assert_error(
+        server
+            .client
+            .delete(server.url(&format!("/api/recordings/{id}")))
+            .send()
+            .await
+            .unwrap(),
+        401,
+    )
+    .await;
+    assert_eq!(server.status(&id).await["chunks"]["received"], 0);
+}
+
+#[tokio::test]
+async fn a_digest_mismatch_stores_nothing() {
+    let server = Server::start(|_| {}).await;
+    let (id, token) = server.create("digest").await;
+    let resp = server
+        .client
+        .put(server.url(&format!("/api/recordings/{id}/chunks/0")))
+        .bearer_auth(&token)
+        .header("content-digest", content_digest(b"other bytes"))
+        .body("these bytes")
+        .send()
+        .await
+        .unwrap();
+    assert!(assert_error(resp, 400).await.contains("does not match"));
+    let malformed = server
+        .client
+        .put(server.url(&format!("/api/recordings/{id}/chunks/0")))
+        .bearer_auth(&token)
+        .header("content-digest", "sha-256=nonsense")
+        .body("these bytes")
+        .send()
+        .await
+        .unwrap();
+    assert_error(malformed, 400).await;
+    assert_eq!(server.status(&id).await["chunks"]["received"], 0);
+    assert!(!server
+        .data
+        .path()
+        .join(format!("recordings/{id}/chunks/00000000.chunk"))
+        .exists());
+}
+
+#[tokio::test]
+async fn rewriting_a_chunk_with_other_bytes_conflicts_and_keeps_the_first() {
+    let server = Server::start(|_| {}).await;
+    let (id, token) = server.create("conflict").await;
+    // Seq 1 only: no ffmpeg starts, this is pure bookkeeping.
+    assert_eq!(
+        server.put(&id, &token, 1, b"first".to_vec()).await.status(),
+        201
+    );
+    assert_eq!(
+        server.put(&id, &token, 1, b"first".to_vec()).await.status(),
+        200
+    );
+    assert_error(server.put(&id, &token, 1, b"second".to_vec()).await, 409).await;
+    let stored = std::fs::read(
+        server
+            .data
+            .path()
+            .join(format!("recordings/{id}/chunks/00000001.chunk")),
+    )
+    .unwrap();
+    assert_eq!(stored, b"first");
+    let status = server.status(&id).await;
+    assert_eq!(
+        status["chunks"],
+        serde_json::json!({"received": 1, "contiguous": 0, "missing": [0], "total": null})
+    );
+}
+
+#[tokio::test]
+async fn oversize_chunks_are_refused_with_413() {
+    let server = Server::start(|c| c.max_chunk_bytes = 1000).await;
+    let (id, token) = server.create("big").await;
+    assert_error(server.put(&id, &token, 3, vec![7; 1001]).await, 413).await;
+    // Without Content-Length (chunked transfer) the limit holds while reading.
+    let stream =
+        futures_util::stream::iter((0..4).map(|_| Ok::<_, std::io::Error>(vec![1u8; 400])));
+    let resp = server
+        .client
+        .put(server.url(&format!("/api/recordings/{id}/chunks/3")))
+        .bearer_auth(&token)
+        .body(reqwest::Body::wrap_stream(stream))
+        .send()
+        .await
+        .unwrap();
+    assert_error(resp, 413).await;
+    assert_eq!(
+        server.put(&id, &token, 3, vec![7; 1000]).await.status(),
+        201
+    );
+}
+
+#[tokio::test]
+async fn seq_and_total_are_checked() {
+    let server = Server::start(|c| c.max_chunks = 100).await;
+    let (id, token) = server.create("seq").await;
+    for bad in ["-1", "abc", "1.5", "100", "18446744073709551616"] {
+        let resp = server
+            .client
+            .put(server.url(&format!("/api/recordings/{id}/chunks/{bad}")))
+            .bearer_auth(&token)
+            .body("x")
+            .send()
+            .await
+            .unwrap();
+        assert_error(resp, 400).await;
+    }
+    assert_eq!(
+        server.put(&id, &token, 5, b"five".to_vec()).await.status(),
+        201
+    );
+    assert!(assert_error(server.finish(&id, &token, 3).await, 409)
+        .await
+        .contains("smaller"));
+    let bad_json = server
+        .client
+        .post(server.url(&format!("/api/recordings/{id}/finish")))
+        .bearer_auth(&token)
+        .body("{\"chunks\": \"many\"}")
+        .send()
+        .await
+        .unwrap();
+    assert_error(bad_json, 400).await;
+    assert_eq!(server.finish(&id, &token, 6).await.status(), 202);
+    assert_eq!(
+        server.finish(&id, &token, 6).await.status(),
+        202,
+        "finish is idempotent"
+    );
+    assert_error(server.finish(&id, &token, 7).await, 409).await;
+    assert!(
+        assert_error(server.put(&id, &token, 6, b"six".to_vec()).await, 409)
+            .await
+            .contains("beyond")
+    );
+    assert_eq!(server.status(&id).await["state"], "processing");
+}
+
+#[tokio::test]
+async fn unknown_ids_and_traversal_attempts_are_404() {
+    let server = Server::start(|_| {}).await;
+    let (id, token) = server.create("traversal").await;
+    server.put(&id, &token, 1, b"secret".to_vec()).await;
+    assert_error(
+        server
+            .client
+            .get(server.url("/api/recordings/0123456789"))
+            .send()
+            .await
+            .unwrap(),
+        404,
+    )
+    .await;
+    assert_error(
+        server.put("0123456789", &token, 0, b"x".to_vec()).await,
+        404,
+    )
+    .await;
+    for path in [
+        format!("/media/{id}/..%2Frecording.json"),
+        format!("/media/{id}/%2e%2e%2fchunks%2f00000001.chunk"),
+        format!("/media/{id}/recording.json"),
+        format!("/media/{id}/seg-1.m4s"),
+        "/media/..%2F..%2Fetc/passwd".to_string(),
+        "/media/ABC/index.m3u8".to_string(),
+        format!("/media/{id}/../recording.json"),
+        format!("/media/{id}/media.m3u8"), // not published yet
+    ] {
+        let resp = server.client.get(server.url(&path)).send().await.unwrap();
+        assert_ne!(resp.status(), StatusCode::OK, "{path}");
+        assert_error(resp, 404).await;
+    }
+}
+
+#[tokio::test]
+async fn deleting_removes_files_and_answers_410_after() {
+    let server = Server::start(|_| {}).await;
+    let (id, token) = server.create("gone").await;
+    server.put(&id, &token, 2, b"two".to_vec()).await;
+    let keep = server.create("kept").await;
+    server.put(&keep.0, &keep.1, 2, b"kept".to_vec()).await;
+
+    let resp = server
+        .client
+        .delete(server.url(&format!("/api/recordings/{id}")))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 204);
+    assert!(!server.data.path().join(format!("recordings/{id}")).exists());
+    assert_error(
+        server
+            .client
+            .get(server.url(&format!("/api/recordings/{id}")))
+            .send()
+            .await
+            .unwrap(),
+        410,
+    )
+    .await;
+    assert_error(server.put(&id, &token, 3, b"x".to_vec()).await, 410).await;
+    assert_eq!(
+        server.status(&keep.0).await["chunks"]["received"],
+        1,
+        "other recordings are untouched"
+    );
+}
+
+#[tokio::test]
+async fn a_publish_key_guards_creation() {
+    let server = Server::start(|c| c.publish_key = Some("s3cret".into())).await;
+    let url = server.url("/api/recordings");
+    assert_error(server.client.post(&url).send().await.unwrap(), 401).await;
+    assert_error(
+        server
+            .client
+            .post(&url)
+            .bearer_auth("wrong")
+            .send()
+            .await
+            .unwrap(),
+        401,
+    )
+    .await;
+    let resp = server
+        .client
+        .post(&url)
+        .bearer_auth("s3cret")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 201);
+    let location = resp.headers()["location"].to_str().unwrap().to_string();
+    let body: Value = resp.json().await.unwrap();
+    assert_eq!(
+        location,
+        format!("/api/recordings/{}", body["id"].as_str().unwrap())
+    );
+    assert_eq!(body["state"], "recording");
+    assert!(
+        body["upload_token"].as_str().unwrap().len() >= 22,
+        "128-bit token"
+    );
+}
+
+#[tokio::test]
+async fn bad_json_and_unknown_routes_answer_json_errors() {
+    let server = Server::start(|_| {}).await;
+    let resp = server
+        .client
+        .post(server.url("/api/recordings"))
+        .body("{not json")
+        .send()
+        .await
+        .unwrap();
+    assert!(assert_error(resp, 400).await.contains("JSON"));
+    assert_error(
+        server.client.get(server.url("/nope")).send().await.unwrap(),
+        404,
+    )
+    .await;
+    assert_error(
+        server
+            .client
+            .patch(server.url("/api/recordings"))
+            .send()
+            .await
+            .unwrap(),
+        405,
+    )
+    .await;
+    let health = server
+        .client
+        .get(server.url("/healthz"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(health.status(), 200);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn garbage_input_fails_with_a_message_and_harms_no_one() {
+    let server = Server::start(|_| {}).await;
+    let (id, token) = server.create("garbage").await;
+    let garbage: Vec<u8> = (0..50_000u32)
+        .map(|i| (i.wrapping_mul(2654435761) >> 13) as u8)
+        .collect();
+    assert_eq!(server.put(&id, &token, 0, garbage).await.status(), 201);
+    assert_eq!(server.finish(&id, &token, 1).await.status(), 202);
+    let status = server
+        .wait_for(&id, Duration::from_secs(30), |s| s["state"] == "failed")
+        .await;
+    let error = status["error"].as_str().unwrap();
+    assert!(
+        error.starts_with("ffmpeg could not process the recording"),
+        "{error}"
+    );
+    // The upload itself is kept: the source is never lost.
+    let original = server
+        .client
+        .get(server.url(&format!("/media/{id}/original")))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(original.bytes().await.unwrap().len(), 50_000);
+}

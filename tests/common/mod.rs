@@ -1,0 +1,208 @@
+//! Shared helpers for the integration tests: a real segcast on a loopback
+//! port with its own data directory, an HTTP client, and test media made by
+//! the system ffmpeg.
+#![allow(dead_code)] // each test binary uses a different subset
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use base64::Engine;
+use serde_json::Value;
+use sha2::{Digest, Sha256};
+use tokio::sync::oneshot;
+
+pub struct Server {
+    pub base: String,
+    pub client: reqwest::Client,
+    pub data: tempfile::TempDir,
+    stop: Option<oneshot::Sender<()>>,
+    task: tokio::task::JoinHandle<std::io::Result<()>>,
+}
+
+impl Server {
+    pub async fn start(configure: impl FnOnce(&mut segcast::Config)) -> Self {
+        let data = tempfile::tempdir().unwrap();
+        Self::start_in(data, configure).await
+    }
+
+    /// Starts a server on an existing data directory (e.g. after a stop).
+    pub async fn start_in(
+        data: tempfile::TempDir,
+        configure: impl FnOnce(&mut segcast::Config),
+    ) -> Self {
+        let _ = tracing_subscriber::fmt()
+            .with_test_writer()
+            .with_env_filter("segcast=debug,ffmpeg=warn")
+            .try_init();
+        let mut config = segcast::Config::with_data_dir(data.path());
+        configure(&mut config);
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let base = format!("http://{}", listener.local_addr().unwrap());
+        let (stop, stopped) = oneshot::channel::<()>();
+        let task = tokio::spawn(segcast::serve(listener, config, async {
+            let _ = stopped.await;
+        }));
+        Self {
+            base,
+            client: reqwest::Client::new(),
+            data,
+            stop: Some(stop),
+            task,
+        }
+    }
+
+    /// Stops the server gracefully and hands back its data directory.
+    pub async fn stop(mut self) -> tempfile::TempDir {
+        let _ = self.stop.take().unwrap().send(());
+        (&mut self.task).await.unwrap().unwrap();
+        self.data
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base)
+    }
+
+    /// Creates a recording; returns (id, upload token).
+    pub async fn create(&self, title: &str) -> (String, String) {
+        let resp = self
+            .client
+            .post(self.url("/api/recordings"))
+            .json(&serde_json::json!({ "title": title }))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), 201);
+        let body: Value = resp.json().await.unwrap();
+        (
+            body["id"].as_str().unwrap().into(),
+            body["upload_token"].as_str().unwrap().into(),
+        )
+    }
+
+    /// PUTs a chunk with its sha-256 Content-Digest.
+    pub async fn put(&self, id: &str, token: &str, seq: u64, bytes: Vec<u8>) -> reqwest::Response {
+        self.client
+            .put(self.url(&format!("/api/recordings/{id}/chunks/{seq}")))
+            .bearer_auth(token)
+            .header("content-digest", content_digest(&bytes))
+            .body(bytes)
+            .send()
+            .await
+            .unwrap()
+    }
+
+    pub async fn finish(&self, id: &str, token: &str, total: u64) -> reqwest::Response {
+        self.client
+            .post(self.url(&format!("/api/recordings/{id}/finish")))
+            .bearer_auth(token)
+            .json(&serde_json::json!({ "chunks": total }))
+            .send()
+            .await
+            .unwrap()
+    }
+
+    pub async fn status(&self, id: &str) -> Value {
+        let resp = self
+            .client
+            .get(self.url(&format!("/api/recordings/{id}")))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), 200);
+        resp.json().await.unwrap()
+    }
+
+    pub async fn text(&self, path: &str) -> String {
+        let resp = self.client.get(self.url(path)).send().await.unwrap();
+        assert_eq!(resp.status(), 200, "GET {path}");
+        resp.text().await.unwrap()
+    }
+
+    /// Polls the recording's status until `done` holds; panics with the
+    /// last status after `limit`. Polling an observable state is the
+    /// synchronisation here: no fixed sleeps.
+    pub async fn wait_for(
+        &self,
+        id: &str,
+        limit: Duration,
+        done: impl Fn(&Value) -> bool,
+    ) -> Value {
+        let deadline = Instant::now() + limit;
+        loop {
+            let status = self.status(id).await;
+            if done(&status) {
+                return status;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "timed out; last status: {status:#}"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+}
+
+pub fn content_digest(bytes: &[u8]) -> String {
+    format!(
+        "sha-256=:{}:",
+        base64::engine::general_purpose::STANDARD.encode(Sha256::digest(bytes))
+    )
+}
+
+/// A WebM like MediaRecorder's: VP8 + Opus, live (no duration, no cues).
+pub fn make_webm(dir: &Path, secs: u32, size: &str) -> PathBuf {
+    let path = dir.join(format!("source-{secs}s-{size}.webm"));
+    let status = Command::new("ffmpeg")
+        .args(["-v", "error", "-y", "-f", "lavfi", "-i"])
+        .arg(format!("testsrc2=size={size}:rate=30"))
+        .args(["-f", "lavfi", "-i", "sine=frequency=440:sample_rate=48000"])
+        .args(["-t", &secs.to_string()])
+        .args([
+            "-c:v",
+            "libvpx",
+            "-deadline",
+            "realtime",
+            "-cpu-used",
+            "8",
+            "-b:v",
+            "400k",
+            "-g",
+            "30",
+        ])
+        .args(["-c:a", "libopus", "-b:a", "64k", "-f", "webm", "-live", "1"])
+        .arg(&path)
+        .status()
+        .expect("ffmpeg must be installed (scripts/test installs it)");
+    assert!(status.success(), "ffmpeg could not make the test WebM");
+    path
+}
+
+/// Cuts `bytes` at `pieces - 1` distinct pseudo-random offsets.
+pub fn cut_randomly(bytes: &[u8], pieces: usize, seed: u64) -> Vec<Vec<u8>> {
+    use rand::{Rng, SeedableRng};
+    let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
+    let mut cuts: Vec<usize> = (1..pieces).map(|_| rng.gen_range(1..bytes.len())).collect();
+    cuts.sort_unstable();
+    cuts.dedup();
+    let mut out = Vec::new();
+    let mut start = 0;
+    for cut in cuts.into_iter().chain([bytes.len()]) {
+        out.push(bytes[start..cut].to_vec());
+        start = cut;
+    }
+    out
+}
+
+/// Decodes a URL with ffmpeg; returns its error output (empty when clean).
+pub fn decode_errors(url: &str) -> String {
+    let out = Command::new("ffmpeg")
+        .args(["-v", "error", "-nostdin", "-i", url, "-f", "null", "-"])
+        .output()
+        .unwrap();
+    let mut errors = String::from_utf8_lossy(&out.stderr).into_owned();
+    if !out.status.success() {
+        errors.push_str(&format!("\nffmpeg exited with {}", out.status));
+    }
+    errors
+}
