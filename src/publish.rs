@@ -31,6 +31,9 @@ pub struct PublishSettings {
     pub segment_target_ms: u64,
     /// BANDWIDTH floor while live (see [`hls::render_multivariant`]).
     pub declared_bits_per_s: u64,
+    /// Set when the encoder forces keyframes every this many ms, so
+    /// segments can close without waiting for the next keyframe's fragment.
+    pub keyframe_grid_ms: Option<u64>,
 }
 
 pub struct HlsPublisher {
@@ -64,12 +67,20 @@ impl HlsPublisher {
                     self.timeline.info = StreamInfo::from_init(&init);
                     let target_ticks =
                         self.settings.segment_target_ms * u64::from(primary.timescale) / 1000;
-                    self.segmenter = Some(Segmenter::new(primary.track_id, target_ticks, 0));
+                    let mut segmenter = Segmenter::new(primary.track_id, target_ticks, 0);
+                    if let Some(grid_ms) = self.settings.keyframe_grid_ms {
+                        segmenter = segmenter
+                            .with_keyframe_grid(grid_ms * u64::from(primary.timescale) / 1000);
+                    }
+                    self.segmenter = Some(segmenter);
                     write_atomic(&self.settings.dir.join(INIT_FILE), &init.bytes, false)?;
+                    // Playlists exist from here on, so the hls URL works
+                    // (empty, live) before the first segment is complete.
+                    self.write_playlists()?;
                 }
                 Piece::Fragment(fragment) => {
                     let segmenter = self.segmenter.as_mut().expect("splitter yields init first");
-                    if let Some(closed) = segmenter.push(fragment) {
+                    for closed in segmenter.push(fragment) {
                         self.publish(closed)?;
                         published = true;
                     }
@@ -105,9 +116,9 @@ impl HlsPublisher {
         let dir = &self.settings.dir;
         let media = hls::render_media_playlist(&self.timeline, self.settings.segment_target_ms);
         write_atomic(&dir.join(MEDIA_PLAYLIST_FILE), media.as_bytes(), false)?;
-        // The multivariant playlist only changes with the first segment
-        // (codecs known) and at the end (measured bandwidth).
-        if self.timeline.segments.len() == 1 || self.timeline.ended {
+        // The multivariant playlist changes only when the codecs become
+        // known (init), with the first measured segment, and at the end.
+        if self.timeline.segments.len() <= 1 || self.timeline.ended {
             let multivariant =
                 hls::render_multivariant(&self.timeline, self.settings.declared_bits_per_s);
             write_atomic(&dir.join(MULTIVARIANT_FILE), multivariant.as_bytes(), false)?;
@@ -129,6 +140,7 @@ mod tests {
             dir: tmp.path().to_path_buf(),
             segment_target_ms: 1000,
             declared_bits_per_s: 1,
+            keyframe_grid_ms: None,
         });
         let mut published = 0;
         for chunk in FIXTURE.chunks(5000) {
@@ -167,6 +179,7 @@ mod tests {
             dir: tmp.path().to_path_buf(),
             segment_target_ms: 1000,
             declared_bits_per_s: 1,
+            keyframe_grid_ms: None,
         });
         publisher.push(&FIXTURE[..FIXTURE.len() / 2]).unwrap();
         assert!(matches!(

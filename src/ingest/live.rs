@@ -204,6 +204,8 @@ impl LiveTask {
             dir: self.store.hls_dir(&self.meta.id),
             segment_target_ms: settings.segment_target_ms,
             declared_bits_per_s: declared_bits_per_s(&settings),
+            // live_args forces keyframes on the segment grid.
+            keyframe_grid_ms: Some(settings.segment_target_ms),
         });
         Transcoder::spawn(
             &self.config.ffmpeg,

@@ -129,6 +129,10 @@ pub struct ClosedSegment {
 pub struct Segmenter {
     primary_track_id: u32,
     min_dur_ticks: u64,
+    /// Where the encoder is known to place keyframes (every N ticks from
+    /// the first sample); see [`Segmenter::with_keyframe_grid`].
+    grid_ticks: Option<u64>,
+    origin_ticks: Option<u64>,
     next_seq: u64,
     open: Option<ClosedSegment>,
 }
@@ -141,14 +145,52 @@ impl Segmenter {
         Self {
             primary_track_id,
             min_dur_ticks: target_dur_ticks * 9 / 10,
+            grid_ticks: None,
+            origin_ticks: None,
             next_seq: first_seq,
             open: None,
         }
     }
 
-    /// Adds a fragment; returns the segment it closes, if any.
-    pub fn push(&mut self, fragment: Fragment) -> Option<ClosedSegment> {
+    /// Declares that the encoder forces a keyframe on the first frame at or
+    /// after every multiple of `grid_ticks` (ffmpeg `-force_key_frames
+    /// expr:gte(t,n_forced*T)`). A segment then closes as soon as a fragment
+    /// reaches the next grid point, instead of when the following keyframe
+    /// fragment arrives: ffmpeg writes that one only after another fragment
+    /// duration of media, which would hold every segment back that long.
+    pub fn with_keyframe_grid(mut self, grid_ticks: u64) -> Self {
+        self.grid_ticks = (grid_ticks > 0).then_some(grid_ticks);
+        self
+    }
+
+    /// Adds a fragment; returns the segments it closes (at most two: the
+    /// open one at this keyframe, and this one if it reaches the grid).
+    pub fn push(&mut self, fragment: Fragment) -> Vec<ClosedSegment> {
+        let mut closed: Vec<ClosedSegment> = self.append(fragment).into_iter().collect();
+        if self
+            .open
+            .as_ref()
+            .is_some_and(|open| self.reaches_grid(&open.segment))
+        {
+            closed.extend(self.open.take());
+        }
+        closed
+    }
+
+    fn reaches_grid(&self, segment: &Segment) -> bool {
+        let (Some(grid), Some(origin)) = (self.grid_ticks, self.origin_ticks) else {
+            return false;
+        };
+        let start = segment.start_ticks.saturating_sub(origin);
+        let next_point = (start / grid + 1) * grid;
+        start + segment.dur_ticks >= next_point
+    }
+
+    fn append(&mut self, fragment: Fragment) -> Option<ClosedSegment> {
         let run = fragment.run(self.primary_track_id).copied();
+        if let Some(run) = run {
+            self.origin_ticks.get_or_insert(run.base_decode_ticks);
+        }
         let dur_ticks = run.map_or(0, |r| r.dur_ticks);
         let independent = run.is_some_and(|r| r.starts_with_sync && r.samples > 0);
         let closes = self
@@ -282,10 +324,51 @@ mod tests {
     }
 
     #[test]
+    fn with_a_keyframe_grid_a_segment_closes_on_the_fragment_reaching_it() {
+        // ffmpeg-style: 0.5 s fragments, keyframes forced at the 2 s grid,
+        // frames of 3000 ticks so the keyframe lands at 2.0333 s.
+        let mut segmenter = Segmenter::new(2, 180_000, 0).with_keyframe_grid(180_000);
+        let frags = [
+            (0, 45_000, true),
+            (45_000, 45_000, false),
+            (90_000, 45_000, false),
+        ];
+        for (start, dur, sync) in frags {
+            assert!(segmenter.push(frag(start, dur, sync)).is_empty());
+        }
+        // This fragment ends at 183_000 ≥ 180_000: closed now, not when the
+        // next keyframe fragment arrives.
+        let closed = segmenter.push(frag(135_000, 48_000, false));
+        assert_eq!(closed.len(), 1);
+        assert_eq!(
+            (closed[0].segment.start_ticks, closed[0].segment.dur_ticks),
+            (0, 183_000)
+        );
+        // The next segment starts at the keyframe and targets the 360_000 point.
+        assert!(segmenter.push(frag(183_000, 90_000, true)).is_empty());
+        let closed = segmenter.push(frag(273_000, 90_000, false));
+        assert_eq!(
+            (closed[0].segment.seq, closed[0].segment.dur_ticks),
+            (1, 180_000)
+        );
+        assert!(segmenter.finish().is_none());
+    }
+
+    #[test]
+    fn the_grid_counts_from_the_first_sample() {
+        let mut segmenter = Segmenter::new(2, 1000, 0).with_keyframe_grid(1000);
+        assert!(segmenter.push(frag(5000, 600, true)).is_empty());
+        assert_eq!(
+            segmenter.push(frag(5600, 400, false))[0].segment.dur_ticks,
+            1000
+        );
+    }
+
+    #[test]
     fn parts_record_byte_ranges_and_independence() {
         let mut segmenter = Segmenter::new(2, 1000, 7);
-        assert!(segmenter.push(frag(0, 50, true)).is_none());
-        assert!(segmenter.push(frag(50, 50, false)).is_none());
+        assert!(segmenter.push(frag(0, 50, true)).is_empty());
+        assert!(segmenter.push(frag(50, 50, false)).is_empty());
         let seg = segmenter.finish().unwrap().segment;
         assert_eq!(seg.seq, 7);
         assert_eq!(

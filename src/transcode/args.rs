@@ -52,9 +52,16 @@ pub fn live_args(s: &EncodeSettings) -> Vec<String> {
     ]
     .map(String::from)
     .to_vec();
-    args.extend(h264_args(s));
-    args.extend(aac_args(s));
+    args.extend(encode_args(s));
     args.extend(fmp4_output_args(s));
+    args
+}
+
+/// The encoder half of the arguments (H.264 + AAC), shared by every
+/// transcoding path and by benchmarks comparing against plain ffmpeg.
+pub fn encode_args(s: &EncodeSettings) -> Vec<String> {
+    let mut args = h264_args(s);
+    args.extend(aac_args(s));
     args
 }
 

@@ -1,0 +1,411 @@
+//! Pipeline benchmark (run with `scripts/bench-pipeline`).
+//!
+//! (a) Packaging cost: a 60 s 720p30 VP8/Opus WebM through segcast (upload
+//!     as fast as possible, until `ready`) versus plain
+//!     `ffmpeg … -f hls -hls_segment_type fmp4` with the same encoder
+//!     arguments, alternating runs, medians of wall and CPU time.
+//! (b) Live lag: the same kind of WebM cut into 1 s chunks at cluster
+//!     boundaries and uploaded at real-time pace; for each chunk, the time
+//!     from its upload until the published duration covers its media.
+//!
+//! Prints the figures; docs/benchmarks.md records them.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use segcast::transcode::args::{encode_args, EncodeSettings};
+
+const PACKAGE_SECS: u32 = 60;
+const LAG_SECS: u32 = 30;
+const RUNS: usize = 3;
+
+fn main() {
+    let args: Vec<String> = std::env::args().collect();
+    let quick = args.iter().any(|a| a == "--quick");
+    let lag_only = args.iter().any(|a| a == "--lag-only");
+    let (package_secs, lag_secs, runs) = if quick {
+        (10, 8, 1)
+    } else {
+        (PACKAGE_SECS, LAG_SECS, RUNS)
+    };
+    let work = tempfile::tempdir().unwrap();
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+
+    let config = segcast::Config::with_data_dir(work.path().join("data"));
+    let settings = EncodeSettings::from(&config);
+    if !lag_only {
+        let source = make_source(work.path(), package_secs);
+        let size = std::fs::metadata(&source).unwrap().len();
+        println!("source: {package_secs} s 1280x720@30 VP8/Opus WebM, {size} bytes");
+        let (mut plain, mut ours) = (Vec::new(), Vec::new());
+        for run in 0..runs {
+            let out = work.path().join(format!("plain-{run}"));
+            plain.push(run_plain_ffmpeg(&source, &settings, &out));
+            ours.push(rt.block_on(run_segcast(&source, config.clone(), false)));
+            println!("run {run}: plain {}  segcast {}", plain[run], ours[run]);
+        }
+        report_packaging(package_secs, runs, &plain, &ours);
+    }
+
+    let lag_source = make_source(work.path(), lag_secs);
+    let live = rt.block_on(run_segcast(&lag_source, config, true));
+    println!(
+        "\n(b) live lag, {lag_secs} s uploaded in ~1 s chunks at real-time pace, {} ms segments",
+        settings.segment_target_ms
+    );
+    println!(
+        "    chunk upload → playlist covers its media : {}",
+        p50_max(&live.lags_ms)
+    );
+    println!(
+        "    last chunk of a segment → segment listed : {}",
+        p50_max(&live.publish_delays_ms)
+    );
+    println!(
+        "    (target: ≤ segment {} ms + 300 ms)",
+        settings.segment_target_ms
+    );
+}
+
+fn report_packaging(secs: u32, runs: usize, plain: &[Cost], ours: &[Cost]) {
+    let (plain, ours) = (Cost::median(plain), Cost::median(ours));
+    println!("\n(a) packaging {secs} s of 720p30, median of {runs}");
+    println!("    plain ffmpeg -f hls fmp4 : {plain}");
+    println!("    segcast                  : {ours}");
+    println!(
+        "    ratio segcast/plain      : wall {:.3}, cpu {:.3}  (target ≤ 1.05)",
+        ours.wall_s / plain.wall_s,
+        ours.cpu_s / plain.cpu_s
+    );
+}
+
+fn p50_max(ms: &[u64]) -> String {
+    let mut sorted = ms.to_vec();
+    sorted.sort_unstable();
+    format!(
+        "p50 {:5} ms, max {:5} ms  (n={})",
+        sorted[sorted.len() / 2],
+        sorted[sorted.len() - 1],
+        sorted.len()
+    )
+}
+
+#[derive(Debug, Clone, Default)]
+struct Cost {
+    wall_s: f64,
+    cpu_s: f64,
+    /// Per chunk: upload → published duration covers the chunk's media.
+    lags_ms: Vec<u64>,
+    /// Per segment: upload of the chunk that completes it → published.
+    publish_delays_ms: Vec<u64>,
+}
+
+impl Cost {
+    fn median(costs: &[Cost]) -> Cost {
+        let mid = |mut v: Vec<f64>| {
+            v.sort_by(f64::total_cmp);
+            v[v.len() / 2]
+        };
+        Cost {
+            wall_s: mid(costs.iter().map(|c| c.wall_s).collect()),
+            cpu_s: mid(costs.iter().map(|c| c.cpu_s).collect()),
+            ..Default::default()
+        }
+    }
+}
+
+impl std::fmt::Display for Cost {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "wall {:6.2} s, cpu {:6.2} s", self.wall_s, self.cpu_s)
+    }
+}
+
+/// CPU seconds used so far by this process and its waited-for children.
+fn cpu_s() -> f64 {
+    let usage = |who| {
+        let mut u: libc::rusage = unsafe { std::mem::zeroed() };
+        // SAFETY: getrusage fills the struct we own.
+        unsafe { libc::getrusage(who, &mut u) };
+        let tv = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 / 1e6;
+        tv(u.ru_utime) + tv(u.ru_stime)
+    };
+    usage(libc::RUSAGE_SELF) + usage(libc::RUSAGE_CHILDREN)
+}
+
+fn make_source(dir: &Path, secs: u32) -> PathBuf {
+    let path = dir.join(format!("source-{secs}.webm"));
+    let status = Command::new("ffmpeg")
+        .args([
+            "-v",
+            "error",
+            "-y",
+            "-f",
+            "lavfi",
+            "-i",
+            "testsrc2=size=1280x720:rate=30",
+        ])
+        .args([
+            "-f",
+            "lavfi",
+            "-i",
+            "sine=frequency=440:sample_rate=48000",
+            "-t",
+            &secs.to_string(),
+        ])
+        .args([
+            "-c:v",
+            "libvpx",
+            "-deadline",
+            "realtime",
+            "-cpu-used",
+            "8",
+            "-b:v",
+            "2M",
+            "-g",
+            "150",
+        ])
+        // 1 s clusters, like MediaRecorder's 1 s timeslices.
+        .args([
+            "-c:a",
+            "libopus",
+            "-f",
+            "webm",
+            "-live",
+            "1",
+            "-cluster_time_limit",
+            "1000",
+        ])
+        .arg(&path)
+        .status()
+        .unwrap();
+    assert!(status.success());
+    path
+}
+
+fn run_plain_ffmpeg(source: &Path, settings: &EncodeSettings, out: &Path) -> Cost {
+    std::fs::create_dir_all(out).unwrap();
+    let (start, cpu) = (Instant::now(), cpu_s());
+    let status = Command::new("ffmpeg")
+        .args(["-v", "error", "-f", "matroska", "-i"])
+        .arg(source)
+        .args(["-map", "0:v:0?", "-map", "0:a:0?"])
+        .args(encode_args(settings))
+        .args(["-f", "hls", "-hls_segment_type", "fmp4", "-hls_time"])
+        .arg(format!("{:.3}", settings.segment_target_ms as f64 / 1000.0))
+        .args(["-hls_playlist_type", "event"])
+        .arg(out.join("index.m3u8"))
+        .status()
+        .unwrap();
+    assert!(status.success());
+    Cost {
+        wall_s: start.elapsed().as_secs_f64(),
+        cpu_s: cpu_s() - cpu,
+        ..Default::default()
+    }
+}
+
+/// Offsets and timecodes (ms) of Matroska Clusters (ID 0x1F43B675, whose
+/// first child is Timecode, ID 0xE7). A byte pattern that is not followed by
+/// a Timecode element is not a real cluster and is skipped.
+fn clusters(bytes: &[u8]) -> Vec<(usize, u64)> {
+    let vint = |b: &[u8]| -> Option<(u64, usize)> {
+        let len = b.first()?.leading_zeros() as usize + 1;
+        let mut value = u64::from(b[0] & (0xffu8 >> len));
+        for &byte in b.get(1..len)? {
+            value = value << 8 | u64::from(byte);
+        }
+        (len <= 8).then_some((value, len))
+    };
+    let timecode = |at: usize| -> Option<u64> {
+        let (_, size_len) = vint(bytes.get(at + 4..)?)?;
+        let child = at + 4 + size_len;
+        if *bytes.get(child)? != 0xe7 {
+            return None;
+        }
+        let (len, len_len) = vint(bytes.get(child + 1..)?)?;
+        let start = child + 1 + len_len;
+        Some(
+            bytes
+                .get(start..start + len as usize)?
+                .iter()
+                .fold(0, |v, &b| v << 8 | u64::from(b)),
+        )
+    };
+    bytes
+        .windows(4)
+        .enumerate()
+        .filter(|(_, w)| *w == [0x1f, 0x43, 0xb6, 0x75])
+        .filter_map(|(at, _)| Some((at, timecode(at)?)))
+        .collect()
+}
+
+/// Uploads `source` to an in-process segcast in chunks cut at clusters;
+/// with `realtime`, each chunk is sent when its media would be recorded.
+async fn run_segcast(source: &Path, mut config: segcast::Config, realtime: bool) -> Cost {
+    let data = tempfile::tempdir().unwrap();
+    config.data_dir = data.path().to_path_buf();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let server = tokio::spawn(segcast::serve(listener, config, async {
+        let _ = stopped.await;
+    }));
+    let client = reqwest::Client::new();
+    let bytes = std::fs::read(source).unwrap();
+    // One chunk per ~1 s of clusters, cut at a cluster start, as a
+    // MediaRecorder with a 1 s timeslice would; the first carries the header.
+    // Cuts follow a fixed 1 s clock, like a timeslice, so they do not drift.
+    let mut cuts = vec![(0usize, 0u64)];
+    let mut next_cut_ms = 1000;
+    for (at, ms) in clusters(&bytes) {
+        if ms >= next_cut_ms {
+            cuts.push((at, ms));
+            next_cut_ms = (ms / 1000 + 1) * 1000;
+        }
+    }
+    let total_ms = cuts.last().unwrap().1 + 1000;
+    cuts.push((bytes.len(), total_ms));
+    let chunks: Vec<&[u8]> = cuts.windows(2).map(|w| &bytes[w[0].0..w[1].0]).collect();
+    // Media end of chunk i: where chunk i + 1 starts.
+    let media_end_ms: Vec<u64> = cuts[1..].iter().map(|&(_, ms)| ms).collect();
+
+    let created: serde_json::Value = client
+        .post(format!("{base}/api/recordings"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let id = created["id"].as_str().unwrap().to_string();
+    let token = created["upload_token"].as_str().unwrap().to_string();
+    let status_url = format!("{base}/api/recordings/{id}");
+
+    // Fine polling for lag, coarse for cost: the poller runs in this
+    // process, so its CPU would count as segcast's.
+    let poll = Duration::from_millis(if realtime { 5 } else { 25 });
+    // Published duration over time, watched while the upload goes on.
+    let poller = {
+        let (client, url) = (client.clone(), status_url.clone());
+        tokio::spawn(async move {
+            let mut seen: Vec<(Instant, f64)> = Vec::new();
+            loop {
+                let status: serde_json::Value =
+                    client.get(&url).send().await.unwrap().json().await.unwrap();
+                let duration_s = status["duration_s"].as_f64().unwrap();
+                if seen.last().is_none_or(|&(_, d)| d != duration_s) {
+                    seen.push((Instant::now(), duration_s));
+                }
+                if status["state"] != "recording" {
+                    return seen;
+                }
+                tokio::time::sleep(poll).await;
+            }
+        })
+    };
+    let (start, cpu) = (Instant::now(), cpu_s());
+    let mut sent_at = Vec::new();
+    for (seq, chunk) in chunks.iter().enumerate() {
+        if realtime {
+            // A recorder hands a chunk over once its media has been recorded.
+            tokio::time::sleep_until((start + Duration::from_millis(media_end_ms[seq])).into())
+                .await;
+        }
+        sent_at.push(Instant::now());
+        let resp = client
+            .put(format!("{base}/api/recordings/{id}/chunks/{seq}"))
+            .bearer_auth(&token)
+            .body(chunk.to_vec())
+            .send()
+            .await
+            .unwrap();
+        assert!(resp.status().is_success());
+    }
+    client
+        .post(format!("{base}/api/recordings/{id}/finish"))
+        .bearer_auth(&token)
+        .json(&serde_json::json!({ "chunks": chunks.len() }))
+        .send()
+        .await
+        .unwrap();
+    let done = wait_status(&client, &status_url, poll, |s| {
+        s["state"] != "recording" && s["state"] != "processing"
+    })
+    .await;
+    assert_eq!(done["state"], "ready", "{done}");
+    let (wall_s, cpu_s) = (start.elapsed().as_secs_f64(), cpu_s() - cpu);
+    let seen = poller.await.unwrap();
+    if std::env::var_os("BENCH_TRACE").is_some() {
+        let rel = |t: &Instant| t.saturating_duration_since(start).as_millis();
+        println!(
+            "sent at ms: {:?}",
+            sent_at.iter().map(rel).collect::<Vec<_>>()
+        );
+        println!("media end ms: {media_end_ms:?}");
+        println!(
+            "published (ms, duration_s): {:?}",
+            seen.iter().map(|(t, d)| (rel(t), *d)).collect::<Vec<_>>()
+        );
+    }
+    // Every chunk but the last (which only the finish can publish): the
+    // first moment the published duration reached the end of its media.
+    let lags_ms = sent_at[..sent_at.len() - 1]
+        .iter()
+        .enumerate()
+        .map(|(seq, sent)| {
+            let media_end_s = media_end_ms[seq] as f64 / 1000.0 - 0.05;
+            let covered = seen
+                .iter()
+                .find(|(_, d)| *d >= media_end_s)
+                .map_or(Instant::now(), |&(t, _)| t);
+            covered.saturating_duration_since(*sent).as_millis() as u64
+        })
+        .collect();
+    // A segment ending at media time E needs media past E: it can only be
+    // published once the first chunk whose media ends after E is uploaded.
+    let publish_delays_ms = seen
+        .windows(2)
+        .filter_map(|w| {
+            let (published, duration_s) = w[1];
+            let needed = media_end_ms
+                .iter()
+                .position(|&end| end as f64 / 1000.0 > duration_s + 0.01)?;
+            Some(
+                published
+                    .saturating_duration_since(sent_at[needed])
+                    .as_millis() as u64,
+            )
+        })
+        .collect();
+    let cost = Cost {
+        wall_s,
+        cpu_s,
+        lags_ms,
+        publish_delays_ms,
+    };
+    let _ = stop.send(());
+    server.await.unwrap().unwrap();
+    cost
+}
+
+async fn wait_status(
+    client: &reqwest::Client,
+    url: &str,
+    poll: Duration,
+    done: impl Fn(&serde_json::Value) -> bool,
+) -> serde_json::Value {
+    let deadline = Instant::now() + Duration::from_secs(300);
+    loop {
+        let status: serde_json::Value = client.get(url).send().await.unwrap().json().await.unwrap();
+        if done(&status) {
+            return status;
+        }
+        assert!(Instant::now() < deadline, "timed out: {status}");
+        tokio::time::sleep(poll).await;
+    }
+}
