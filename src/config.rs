@@ -20,6 +20,8 @@ pub const DEFAULT_AUDIO_KBPS: u32 = 128;
 /// x264 preset: `veryfast` keeps a 720p30 webcam well under one core.
 pub const DEFAULT_X264_PRESET: &str = "veryfast";
 pub const DEFAULT_FFMPEG: &str = "ffmpeg";
+/// The record/watch/library pages, relative to where the server starts.
+pub const DEFAULT_PLAYER_DIR: &str = "player";
 
 #[derive(Debug, Clone, clap::Args)]
 pub struct Config {
@@ -62,6 +64,11 @@ pub struct Config {
     /// x264 preset (ultrafast … veryslow).
     #[arg(long, env = "SEGCAST_X264_PRESET", default_value = DEFAULT_X264_PRESET)]
     pub x264_preset: String,
+
+    /// Directory of the web pages (`pages/`, `public/`, and hls.js under
+    /// `node_modules/` after `npm ci`).
+    #[arg(long, env = "SEGCAST_PLAYER_DIR", default_value = DEFAULT_PLAYER_DIR)]
+    pub player_dir: PathBuf,
 
     /// ffmpeg binary: the system one by default, never downloaded.
     #[arg(long, env = "SEGCAST_FFMPEG", default_value = DEFAULT_FFMPEG)]

@@ -23,6 +23,7 @@ enum Command {
 #[tokio::main]
 async fn main() -> std::process::ExitCode {
     tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
         .with_env_filter(
             EnvFilter::try_from_env("SEGCAST_LOG").unwrap_or_else(|_| EnvFilter::new("info")),
         )

@@ -360,3 +360,55 @@ async fn garbage_input_fails_with_a_message_and_harms_no_one() {
         .unwrap();
     assert_eq!(original.bytes().await.unwrap().len(), 50_000);
 }
+
+#[tokio::test]
+async fn pages_and_assets_are_served_without_escaping_the_player_dir() {
+    let server = Server::start(|_| {}).await;
+    for (path, needle) in [
+        ("/", "Library"),
+        ("/record", "Start recording"),
+        ("/watch/abc", "Copy playlist URL"),
+    ] {
+        let resp = server.client.get(server.url(path)).send().await.unwrap();
+        assert_eq!(resp.status(), 200, "{path}");
+        assert!(resp.headers()["content-type"]
+            .to_str()
+            .unwrap()
+            .starts_with("text/html"));
+        assert!(resp.text().await.unwrap().contains(needle), "{path}");
+    }
+    let js = server
+        .client
+        .get(server.url("/assets/upload-client.js"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(js.status(), 200);
+    assert!(js.headers()["content-type"]
+        .to_str()
+        .unwrap()
+        .contains("javascript"));
+    let hls = server
+        .client
+        .get(server.url("/assets/vendor/hls.min.js"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        hls.status(),
+        200,
+        "hls.js comes from player/node_modules (scripts/setup runs npm ci)"
+    );
+    for path in [
+        "/assets/../package.json",
+        "/assets/..%2Fpackage.json",
+        "/assets/%2e%2e/pages/index.html",
+        "/assets/nope.js",
+    ] {
+        assert_error(
+            server.client.get(server.url(path)).send().await.unwrap(),
+            404,
+        )
+        .await;
+    }
+}

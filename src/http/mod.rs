@@ -3,6 +3,7 @@
 
 mod digest;
 mod media;
+mod pages;
 mod recordings;
 
 use std::sync::Arc;
@@ -25,6 +26,7 @@ pub fn router(state: AppState) -> Router {
     Router::new()
         .merge(recordings::router())
         .merge(media::router())
+        .merge(pages::router())
         .route("/healthz", get(healthz))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)

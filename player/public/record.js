@@ -1,0 +1,216 @@
+// Record page: camera preview, MediaRecorder with a 1 s timeslice, and the
+// upload client that sends each chunk while the recording goes on.
+import { api, absolute, copyText, formatBytes, formatDuration } from './common.js';
+import { Uploader } from './upload-client.js';
+import { openStore } from './chunk-store.js';
+
+/** A chunk a second: each one is on the server about a second after it was
+ * recorded, which is what lets viewers follow near-live. */
+const TIMESLICE_MS = 1000;
+/** H.264 first: segcast must re-encode anyway, but H.264 is cheapest for
+ * the browser; then VP9/VP8, all with Opus. */
+const MIME_CANDIDATES = [
+  'video/webm;codecs=h264,opus',
+  'video/webm;codecs=vp9,opus',
+  'video/webm;codecs=vp8,opus',
+  'video/webm',
+];
+
+const $ = (id) => document.getElementById(id);
+const preview = $('preview');
+const startButton = $('start');
+const stopButton = $('stop');
+const message = $('message');
+
+let store;
+let stream = null;
+let recorder = null;
+let uploader = null;
+let startedAt = 0;
+let timer = null;
+
+function show(text, kind = '') {
+  message.textContent = text;
+  message.className = `notice ${kind}`;
+  message.hidden = !text;
+}
+
+function renderUpload(state) {
+  $('sent').textContent = state.sent;
+  $('acked').textContent = state.acked;
+  $('pending').textContent = state.pending;
+  $('bytes').textContent = formatBytes(state.bytesAcked);
+  $('network').hidden = state.online;
+  if (state.error) {
+    const why = state.error.status === 401 ? 'the server refused the upload token' : state.error.message;
+    show(`Upload stopped: ${why}. Recorded chunks are kept in this browser.`, 'error');
+  }
+}
+
+function makeUploader(rec) {
+  return new Uploader({ recording: { id: rec.id, token: rec.token }, store, onChange: renderUpload });
+}
+
+function showShare(rec) {
+  $('share').hidden = false;
+  const link = $('watch-link');
+  link.href = rec.watch;
+  link.textContent = absolute(rec.watch);
+}
+
+async function acquire() {
+  for (const track of stream?.getTracks() ?? []) track.stop();
+  const videoId = $('camera').value;
+  const audioId = $('microphone').value;
+  try {
+    stream = await navigator.mediaDevices.getUserMedia({
+      video: videoId ? { deviceId: { exact: videoId } } : { width: { ideal: 1280 }, height: { ideal: 720 } },
+      audio: audioId ? { deviceId: { exact: audioId } } : true,
+    });
+  } catch (err) {
+    startButton.disabled = true;
+    const reasons = {
+      NotAllowedError: 'Camera and microphone access was denied. Allow it in the browser’s site settings, then reload.',
+      NotFoundError: 'No camera or microphone was found. Connect one, then reload.',
+      NotReadableError: 'The camera is in use by another application.',
+    };
+    show(reasons[err.name] ?? `Cannot open the camera: ${err.message}`, 'error');
+    return;
+  }
+  preview.srcObject = stream;
+  await listDevices();
+  startButton.disabled = false;
+  if (message.classList.contains('error')) show('');
+}
+
+async function listDevices() {
+  const devices = await navigator.mediaDevices.enumerateDevices();
+  for (const [select, kind] of [[$('camera'), 'videoinput'], [$('microphone'), 'audioinput']]) {
+    const current = stream.getTracks().find((t) => t.kind === kind.replace('input', ''))?.getSettings().deviceId;
+    select.replaceChildren(
+      ...devices
+        .filter((d) => d.kind === kind)
+        .map((d, i) => new Option(d.label || `${kind === 'videoinput' ? 'Camera' : 'Microphone'} ${i + 1}`, d.deviceId, false, d.deviceId === current)),
+    );
+  }
+}
+
+async function start() {
+  startButton.disabled = true;
+  const mimeType = MIME_CANDIDATES.find((t) => MediaRecorder.isTypeSupported(t)) ?? '';
+  let created;
+  try {
+    created = await api('/api/recordings', {
+      method: 'POST',
+      headers: { 'Content-Type': 'application/json' },
+      body: JSON.stringify({ title: $('title').value, mime: mimeType.split(';')[0] || 'video/webm' }),
+    });
+  } catch (err) {
+    show(`Cannot start a recording: ${err.message}`, 'error');
+    startButton.disabled = false;
+    return;
+  }
+  const rec = { id: created.id, token: created.upload_token, title: created.title, watch: created.watch, nextSeq: 0, total: null, createdAt: Date.now() };
+  await store.saveRecording(rec);
+  uploader = makeUploader(rec);
+  showShare(rec);
+
+  recorder = new MediaRecorder(stream, mimeType ? { mimeType } : {});
+  // Chunks are stored strictly in the order MediaRecorder produced them.
+  let stored = Promise.resolve();
+  let nextSeq = 0;
+  recorder.ondataavailable = (event) => {
+    if (!event.data || event.data.size === 0) return;
+    const seq = nextSeq++;
+    const bytes = event.data.arrayBuffer();
+    stored = stored.then(async () => uploader.add(seq, new Uint8Array(await bytes)));
+  };
+  recorder.onstop = async () => {
+    await stored;
+    clearInterval(timer);
+    $('live-badge').hidden = true;
+    show('Finishing the upload…');
+    await uploader.setTotal(nextSeq);
+    await finishUpload(rec, uploader);
+  };
+  recorder.start(TIMESLICE_MS);
+  startedAt = Date.now();
+  document.body.dataset.recordingStartedAt = String(startedAt);
+  document.body.dataset.recordingId = rec.id;
+  timer = setInterval(() => ($('elapsed').textContent = formatDuration((Date.now() - startedAt) / 1000)), 250);
+  $('live-badge').hidden = false;
+  stopButton.disabled = false;
+  for (const select of [$('camera'), $('microphone')]) select.disabled = true;
+}
+
+function stop() {
+  stopButton.disabled = true;
+  recorder?.stop();
+}
+
+async function finishUpload(rec, up) {
+  try {
+    await up.done();
+    show('');
+    const done = document.createElement('p');
+    done.className = 'notice ok';
+    done.id = 'uploaded';
+    done.append('Recording uploaded. ');
+    const link = Object.assign(document.createElement('a'), { href: rec.watch, textContent: 'Watch it' });
+    done.append(link);
+    message.after(done);
+    startButton.disabled = false;
+    for (const select of [$('camera'), $('microphone')]) select.disabled = false;
+  } catch {
+    // renderUpload already shows why.
+  }
+}
+
+/** Recordings a previous page left unfinished: offer to upload the rest. */
+async function offerResume() {
+  const unfinished = await store.listRecordings();
+  const box = $('resume');
+  box.hidden = unfinished.length === 0;
+  box.replaceChildren();
+  if (unfinished.length === 0) return;
+  box.append(Object.assign(document.createElement('strong'), { textContent: 'Unfinished uploads from an earlier visit' }));
+  for (const rec of unfinished) {
+    const waiting = (await store.pendingChunks(rec.id)).length;
+    const button = Object.assign(document.createElement('button'), {
+      type: 'button',
+      className: 'primary',
+      textContent: `Resume upload of “${rec.title}”`,
+    });
+    button.addEventListener('click', async () => {
+      button.disabled = true;
+      uploader = makeUploader(rec);
+      showShare(rec);
+      await uploader.resume();
+      if (uploader.total == null) await uploader.setTotal(rec.nextSeq ?? 0);
+      await finishUpload(rec, uploader);
+      await offerResume();
+    });
+    const row = document.createElement('div');
+    row.className = 'row';
+    row.append(button, Object.assign(document.createElement('span'), { className: 'muted', textContent: `${waiting} chunk(s) waiting` }));
+    box.append(row);
+  }
+}
+
+window.addEventListener('online', () => uploader?.nudge());
+window.addEventListener('offline', () => ($('network').hidden = false));
+startButton.addEventListener('click', start);
+stopButton.addEventListener('click', stop);
+$('camera').addEventListener('change', acquire);
+$('microphone').addEventListener('change', acquire);
+$('copy-watch').addEventListener('click', (e) => copyText($('watch-link').textContent, e.target));
+
+const opened = await openStore();
+store = opened.store;
+if (!opened.durable) show('This browser cannot keep chunks on disk: keep this page open until the upload finishes.');
+if (!window.MediaRecorder || !navigator.mediaDevices) {
+  show('This browser cannot record video (no MediaRecorder). Try a current Chrome, Firefox or Safari.', 'error');
+} else {
+  await offerResume();
+  await acquire();
+}

@@ -1,0 +1,112 @@
+// E2E harness: a real segcast (the cargo-built binary, real ffmpeg) on a
+// loopback port with a fresh data directory, and Debian's Chromium driven by
+// playwright-core with a fake camera and microphone.
+import { spawn } from 'node:child_process';
+import { mkdtempSync, mkdirSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { dirname, join, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { chromium } from 'playwright-core';
+
+const PLAYER_DIR = resolve(dirname(fileURLToPath(import.meta.url)), '../..');
+const REPO = resolve(PLAYER_DIR, '..');
+export const SCREENSHOTS = join(PLAYER_DIR, 'test-results');
+
+export const CHROMIUM_ARGS = [
+  '--use-fake-device-for-media-stream',
+  '--use-fake-ui-for-media-stream',
+  '--autoplay-policy=no-user-gesture-required',
+  // As root in a container, and with no network beyond loopback.
+  '--no-sandbox',
+  '--disable-gpu',
+  '--disable-quic',
+  '--no-first-run',
+  '--disable-background-networking',
+  '--disable-component-update',
+  '--disable-sync',
+];
+
+/** Starts segcast; resolves once it printed the address it listens on. */
+export async function startServer() {
+  const data = mkdtempSync(join(tmpdir(), 'segcast-e2e-'));
+  const bin = process.env.SEGCAST_BIN ?? join(REPO, 'target/debug/segcast');
+  const child = spawn(bin, ['serve', '--listen', '127.0.0.1:0', '--data', data, '--player-dir', PLAYER_DIR], {
+    env: { ...process.env, NO_COLOR: '1', SEGCAST_LOG: process.env.SEGCAST_LOG ?? 'info,ffmpeg=warn' },
+    stdio: ['ignore', 'inherit', 'pipe'],
+  });
+  const base = await new Promise((resolveBase, reject) => {
+    let log = '';
+    const timer = setTimeout(() => reject(new Error(`segcast did not start:\n${log}`)), 30000);
+    child.on('exit', (code) => reject(new Error(`segcast exited (${code}):\n${log}`)));
+    child.stderr.on('data', (data) => {
+      log += data;
+      if (process.env.E2E_SERVER_LOG) process.stderr.write(data);
+      const match = /serving addr=(\S+)/.exec(log);
+      if (match) {
+        clearTimeout(timer);
+        resolveBase(`http://${match[1]}`);
+      }
+    });
+  });
+  child.stderr.resume();
+  return {
+    base,
+    data,
+    async stop() {
+      child.kill('SIGTERM');
+      await new Promise((r) => (child.exitCode !== null ? r() : child.on('exit', r)));
+      rmSync(data, { recursive: true, force: true });
+    },
+  };
+}
+
+export async function launchBrowser() {
+  mkdirSync(SCREENSHOTS, { recursive: true });
+  return chromium.launch({ executablePath: process.env.CHROMIUM ?? '/usr/bin/chromium', args: CHROMIUM_ARGS });
+}
+
+/** GET a recording's status from the API. */
+export async function status(base, id) {
+  const response = await fetch(`${base}/api/recordings/${id}`);
+  if (!response.ok) throw new Error(`status ${response.status}`);
+  return response.json();
+}
+
+/** Polls the API until `done(status)`; fails with the last status. */
+export async function waitForStatus(base, id, done, timeoutMs = 60000) {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const s = await status(base, id);
+    if (done(s)) return s;
+    if (Date.now() > deadline) throw new Error(`timed out; last status ${JSON.stringify(s)}`);
+    await new Promise((r) => setTimeout(r, 200));
+  }
+}
+
+/** Starts a recording on the record page; returns its id and start time. */
+export async function startRecording(page, base, title) {
+  await page.goto(`${base}/record`);
+  const start = page.getByRole('button', { name: /Start/ });
+  await start.waitFor();
+  await page.waitForFunction(() => !document.getElementById('start').disabled);
+  await page.fill('#title', title);
+  await start.click();
+  await page.waitForFunction(() => document.body.dataset.recordingId);
+  return page.evaluate(() => ({
+    id: document.body.dataset.recordingId,
+    startedAt: Number(document.body.dataset.recordingStartedAt),
+  }));
+}
+
+/** Waits until the page's recording clock reaches `ms` since its start:
+ * recording for a given time is the scenario itself, not a sync sleep. */
+export async function recordFor(page, startedAt, ms) {
+  await page.waitForFunction(([t0, wanted]) => Date.now() - t0 >= wanted, [startedAt, ms], { timeout: ms + 30000 });
+}
+
+export async function uploadCounters(page) {
+  return page.evaluate(() => ({
+    acked: Number(document.getElementById('acked').textContent),
+    pending: Number(document.getElementById('pending').textContent),
+  }));
+}

@@ -1,0 +1,150 @@
+// Record in Chromium, watch near-live, then replay: the whole user promise
+// against a real segcast with real ffmpeg.
+import { after, before, test } from 'node:test';
+import assert from 'node:assert/strict';
+import { join } from 'node:path';
+
+import {
+  SCREENSHOTS,
+  launchBrowser,
+  recordFor,
+  startRecording,
+  startServer,
+  status,
+  uploadCounters,
+  waitForStatus,
+} from './harness.js';
+
+let server;
+let browser;
+
+before(async () => {
+  server = await startServer();
+  browser = await launchBrowser();
+});
+
+after(async () => {
+  await browser?.close();
+  await server?.stop();
+});
+
+test('a recording is watchable while live, then ready and seekable', async () => {
+  const context = await browser.newContext({ viewport: { width: 1280, height: 800 } });
+  const recorder = await context.newPage();
+  const { id, startedAt } = await startRecording(recorder, server.base, 'E2E live recording');
+
+  const watcher = await context.newPage();
+  await watcher.goto(`${server.base}/watch/${id}`);
+  await watcher.getByText('Live', { exact: true }).waitFor();
+
+  // While it records: playback starts and advances, and we sample how far
+  // behind the recording the player is.
+  await watcher.waitForFunction(() => document.getElementById('video').currentTime > 0.5, null, { timeout: 30000 });
+  const latencies = [];
+  let previous = -1;
+  let advanced = 0;
+  while (Date.now() - startedAt < 10000) {
+    const t = await watcher.evaluate(() => document.getElementById('video').currentTime);
+    latencies.push((Date.now() - startedAt) / 1000 - t);
+    if (t > previous) advanced += 1;
+    previous = t;
+    await watcher.waitForTimeout(500);
+  }
+  assert.equal((await status(server.base, id)).state, 'recording', 'still live while sampled');
+  assert.ok(advanced >= 4, `currentTime advanced only ${advanced} times while live`);
+  await recorder.screenshot({ path: join(SCREENSHOTS, 'record-desktop.png') });
+  await watcher.screenshot({ path: join(SCREENSHOTS, 'watch-live-desktop.png') });
+
+  await recordFor(recorder, startedAt, 10000);
+  await recorder.getByRole('button', { name: /Stop/ }).click();
+  const recordedS = (Date.now() - startedAt) / 1000;
+  await recorder.locator('#uploaded').waitFor({ timeout: 60000 });
+  const ready = await waitForStatus(server.base, id, (s) => s.state !== 'recording' && s.state !== 'processing');
+  assert.equal(ready.state, 'ready', JSON.stringify(ready));
+  assert.ok(Math.abs(ready.duration_s - recordedS) <= 1.5, `duration ${ready.duration_s} s for ${recordedS} s recorded`);
+  assert.deepEqual(ready.chunks.missing, []);
+  assert.equal(ready.chunks.received, ready.chunks.total);
+
+  // Replays as a normal video: full duration and seeking.
+  await watcher.reload();
+  await watcher.getByText('Ready', { exact: true }).waitFor();
+  await watcher.waitForFunction(() => document.getElementById('video').duration > 5, null, { timeout: 30000 });
+  const duration = await watcher.evaluate(() => document.getElementById('video').duration);
+  assert.ok(Math.abs(duration - ready.duration_s) < 1, `player duration ${duration} vs ${ready.duration_s}`);
+  await watcher.evaluate(() => {
+    const v = document.getElementById('video');
+    v.currentTime = 2;
+    return v.play();
+  });
+  await watcher.waitForFunction(() => document.getElementById('video').currentTime > 2.5, null, { timeout: 15000 });
+
+  latencies.sort((a, b) => a - b);
+  const p50 = latencies[Math.floor(latencies.length / 2)];
+  console.log(`near-live latency (recording elapsed − video.currentTime): p50 ${p50.toFixed(2)} s, max ${latencies.at(-1).toFixed(2)} s over ${latencies.length} samples`);
+
+  const library = await context.newPage();
+  await library.goto(`${server.base}/`);
+  await library.locator(`[data-id="${id}"]`).waitFor();
+  await library.screenshot({ path: join(SCREENSHOTS, 'library-desktop.png') });
+  await watcher.screenshot({ path: join(SCREENSHOTS, 'watch-ready-desktop.png') });
+  const phone = await browser.newContext({ viewport: { width: 390, height: 844 }, deviceScaleFactor: 2 });
+  for (const [name, path] of [['library', '/'], ['watch', `/watch/${id}`], ['record', '/record']]) {
+    const page = await phone.newPage();
+    await page.goto(`${server.base}${path}`);
+    await page.waitForLoadState('networkidle').catch(() => {});
+    await page.screenshot({ path: join(SCREENSHOTS, `${name}-phone.png`), fullPage: true });
+  }
+  await phone.close();
+  await context.close();
+});
+
+test('reloading mid-recording resumes the upload and completes it', async () => {
+  const context = await browser.newContext();
+  const page = await context.newPage();
+  const { id, startedAt } = await startRecording(page, server.base, 'E2E reload');
+  await page.waitForFunction(() => Number(document.getElementById('acked').textContent) >= 2, null, { timeout: 20000 });
+  // Chunk uploads now fail at the network level; chunks pile up in IndexedDB.
+  await page.route('**/chunks/**', (route) => route.abort('internetdisconnected'));
+  await page.waitForFunction(() => Number(document.getElementById('pending').textContent) >= 3, null, { timeout: 20000 });
+  const before = await uploadCounters(page);
+  await page.unroute('**/chunks/**');
+  await page.reload();
+
+  const resume = page.getByRole('button', { name: /Resume upload/ });
+  await resume.waitFor();
+  await resume.click();
+  await page.locator('#uploaded').waitFor({ timeout: 60000 });
+  const ready = await waitForStatus(server.base, id, (s) => s.state !== 'recording' && s.state !== 'processing');
+  assert.equal(ready.state, 'ready', JSON.stringify(ready));
+  assert.ok(ready.chunks.total >= before.acked + before.pending, JSON.stringify({ before, ready }));
+  assert.equal(ready.chunks.received, ready.chunks.total);
+  assert.ok(ready.duration_s >= ready.chunks.total - 1.5, `duration ${ready.duration_s} s for ${ready.chunks.total} chunks`);
+  assert.ok(Date.now() - startedAt > 0);
+  // The browser's store is empty again: nothing is offered twice.
+  await page.reload();
+  await page.getByRole('button', { name: /Start/ }).waitFor();
+  assert.equal(await page.getByRole('button', { name: /Resume upload/ }).count(), 0);
+  await context.close();
+});
+
+test('a few seconds offline lose nothing', async () => {
+  const context = await browser.newContext();
+  const page = await context.newPage();
+  const { id, startedAt } = await startRecording(page, server.base, 'E2E offline');
+  await recordFor(page, startedAt, 3000);
+  await context.setOffline(true);
+  await page.locator('#network').waitFor({ state: 'visible' });
+  await recordFor(page, startedAt, 6500);
+  const offline = await uploadCounters(page);
+  assert.ok(offline.pending >= 2, `chunks should wait while offline: ${JSON.stringify(offline)}`);
+  await context.setOffline(false);
+  await recordFor(page, startedAt, 9000);
+  await page.getByRole('button', { name: /Stop/ }).click();
+  const recordedS = (Date.now() - startedAt) / 1000;
+  await page.locator('#uploaded').waitFor({ timeout: 60000 });
+  const ready = await waitForStatus(server.base, id, (s) => s.state !== 'recording' && s.state !== 'processing');
+  assert.equal(ready.state, 'ready', JSON.stringify(ready));
+  assert.equal(ready.chunks.received, ready.chunks.total);
+  assert.ok(Math.abs(ready.duration_s - recordedS) <= 1.5, `duration ${ready.duration_s} s for ${recordedS} s recorded`);
+  await context.close();
+});

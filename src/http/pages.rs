@@ -1,0 +1,96 @@
+//! The record, watch and library pages and their assets, served from the
+//! player directory (`--player-dir`): `pages/*.html`, `public/*` under
+//! `/assets/`, and hls.js from npm under `/assets/vendor/hls.min.js`, so
+//! nothing is loaded from a CDN.
+
+use std::path::{Path, PathBuf};
+
+use axum::extract::{Request, State};
+use axum::http::{header, HeaderValue, StatusCode};
+use axum::response::Response;
+use axum::routing::get;
+use axum::Router;
+use tower::ServiceExt;
+use tower_http::services::{ServeDir, ServeFile};
+
+use super::AppState;
+use crate::error::{Error, Result};
+
+/// hls.js inside the player directory once `npm ci` has run there.
+const HLS_JS: &str = "node_modules/hls.js/dist/hls.min.js";
+
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/", get(|s, r| page(s, r, "index.html")))
+        .route("/record", get(|s, r| page(s, r, "record.html")))
+        .route("/watch/{id}", get(|s, r| page(s, r, "watch.html")))
+        .route("/assets/vendor/hls.min.js", get(hls_js))
+        .route("/assets/{*path}", get(asset))
+}
+
+fn player_dir(state: &AppState) -> PathBuf {
+    state.library.config().player_dir.clone()
+}
+
+async fn page(State(state): State<AppState>, request: Request, name: &str) -> Result<Response> {
+    let path = player_dir(&state).join("pages").join(name);
+    serve(
+        ServeFile::new(&path),
+        request,
+        &path,
+        "the pages are missing: start segcast from its repository or set --player-dir",
+    )
+    .await
+}
+
+async fn hls_js(State(state): State<AppState>, request: Request) -> Result<Response> {
+    let path = player_dir(&state).join(HLS_JS);
+    serve(
+        ServeFile::new(&path),
+        request,
+        &path,
+        "hls.js is not installed: run `npm ci --prefix player` (scripts/setup does)",
+    )
+    .await
+}
+
+async fn asset(State(state): State<AppState>, request: Request) -> Result<Response> {
+    // ServeDir resolves the rest of the path below `public/` and refuses
+    // `..` and absolute components.
+    let dir = player_dir(&state).join("public");
+    let (mut parts, body) = request.into_parts();
+    let rest = parts.uri.path().trim_start_matches("/assets").to_string();
+    parts.uri = rest
+        .parse()
+        .map_err(|_| Error::NotFound("no such asset".into()))?;
+    serve(
+        ServeDir::new(&dir),
+        Request::from_parts(parts, body),
+        &dir,
+        "no such asset",
+    )
+    .await
+}
+
+async fn serve<S>(service: S, request: Request, path: &Path, missing: &str) -> Result<Response>
+where
+    S: tower::Service<
+        Request,
+        Response = Response<tower_http::services::fs::ServeFileSystemResponseBody>,
+    >,
+    S::Error: std::error::Error + Send + Sync + 'static,
+{
+    let mut response = service
+        .oneshot(request)
+        .await
+        .map_err(|e| Error::internal("serving a page", e))?;
+    if response.status() == StatusCode::NOT_FOUND {
+        tracing::debug!(path = %path.display(), "page or asset not found");
+        return Err(Error::NotFound(missing.into()));
+    }
+    // Pages change with deployments: revalidate (ETag / Last-Modified).
+    response
+        .headers_mut()
+        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
+    Ok(response.map(axum::body::Body::new))
+}
