@@ -167,6 +167,16 @@ async fn media_is_served_with_types_caching_ranges_and_cors() {
 
     let errors = decode_errors(&server.url(&format!("/media/{id}/index.m3u8")));
     assert!(errors.is_empty(), "decoding the playlist: {errors}");
+
+    // The library's poster frame: a JPEG made from the first segment.
+    let status = server
+        .wait_for(&id, READY_LIMIT, |s| s["poster"].is_string())
+        .await;
+    let poster = get(status["poster"].as_str().unwrap().to_string())
+        .await
+        .unwrap();
+    assert_eq!(poster.headers()["content-type"], "image/jpeg");
+    assert_eq!(&poster.bytes().await.unwrap()[..2], b"\xff\xd8");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -22,6 +22,7 @@ use super::AppState;
 use crate::error::{Error, Result};
 use crate::media::hls::{INIT_FILE, MEDIA_PLAYLIST_FILE, MULTIVARIANT_FILE};
 use crate::media::timeline::Segment;
+use crate::transcode::poster::POSTER_FILE;
 
 pub fn router() -> Router<AppState> {
     let cors = CorsLayer::new()
@@ -40,6 +41,7 @@ enum MediaFile {
     MediaPlaylist,
     Init,
     Segment(u64),
+    Poster,
     Original,
 }
 
@@ -67,6 +69,7 @@ impl MediaFile {
             MULTIVARIANT_FILE => Some(Self::Multivariant),
             MEDIA_PLAYLIST_FILE => Some(Self::MediaPlaylist),
             INIT_FILE => Some(Self::Init),
+            POSTER_FILE => Some(Self::Poster),
             "original" => Some(Self::Original),
             _ => {
                 let digits = name.strip_prefix("seg-")?.strip_suffix(".m4s")?;
@@ -85,6 +88,7 @@ impl MediaFile {
             Self::Multivariant | Self::MediaPlaylist => "application/vnd.apple.mpegurl",
             Self::Init => "video/mp4",
             Self::Segment(_) => "video/iso.segment",
+            Self::Poster => "image/jpeg",
             Self::Original => "application/octet-stream",
         }
     }
@@ -102,6 +106,7 @@ impl MediaFile {
             Self::MediaPlaylist => MEDIA_PLAYLIST_FILE.into(),
             Self::Init => INIT_FILE.into(),
             Self::Segment(seq) => Segment::file_name(seq),
+            Self::Poster => POSTER_FILE.into(),
             Self::Original => "original".into(),
         }
     }

@@ -17,6 +17,7 @@ use crate::error::{Error, Result};
 use crate::publish::{HlsPublisher, PublishSettings};
 use crate::store::{PutOutcome, RecordingMeta, State, Store};
 use crate::transcode::args::{declared_bits_per_s, live_args, EncodeSettings};
+use crate::transcode::poster::{make_poster, POSTER_FILE};
 use crate::transcode::sidecar::{TranscodeEvent, Transcoder};
 
 use super::reorder::ChunkSet;
@@ -47,7 +48,15 @@ pub struct LiveTask {
     events_tx: mpsc::UnboundedSender<TranscodeEvent>,
     duration_ms: u64,
     segments: u64,
+    poster: Poster,
     status: watch::Sender<RecordingStatus>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Poster {
+    Missing,
+    Making,
+    Ready,
 }
 
 /// Starts the task of a recording; returns its command channel and status.
@@ -59,8 +68,14 @@ pub fn spawn(
 ) -> (mpsc::Sender<Command>, watch::Receiver<RecordingStatus>) {
     let chunks = ChunkSet::from_stored(stored_seqs);
     let (duration_ms, segments) = (meta.duration_ms, meta.segments);
-    let (status, status_rx) =
-        watch::channel(RecordingStatus::new(&meta, &chunks, duration_ms, segments));
+    let has_poster = store.hls_dir(&meta.id).join(POSTER_FILE).exists();
+    let poster = if has_poster {
+        Poster::Ready
+    } else {
+        Poster::Missing
+    };
+    let initial = RecordingStatus::new(&meta, &chunks, duration_ms, segments, has_poster);
+    let (status, status_rx) = watch::channel(initial);
     let (cmd_tx, cmd_rx) = mpsc::channel(64);
     let (events_tx, events_rx) = mpsc::unbounded_channel();
     let span = tracing::info_span!("recording", id = %meta.id);
@@ -74,6 +89,7 @@ pub fn spawn(
         events_tx,
         duration_ms,
         segments,
+        poster,
         status,
     };
     tokio::spawn(task.run(cmd_rx, events_rx).instrument(span));
@@ -129,6 +145,7 @@ impl LiveTask {
             .map_err(std::io::Error::other)??;
         self.duration_ms = 0;
         self.segments = 0;
+        self.poster = Poster::Missing;
         self.feed_new(0);
         if self.meta.total == Some(0) {
             self.fail("the recording has no chunks".into()).await;
@@ -259,6 +276,19 @@ impl LiveTask {
             TranscodeEvent::Published(timeline) => {
                 self.duration_ms = timeline.duration_ms();
                 self.segments = timeline.segments.len() as u64;
+                if self.poster == Poster::Missing && timeline.info.has_video {
+                    self.start_poster();
+                }
+            }
+            TranscodeEvent::Poster(outcome) => {
+                self.poster = match outcome {
+                    Ok(()) => Poster::Ready,
+                    Err(error) => {
+                        // A missing thumbnail is cosmetic: say so and go on.
+                        tracing::warn!(%error, "no poster frame");
+                        Poster::Missing
+                    }
+                };
             }
             TranscodeEvent::Exited(outcome) => {
                 self.transcoder = None;
@@ -286,6 +316,22 @@ impl LiveTask {
                 }
             }
         }
+    }
+
+    /// Makes the library's poster frame off the task, from the first segment.
+    fn start_poster(&mut self) {
+        self.poster = Poster::Making;
+        let (ffmpeg, dir) = (
+            self.config.ffmpeg.clone(),
+            self.store.hls_dir(&self.meta.id),
+        );
+        let events = self.events_tx.clone();
+        tokio::spawn(async move {
+            let outcome = tokio::task::spawn_blocking(move || make_poster(&ffmpeg, &dir))
+                .await
+                .unwrap_or_else(|e| Err(e.to_string()));
+            let _ = events.send(TranscodeEvent::Poster(outcome));
+        });
     }
 
     async fn fail(&mut self, reason: String) {
@@ -321,8 +367,14 @@ impl LiveTask {
     }
 
     fn publish_status(&self) {
-        let status =
-            RecordingStatus::new(&self.meta, &self.chunks, self.duration_ms, self.segments);
+        let poster = self.poster == Poster::Ready;
+        let status = RecordingStatus::new(
+            &self.meta,
+            &self.chunks,
+            self.duration_ms,
+            self.segments,
+            poster,
+        );
         self.status.send_if_modified(|current| {
             let changed = *current != status;
             *current = status;

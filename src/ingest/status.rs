@@ -27,6 +27,8 @@ pub struct RecordingStatus {
     pub hls: String,
     pub dash: Option<String>,
     pub watch: String,
+    /// A JPEG of the first frame, once there is one.
+    pub poster: Option<String>,
     pub error: Option<String>,
 }
 
@@ -55,7 +57,13 @@ pub fn hls_url(id: &str) -> String {
 }
 
 impl RecordingStatus {
-    pub fn new(meta: &RecordingMeta, chunks: &ChunkSet, duration_ms: u64, segments: u64) -> Self {
+    pub fn new(
+        meta: &RecordingMeta,
+        chunks: &ChunkSet,
+        duration_ms: u64,
+        segments: u64,
+        poster: bool,
+    ) -> Self {
         Self {
             id: meta.id.clone(),
             title: meta.title.clone(),
@@ -72,6 +80,13 @@ impl RecordingStatus {
             hls: hls_url(&meta.id),
             dash: None,
             watch: format!("/watch/{}", meta.id),
+            poster: poster.then(|| {
+                format!(
+                    "/media/{}/{}",
+                    meta.id,
+                    crate::transcode::poster::POSTER_FILE
+                )
+            }),
             error: meta.error.clone(),
         }
     }

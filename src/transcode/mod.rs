@@ -1,4 +1,5 @@
 //! ffmpeg as a sidecar: its argument list (pure) and the process around it.
 
 pub mod args;
+pub mod poster;
 pub mod sidecar;

@@ -36,6 +36,8 @@ pub enum TranscodeEvent {
     Published(Timeline),
     /// ffmpeg exited and its output was packaged (Ok), or something failed.
     Exited(Result<Timeline, String>),
+    /// The poster frame job ended (see [`super::poster`]).
+    Poster(Result<(), String>),
 }
 
 enum Feed {

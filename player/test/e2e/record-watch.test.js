@@ -84,7 +84,7 @@ test('a recording is watchable while live, then ready and seekable', async () =>
 
   const library = await context.newPage();
   await library.goto(`${server.base}/`);
-  await library.locator(`[data-id="${id}"]`).waitFor();
+  await library.locator(`[data-id="${id}"] img`).waitFor();
   await library.screenshot({ path: join(SCREENSHOTS, 'library-desktop.png') });
   await watcher.screenshot({ path: join(SCREENSHOTS, 'watch-ready-desktop.png') });
   const phone = await browser.newContext({ viewport: { width: 390, height: 844 }, deviceScaleFactor: 2 });
