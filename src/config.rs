@@ -20,6 +20,9 @@ pub const DEFAULT_AUDIO_KBPS: u32 = 128;
 /// x264 preset: `veryfast` keeps a 720p30 webcam well under one core.
 pub const DEFAULT_X264_PRESET: &str = "veryfast";
 pub const DEFAULT_FFMPEG: &str = "ffmpeg";
+/// Times ffmpeg is started for one recording before it is declared failed:
+/// a crash is retried, an input that kills ffmpeg every time is not.
+pub const DEFAULT_FFMPEG_ATTEMPTS: u32 = 3;
 /// The record/watch/library pages, relative to where the server starts.
 pub const DEFAULT_PLAYER_DIR: &str = "player";
 
@@ -69,6 +72,10 @@ pub struct Config {
     /// `node_modules/` after `npm ci`).
     #[arg(long, env = "SEGCAST_PLAYER_DIR", default_value = DEFAULT_PLAYER_DIR)]
     pub player_dir: PathBuf,
+
+    /// ffmpeg starts per recording before it is marked failed.
+    #[arg(long, env = "SEGCAST_FFMPEG_ATTEMPTS", default_value_t = DEFAULT_FFMPEG_ATTEMPTS)]
+    pub ffmpeg_attempts: u32,
 
     /// ffmpeg binary: the system one by default, never downloaded.
     #[arg(long, env = "SEGCAST_FFMPEG", default_value = DEFAULT_FFMPEG)]

@@ -5,12 +5,22 @@
 //! playlist must only list segments that can be fetched): init and segment
 //! files are renamed into place first, the media playlist that lists them
 //! after. Every file appears atomically (write, then rename).
+//!
+//! Recovery: the timeline is saved beside the playlists (`timeline.json`,
+//! integer ticks). When ffmpeg is re-run over the stored chunks (after a
+//! server restart or an ffmpeg crash), [`HlsPublisher::resume`] replays the
+//! segments already published without rewriting them: URIs and durations
+//! stay as players saw them, and the playlist never shrinks (RFC 8216
+//! §6.2.1 forbids removing segments from an EVENT playlist).
 
 use std::io;
 use std::path::PathBuf;
 
 use crate::media::fmp4::{Piece, SplitError, Splitter};
 use crate::media::hls::{self, INIT_FILE, MEDIA_PLAYLIST_FILE, MULTIVARIANT_FILE};
+
+/// The saved timeline of a rendition, for recovery.
+pub const TIMELINE_FILE: &str = "timeline.json";
 use crate::media::timeline::{ClosedSegment, Segment, Segmenter, StreamInfo, Timeline};
 use crate::store::write_atomic;
 
@@ -41,16 +51,38 @@ pub struct HlsPublisher {
     splitter: Splitter,
     segmenter: Option<Segmenter>,
     timeline: Timeline,
+    /// Segments below this seq were published by an earlier run: the
+    /// re-encoded ones are checked and dropped, not written.
+    replay_until: u64,
 }
 
 impl HlsPublisher {
     pub fn new(settings: PublishSettings) -> Self {
+        Self::resume(settings, Timeline::default())
+    }
+
+    /// Continues a rendition whose first segments `published` lists.
+    pub fn resume(settings: PublishSettings, published: Timeline) -> Self {
+        let replay_until = published.segments.len() as u64;
         Self {
             settings,
             splitter: Splitter::default(),
             segmenter: None,
-            timeline: Timeline::default(),
+            timeline: Timeline {
+                ended: false,
+                ..published
+            },
+            replay_until,
         }
+    }
+
+    /// Reads a saved timeline; `None` when there is none (or it is unusable,
+    /// in which case the rendition is rebuilt from scratch).
+    pub fn load_timeline(dir: &std::path::Path) -> Option<Timeline> {
+        let bytes = std::fs::read(dir.join(TIMELINE_FILE)).ok()?;
+        serde_json::from_slice(&bytes)
+            .map_err(|e| tracing::warn!(error = %e, "ignoring an unreadable timeline"))
+            .ok()
     }
 
     pub fn timeline(&self) -> &Timeline {
@@ -65,6 +97,7 @@ impl HlsPublisher {
                 Piece::Init(init) => {
                     let primary = init.primary_track().ok_or(PublishError::NoTracks)?;
                     self.timeline.info = StreamInfo::from_init(&init);
+                    let replaying = self.replay_until > 0;
                     let target_ticks =
                         self.settings.segment_target_ms * u64::from(primary.timescale) / 1000;
                     let mut segmenter = Segmenter::new(primary.track_id, target_ticks, 0);
@@ -76,13 +109,14 @@ impl HlsPublisher {
                     write_atomic(&self.settings.dir.join(INIT_FILE), &init.bytes, false)?;
                     // Playlists exist from here on, so the hls URL works
                     // (empty, live) before the first segment is complete.
-                    self.write_playlists()?;
+                    if !replaying {
+                        self.write_playlists()?;
+                    }
                 }
                 Piece::Fragment(fragment) => {
                     let segmenter = self.segmenter.as_mut().expect("splitter yields init first");
                     for closed in segmenter.push(fragment) {
-                        self.publish(closed)?;
-                        published = true;
+                        published |= self.publish(closed)?;
                     }
                 }
             }
@@ -102,18 +136,34 @@ impl HlsPublisher {
         Ok(self.timeline)
     }
 
-    fn publish(&mut self, closed: ClosedSegment) -> Result<(), PublishError> {
-        let path = self
-            .settings
-            .dir
-            .join(Segment::file_name(closed.segment.seq));
+    /// Writes a closed segment and the playlists listing it; returns false
+    /// when the segment was already published by an earlier run.
+    fn publish(&mut self, closed: ClosedSegment) -> Result<bool, PublishError> {
+        let seq = closed.segment.seq;
+        if seq < self.replay_until {
+            let earlier = &self.timeline.segments[seq as usize];
+            if earlier.dur_ticks != closed.segment.dur_ticks {
+                // Kept as published: players may hold it already.
+                tracing::warn!(
+                    seq,
+                    before = earlier.dur_ticks,
+                    now = closed.segment.dur_ticks,
+                    "re-encoded segment differs"
+                );
+            }
+            return Ok(false);
+        }
+        let path = self.settings.dir.join(Segment::file_name(seq));
         write_atomic(&path, &closed.bytes, false)?;
         self.timeline.segments.push(closed.segment);
-        self.write_playlists()
+        self.write_playlists()?;
+        Ok(true)
     }
 
     fn write_playlists(&self) -> Result<(), PublishError> {
         let dir = &self.settings.dir;
+        let timeline = serde_json::to_vec(&self.timeline).map_err(io::Error::other)?;
+        write_atomic(&dir.join(TIMELINE_FILE), &timeline, false)?;
         let media = hls::render_media_playlist(&self.timeline, self.settings.segment_target_ms);
         write_atomic(&dir.join(MEDIA_PLAYLIST_FILE), media.as_bytes(), false)?;
         // The multivariant playlist changes only when the codecs become
@@ -170,6 +220,60 @@ mod tests {
         }
         let multivariant = std::fs::read_to_string(tmp.path().join(MULTIVARIANT_FILE)).unwrap();
         assert!(multivariant.contains("RESOLUTION=160x90"), "{multivariant}");
+    }
+
+    fn settings(dir: &std::path::Path) -> PublishSettings {
+        PublishSettings {
+            dir: dir.to_path_buf(),
+            segment_target_ms: 1000,
+            declared_bits_per_s: 1,
+            keyframe_grid_ms: None,
+        }
+    }
+
+    #[test]
+    fn resuming_replays_published_segments_without_rewriting_them() {
+        let tmp = tempfile::tempdir().unwrap();
+        let mut first = HlsPublisher::new(settings(tmp.path()));
+        first.push(&FIXTURE[..FIXTURE.len() * 2 / 3]).unwrap();
+        let before_crash = HlsPublisher::load_timeline(tmp.path()).unwrap();
+        assert_eq!(
+            before_crash.segments.len(),
+            1,
+            "one segment published before the 'crash'"
+        );
+        let playlist_before =
+            std::fs::read_to_string(tmp.path().join(MEDIA_PLAYLIST_FILE)).unwrap();
+        // Proof of skipping: a replayed segment's file is never written again.
+        std::fs::remove_file(tmp.path().join(Segment::file_name(0))).unwrap();
+
+        let mut resumed = HlsPublisher::resume(settings(tmp.path()), before_crash.clone());
+        let mut announced = 0;
+        for chunk in FIXTURE.chunks(7000) {
+            announced += usize::from(resumed.push(chunk).unwrap());
+            let playlist = std::fs::read_to_string(tmp.path().join(MEDIA_PLAYLIST_FILE)).unwrap();
+            assert!(
+                playlist.starts_with(playlist_before.trim_end()),
+                "the playlist never loses a segment"
+            );
+        }
+        let timeline = resumed.finish().unwrap();
+        assert_eq!(announced, 1, "only segment 1 is new before the end");
+        assert_eq!(timeline.segments[0], before_crash.segments[0]);
+        assert_eq!(timeline.segments.len(), 3);
+        assert!(!tmp.path().join(Segment::file_name(0)).exists());
+        assert!(tmp.path().join(Segment::file_name(2)).exists());
+
+        let from_scratch = {
+            let other = tempfile::tempdir().unwrap();
+            let mut p = HlsPublisher::new(settings(other.path()));
+            p.push(FIXTURE).unwrap();
+            p.finish().unwrap()
+        };
+        assert_eq!(
+            timeline, from_scratch,
+            "same segments as one uninterrupted run"
+        );
     }
 
     #[test]

@@ -172,16 +172,6 @@ impl Store {
             _ => sync_dir(&self.root),
         }
     }
-
-    /// Empties `hls/` so media can be regenerated from the chunks.
-    pub fn reset_hls(&self, id: &str) -> io::Result<()> {
-        let dir = self.hls_dir(id);
-        match fs::remove_dir_all(&dir) {
-            Err(e) if e.kind() != io::ErrorKind::NotFound => return Err(e),
-            _ => {}
-        }
-        fs::create_dir_all(dir)
-    }
 }
 
 /// Replaces `path` with `bytes` so that readers see the old or the new file,

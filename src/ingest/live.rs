@@ -14,6 +14,7 @@ use tracing::Instrument;
 
 use crate::config::Config;
 use crate::error::{Error, Result};
+use crate::media::timeline::Timeline;
 use crate::publish::{HlsPublisher, PublishSettings};
 use crate::store::{PutOutcome, RecordingMeta, State, Store};
 use crate::transcode::args::{declared_bits_per_s, live_args, EncodeSettings};
@@ -40,6 +41,9 @@ pub enum Command {
 
 pub struct LiveTask {
     meta: RecordingMeta,
+    /// What has been published so far; a restarted ffmpeg resumes from it.
+    timeline: Timeline,
+    ffmpeg_starts: u32,
     chunks: ChunkSet,
     store: Store,
     config: Arc<Config>,
@@ -81,6 +85,8 @@ pub fn spawn(
     let span = tracing::info_span!("recording", id = %meta.id);
     let task = LiveTask {
         meta,
+        timeline: Timeline::default(),
+        ffmpeg_starts: 0,
         chunks,
         store,
         config,
@@ -134,18 +140,27 @@ impl LiveTask {
     }
 
     /// After a restart, an unfinished recording is packaged again from its
-    /// stored chunks: they are the source of truth, `hls/` is derived.
+    /// stored chunks (the source of truth); what was already published is
+    /// kept as it was and replayed, not rewritten (see `publish`).
     async fn resume(&mut self) -> std::io::Result<()> {
         if !matches!(self.meta.state, State::Recording | State::Processing) {
             return Ok(());
         }
-        let (store, id) = (self.store.clone(), self.meta.id.clone());
-        tokio::task::spawn_blocking(move || store.reset_hls(&id))
+        let dir = self.store.hls_dir(&self.meta.id);
+        let saved = tokio::task::spawn_blocking(move || HlsPublisher::load_timeline(&dir))
             .await
-            .map_err(std::io::Error::other)??;
-        self.duration_ms = 0;
-        self.segments = 0;
-        self.poster = Poster::Missing;
+            .map_err(std::io::Error::other)?;
+        self.timeline = saved.unwrap_or_default();
+        self.duration_ms = self.timeline.duration_ms();
+        self.segments = self.timeline.segments.len() as u64;
+        if self.chunks.received() > 0 {
+            let contiguous = self.chunks.contiguous();
+            tracing::info!(
+                segments = self.segments,
+                contiguous,
+                "resuming from stored chunks"
+            );
+        }
         self.feed_new(0);
         if self.meta.total == Some(0) {
             self.fail("the recording has no chunks".into()).await;
@@ -189,6 +204,7 @@ impl LiveTask {
     fn feed_new(&mut self, from: u64) {
         let contiguous = self.chunks.contiguous();
         if contiguous > from && self.transcoder.is_none() && self.meta.state != State::Failed {
+            self.ffmpeg_starts += 1;
             match self.start_transcoder() {
                 Ok(t) => self.transcoder = Some(t),
                 Err(e) => {
@@ -217,13 +233,14 @@ impl LiveTask {
 
     fn start_transcoder(&self) -> std::io::Result<Transcoder> {
         let settings = EncodeSettings::from(&*self.config);
-        let publisher = HlsPublisher::new(PublishSettings {
+        let publish = PublishSettings {
             dir: self.store.hls_dir(&self.meta.id),
             segment_target_ms: settings.segment_target_ms,
             declared_bits_per_s: declared_bits_per_s(&settings),
             // live_args forces keyframes on the segment grid.
             keyframe_grid_ms: Some(settings.segment_target_ms),
-        });
+        };
+        let publisher = HlsPublisher::resume(publish, self.timeline.clone());
         Transcoder::spawn(
             &self.config.ffmpeg,
             &live_args(&settings),
@@ -276,7 +293,9 @@ impl LiveTask {
             TranscodeEvent::Published(timeline) => {
                 self.duration_ms = timeline.duration_ms();
                 self.segments = timeline.segments.len() as u64;
-                if self.poster == Poster::Missing && timeline.info.has_video {
+                let has_video = timeline.info.has_video;
+                self.timeline = timeline;
+                if self.poster == Poster::Missing && has_video {
                     self.start_poster();
                 }
             }
@@ -309,13 +328,31 @@ impl LiveTask {
                         }
                     }
                     Ok(_) => {
-                        self.fail("ffmpeg stopped before the upload was complete".into())
+                        self.ffmpeg_failed("ffmpeg stopped before the upload was complete".into())
                             .await
                     }
-                    Err(reason) => self.fail(reason).await,
+                    Err(reason) => self.ffmpeg_failed(reason).await,
                 }
             }
         }
+    }
+
+    /// ffmpeg died or gave up: run it again over the stored chunks (what was
+    /// published is replayed, not repeated), up to `--ffmpeg-attempts`.
+    async fn ffmpeg_failed(&mut self, reason: String) {
+        if self.meta.state == State::Failed {
+            return;
+        }
+        let attempts = self.config.ffmpeg_attempts;
+        if self.ffmpeg_starts >= attempts {
+            let plural = if attempts == 1 { "" } else { "s" };
+            self.fail(format!("{reason} ({attempts} attempt{plural})"))
+                .await;
+            return;
+        }
+        tracing::warn!(%reason, starts = self.ffmpeg_starts, "ffmpeg failed; restarting it");
+        self.input_ended = false;
+        self.feed_new(0);
     }
 
     /// Makes the library's poster frame off the task, from the first segment.

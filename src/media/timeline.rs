@@ -10,10 +10,12 @@
 //!
 //! All time is integer ticks of the primary track's timescale.
 
+use serde::{Deserialize, Serialize};
+
 use super::fmp4::{Fragment, InitSegment};
 
 /// What every playlist needs from the init segment.
-#[derive(Debug, Clone, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
 pub struct StreamInfo {
     pub timescale: u32,
     /// RFC 6381 codec strings of all tracks, comma separated.
@@ -52,7 +54,7 @@ impl StreamInfo {
 }
 
 /// One fragment inside a segment file.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Part {
     pub dur_ticks: u64,
     pub independent: bool,
@@ -60,7 +62,7 @@ pub struct Part {
     pub len_bytes: u64,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Segment {
     /// Position in the recording, from 0; also its media sequence number.
     pub seq: u64,
@@ -78,7 +80,7 @@ impl Segment {
 }
 
 /// Published state of one recording's media.
-#[derive(Debug, Clone, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
 pub struct Timeline {
     pub info: StreamInfo,
     pub segments: Vec<Segment>,

@@ -206,3 +206,114 @@ pub fn decode_errors(url: &str) -> String {
     }
     errors
 }
+
+/// A segcast process, SIGKILLed when dropped (also when a test panics).
+pub struct ServerProcess(pub std::process::Child);
+
+impl ServerProcess {
+    /// SIGKILL: no shutdown path of the server runs.
+    pub fn kill(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+impl Drop for ServerProcess {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// The segcast binary as a separate process (so it can be SIGKILLed);
+/// returns it and its base URL once it listens. Its log goes to the test's
+/// output.
+pub fn spawn_server_process(data: &Path, extra: &[&str]) -> (ServerProcess, String) {
+    use std::io::{BufRead, BufReader};
+    let mut child = Command::new(env!("CARGO_BIN_EXE_segcast"))
+        .args(["serve", "--listen", "127.0.0.1:0", "--data"])
+        .arg(data)
+        .args(extra)
+        .env("NO_COLOR", "1")
+        .env("SEGCAST_LOG", "info,ffmpeg=warn")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
+    let child = ServerProcess(child);
+    let base = loop {
+        let line = lines
+            .next()
+            .expect("segcast exited before listening")
+            .unwrap();
+        eprintln!("server: {line}");
+        if let Some(addr) = line.split("serving addr=").nth(1) {
+            break format!("http://{}", addr.trim());
+        }
+    };
+    // Keep draining the log so the server never blocks on a full pipe.
+    std::thread::spawn(move || {
+        lines
+            .map_while(Result::ok)
+            .for_each(|l| eprintln!("server: {l}"))
+    });
+    (child, base)
+}
+
+/// Fetches init + every listed segment and checks, with segcast's own
+/// splitter, that the primary track's decode times run on without a gap or
+/// an overlap: no media missing or doubled at any seam.
+pub async fn assert_contiguous_media(client: &reqwest::Client, base: &str, id: &str) -> f64 {
+    use segcast::media::fmp4::{Piece, Splitter};
+    let get = |path: String| async move {
+        let resp = client
+            .get(format!("{base}/media/{id}/{path}"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), 200, "{path}");
+        resp.bytes().await.unwrap()
+    };
+    let playlist = get("media.m3u8".into()).await;
+    let playlist = m3u8_rs::parse_media_playlist_res(&playlist).unwrap();
+    let mut splitter = Splitter::default();
+    let mut track = None;
+    let mut timescale = 1;
+    for piece in splitter.push(&get("init.mp4".into()).await).unwrap() {
+        if let Piece::Init(init) = piece {
+            let primary = init.primary_track().unwrap();
+            track = Some(primary.track_id);
+            timescale = primary.timescale;
+        }
+    }
+    let track = track.expect("init segment");
+    let mut next_ticks = None;
+    for segment in &playlist.segments {
+        let mut seg_ticks = 0;
+        for piece in splitter.push(&get(segment.uri.clone()).await).unwrap() {
+            let Piece::Fragment(fragment) = piece else {
+                panic!("init inside a segment")
+            };
+            let Some(run) = fragment.run(track) else {
+                continue;
+            };
+            if let Some(expected) = next_ticks {
+                assert_eq!(
+                    run.base_decode_ticks, expected,
+                    "gap or overlap in {}",
+                    segment.uri
+                );
+            }
+            next_ticks = Some(run.base_decode_ticks + run.dur_ticks);
+            seg_ticks += run.dur_ticks;
+        }
+        let extinf_ms = (f64::from(segment.duration) * 1000.0).round();
+        let media_ms = (seg_ticks * 1000 / u64::from(timescale)) as f64;
+        assert!(
+            (extinf_ms - media_ms).abs() <= 1.0,
+            "{}: EXTINF {extinf_ms} ms, media {media_ms} ms",
+            segment.uri
+        );
+    }
+    next_ticks.unwrap() as f64 / f64::from(timescale)
+}
