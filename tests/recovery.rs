@@ -6,9 +6,9 @@ mod common;
 use std::time::Duration;
 
 use common::{
-    assert_contiguous_media, cut_randomly, decode_errors, make_webm, spawn_server_process, Server,
+    assert_contiguous_media, cut_randomly, decode_errors, make_webm, spawn_server_process, Api,
+    Server,
 };
-use serde_json::Value;
 
 const LIMIT: Duration = Duration::from_secs(90);
 
@@ -22,160 +22,89 @@ fn listed(playlist: &str) -> Vec<(String, f32)> {
         .collect()
 }
 
-async fn wait_status(client: &reqwest::Client, url: &str, done: impl Fn(&Value) -> bool) -> Value {
-    let deadline = std::time::Instant::now() + LIMIT;
-    loop {
-        let status: Value = client.get(url).send().await.unwrap().json().await.unwrap();
-        if done(&status) {
-            return status;
-        }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "timed out: {status:#}"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
-
-async fn put(
-    client: &reqwest::Client,
-    base: &str,
-    id: &str,
-    token: &str,
-    seq: usize,
-    bytes: &[u8],
-) -> u16 {
-    let resp = client
-        .put(format!("{base}/api/recordings/{id}/chunks/{seq}"))
-        .bearer_auth(token)
-        .body(bytes.to_vec())
-        .send()
-        .await
-        .unwrap();
-    resp.status().as_u16()
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigkill_mid_recording_loses_no_acknowledged_chunk_and_no_published_segment() {
     let data = tempfile::tempdir().unwrap();
     let source = make_webm(data.path(), 8, "320x240");
     let bytes = std::fs::read(&source).unwrap();
     let chunks = cut_randomly(&bytes, 16, 7);
-    let client = reqwest::Client::new();
 
     let (mut first, base) = spawn_server_process(data.path(), &[]);
-    let created: Value = client
-        .post(format!("{base}/api/recordings"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let (id, token) = (
-        created["id"].as_str().unwrap().to_string(),
-        created["upload_token"].as_str().unwrap().to_string(),
-    );
+    let api = Api::new(base);
+    let (id, token) = api.create("killed mid-recording").await;
     // Crash once ~3/4 of the bytes (~6 s of media, so at least 2 complete
     // 2 s segments) are acknowledged.
     let acknowledged = (1..=chunks.len())
         .find(|&k| chunks[..k].iter().map(Vec::len).sum::<usize>() * 4 >= bytes.len() * 3)
         .unwrap();
     for (seq, chunk) in chunks.iter().enumerate().take(acknowledged) {
-        assert_eq!(put(&client, &base, &id, &token, seq, chunk).await, 201);
+        assert_eq!(
+            api.put(&id, &token, seq as u64, chunk.clone())
+                .await
+                .status(),
+            201
+        );
     }
-    let status_url = format!("{base}/api/recordings/{id}");
-    wait_status(&client, &status_url, |s| s["segments"].as_u64() >= Some(2)).await;
-    let before: String = client
-        .get(format!("{base}/media/{id}/media.m3u8"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    api.wait_for(&id, LIMIT, |s| s["segments"].as_u64() >= Some(2))
+        .await;
+    let before = listed(&api.text(&format!("/media/{id}/media.m3u8")).await);
     first.kill(); // SIGKILL: no shutdown path runs
 
     let (mut second, base) = spawn_server_process(data.path(), &[]);
-    let status_url = format!("{base}/api/recordings/{id}");
-    let status: Value = client
-        .get(&status_url)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let api = Api::new(base);
+    let status = api.status(&id).await;
     assert_eq!(
         status["chunks"]["received"], acknowledged,
         "every acknowledged chunk survived"
     );
     assert_eq!(status["chunks"]["contiguous"], acknowledged);
     assert_eq!(status["state"], "recording");
-    let after_restart: String = client
-        .get(format!("{base}/media/{id}/media.m3u8"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let after_restart = listed(&api.text(&format!("/media/{id}/media.m3u8")).await);
     assert_eq!(
-        listed(&after_restart)[..listed(&before).len()],
-        listed(&before)[..],
+        after_restart[..before.len()],
+        before[..],
         "published segments kept at once"
     );
 
     // The client resumes: a retried chunk is a duplicate, the rest are new.
+    let last_acked = acknowledged - 1;
     assert_eq!(
-        put(
-            &client,
-            &base,
-            &id,
-            &token,
-            acknowledged - 1,
-            &chunks[acknowledged - 1]
-        )
-        .await,
+        api.put(&id, &token, last_acked as u64, chunks[last_acked].clone())
+            .await
+            .status(),
         200
     );
     for (seq, chunk) in chunks.iter().enumerate().skip(acknowledged) {
-        assert_eq!(put(&client, &base, &id, &token, seq, chunk).await, 201);
+        assert_eq!(
+            api.put(&id, &token, seq as u64, chunk.clone())
+                .await
+                .status(),
+            201
+        );
     }
-    let finish = client
-        .post(format!("{base}/api/recordings/{id}/finish"))
-        .bearer_auth(&token)
-        .json(&serde_json::json!({ "chunks": chunks.len() }))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(finish.status(), 202);
-    let ready = wait_status(&client, &status_url, |s| {
-        s["state"] != "recording" && s["state"] != "processing"
-    })
-    .await;
+    assert_eq!(
+        api.finish(&id, &token, chunks.len() as u64).await.status(),
+        202
+    );
+    let ready = api
+        .wait_for(&id, LIMIT, |s| {
+            s["state"] != "recording" && s["state"] != "processing"
+        })
+        .await;
     assert_eq!(ready["state"], "ready", "{ready:#}");
 
-    let ended: String = client
-        .get(format!("{base}/media/{id}/media.m3u8"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
-    let before = listed(&before);
+    let ended = listed(&api.text(&format!("/media/{id}/media.m3u8")).await);
     assert_eq!(
-        listed(&ended)[..before.len()],
+        ended[..before.len()],
         before[..],
         "same URIs and durations after the crash"
     );
-    let media_s = assert_contiguous_media(&client, &base, &id).await;
+    let media_s = assert_contiguous_media(&api.client, &api.base, &id).await;
     assert!(
         (media_s - 8.0).abs() <= 0.1,
         "{media_s} s of media for 8 s of source"
     );
-    let errors = decode_errors(&format!("{base}/media/{id}/index.m3u8"));
+    let errors = decode_errors(&api.url(&format!("/media/{id}/index.m3u8")));
     assert!(errors.is_empty(), "{errors}");
     second.kill();
 }

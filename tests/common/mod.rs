@@ -12,9 +12,15 @@ use serde_json::Value;
 use sha2::{Digest, Sha256};
 use tokio::sync::oneshot;
 
-pub struct Server {
+/// The HTTP API of a segcast at `base`, for whichever way it was started.
+pub struct Api {
     pub base: String,
     pub client: reqwest::Client,
+}
+
+/// An in-process segcast; derefs to its [`Api`].
+pub struct Server {
+    pub api: Api,
     pub data: tempfile::TempDir,
     stop: Option<oneshot::Sender<()>>,
     task: tokio::task::JoinHandle<std::io::Result<()>>,
@@ -44,8 +50,7 @@ impl Server {
             let _ = stopped.await;
         }));
         Self {
-            base,
-            client: reqwest::Client::new(),
+            api: Api::new(base),
             data,
             stop: Some(stop),
             task,
@@ -57,6 +62,15 @@ impl Server {
         let _ = self.stop.take().unwrap().send(());
         (&mut self.task).await.unwrap().unwrap();
         self.data
+    }
+}
+
+impl Api {
+    pub fn new(base: String) -> Self {
+        Self {
+            base,
+            client: reqwest::Client::new(),
+        }
     }
 
     pub fn url(&self, path: &str) -> String {
@@ -140,6 +154,13 @@ impl Server {
             );
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
+    }
+}
+
+impl std::ops::Deref for Server {
+    type Target = Api;
+    fn deref(&self) -> &Api {
+        &self.api
     }
 }
 
