@@ -11,6 +11,11 @@ pub const DEFAULT_DATA_DIR: &str = "media";
 pub const DEFAULT_MAX_CHUNK_BYTES: u64 = 16 << 20;
 /// Highest seq + 1 a recording may use: a day of 1 s chunks, with room.
 pub const DEFAULT_MAX_CHUNKS: u64 = 100_000;
+/// Recordings being recorded or processed at once; each runs an ffmpeg
+/// (~0.3 core for 720p30 at `veryfast`), so size this to the machine.
+pub const DEFAULT_MAX_LIVE_RECORDINGS: usize = 16;
+/// What a client told to come back later waits, in seconds.
+pub const RETRY_AFTER_S: u32 = 30;
 /// Wanted segment duration; ffmpeg is told to place keyframes on this grid.
 pub const DEFAULT_SEGMENT_TARGET_MS: u64 = 2000;
 /// ffmpeg cuts a fragment at least this often: the future LL-HLS part size.
@@ -47,6 +52,10 @@ pub struct Config {
     /// Chunks per recording: seq must stay below this.
     #[arg(long, env = "SEGCAST_MAX_CHUNKS", default_value_t = DEFAULT_MAX_CHUNKS)]
     pub max_chunks: u64,
+
+    /// Live recordings at once (recording or processing); more get 503.
+    #[arg(long, env = "SEGCAST_MAX_LIVE_RECORDINGS", default_value_t = DEFAULT_MAX_LIVE_RECORDINGS)]
+    pub max_live_recordings: usize,
 
     /// Target segment duration in milliseconds.
     #[arg(long, env = "SEGCAST_SEGMENT_MS", default_value_t = DEFAULT_SEGMENT_TARGET_MS)]

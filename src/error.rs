@@ -21,6 +21,11 @@ pub enum Error {
     TooLarge(String),
     #[error("{0}")]
     Unavailable(String),
+    /// Over a capacity limit: 503 with `Retry-After`.
+    #[error("{message}")]
+    Busy { message: String, retry_after_s: u32 },
+    #[error("{0}")]
+    InsufficientStorage(String),
     #[error("internal error: {context}")]
     Internal {
         context: String,
@@ -50,7 +55,8 @@ impl Error {
             Self::Conflict(_) => StatusCode::CONFLICT,
             Self::Gone(_) => StatusCode::GONE,
             Self::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
-            Self::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            Self::Unavailable(_) | Self::Busy { .. } => StatusCode::SERVICE_UNAVAILABLE,
+            Self::InsufficientStorage(_) => StatusCode::INSUFFICIENT_STORAGE,
             Self::Internal { .. } => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -77,11 +83,13 @@ impl IntoResponse for Error {
             }
             other => other.to_string(),
         };
-        (
-            self.status(),
-            axum::Json(serde_json::json!({ "error": message })),
-        )
-            .into_response()
+        let body = axum::Json(serde_json::json!({ "error": message }));
+        let mut response = (self.status(), body).into_response();
+        if let Self::Busy { retry_after_s, .. } = self {
+            let headers = response.headers_mut();
+            headers.insert(axum::http::header::RETRY_AFTER, retry_after_s.into());
+        }
+        response
     }
 }
 

@@ -182,12 +182,18 @@ pub fn write_atomic(path: &Path, bytes: &[u8], durable: bool) -> io::Result<()> 
         .ok_or_else(|| io::Error::other("path has no parent"))?;
     let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("file");
     let tmp = dir.join(format!(".{name}.tmp"));
-    let mut file = File::create(&tmp)?;
-    file.write_all(bytes)?;
-    if durable {
-        file.sync_all()?;
+    let written = File::create(&tmp).and_then(|mut file| {
+        file.write_all(bytes)?;
+        if durable {
+            file.sync_all()?;
+        }
+        Ok(())
+    });
+    if let Err(e) = written {
+        // A full disk must not also be left with half a file on it.
+        let _ = fs::remove_file(&tmp);
+        return Err(e);
     }
-    drop(file);
     fs::rename(&tmp, path)?;
     if durable {
         sync_dir(dir)?;

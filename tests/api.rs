@@ -412,3 +412,27 @@ async fn pages_and_assets_are_served_without_escaping_the_player_dir() {
         .await;
     }
 }
+
+#[tokio::test]
+async fn live_recordings_beyond_the_limit_get_503_with_retry_after() {
+    let server = Server::start(|c| c.max_live_recordings = 1).await;
+    let (id, token) = server.create("the only live one").await;
+    let resp = server
+        .client
+        .post(server.url("/api/recordings"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.headers()["retry-after"], "30");
+    assert!(assert_error(resp, 503).await.contains("limit"));
+    // A recording that ends (here: finished with no chunks → failed) frees its place.
+    assert_eq!(server.finish(&id, &token, 0).await.status(), 202);
+    assert_eq!(server.status(&id).await["state"], "failed");
+    let resp = server
+        .client
+        .post(server.url("/api/recordings"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 201);
+}

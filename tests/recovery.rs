@@ -6,8 +6,8 @@ mod common;
 use std::time::Duration;
 
 use common::{
-    assert_contiguous_media, cut_randomly, decode_errors, make_webm, spawn_server_process, Api,
-    Server,
+    assert_contiguous_media, cut_randomly, decode_errors, make_webm, spawn_server_process,
+    spawn_server_process_with, Api, Server,
 };
 
 const LIMIT: Duration = Duration::from_secs(90);
@@ -168,4 +168,40 @@ async fn a_crashing_ffmpeg_is_restarted_and_the_recording_completes() {
     );
     let errors = decode_errors(&server.url(&format!("/media/{id}/index.m3u8")));
     assert!(errors.is_empty(), "{errors}");
+}
+
+#[tokio::test]
+async fn a_chunk_that_cannot_be_written_gets_507_and_is_not_acknowledged() {
+    let data = tempfile::tempdir().unwrap();
+    let (mut server, base) = spawn_server_process_with(data.path(), &[], Some(64 * 1024));
+    let api = Api::new(base);
+    let (id, token) = api.create("disk full").await;
+    // Seqs above 0 start no ffmpeg: this is storage alone.
+    assert_eq!(api.put(&id, &token, 5, vec![5; 10_000]).await.status(), 201);
+    let refused = api.put(&id, &token, 6, vec![6; 100_000]).await;
+    assert_eq!(refused.status(), 507);
+    let body: serde_json::Value = refused.json().await.unwrap();
+    assert!(
+        body["error"].as_str().unwrap().contains("not acknowledged"),
+        "{body}"
+    );
+
+    let status = api.status(&id).await;
+    assert_eq!(
+        status["chunks"]["received"], 1,
+        "the refused chunk is not counted"
+    );
+    let chunk_files: Vec<_> =
+        std::fs::read_dir(data.path().join(format!("recordings/{id}/chunks")))
+            .unwrap()
+            .map(|e| e.unwrap().file_name().into_string().unwrap())
+            .collect();
+    assert_eq!(
+        chunk_files,
+        ["00000005.chunk"],
+        "no partial file left behind"
+    );
+    // The server keeps serving, and smaller chunks still go in.
+    assert_eq!(api.put(&id, &token, 7, vec![7; 1_000]).await.status(), 201);
+    server.kill();
 }

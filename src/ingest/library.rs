@@ -137,6 +137,19 @@ impl Library {
         title: Option<String>,
         mime: Option<String>,
     ) -> Result<(RecordingStatus, String)> {
+        let live = self
+            .list()
+            .iter()
+            .filter(|r| matches!(r.state, State::Recording | State::Processing))
+            .count();
+        if live >= self.config.max_live_recordings {
+            return Err(Error::Busy {
+                message: format!(
+                    "the server is at its limit of {live} live recordings; retry later"
+                ),
+                retry_after_s: crate::config::RETRY_AFTER_S,
+            });
+        }
         let id = hex::encode(random_bytes::<ID_BYTES>());
         let token =
             base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(random_bytes::<TOKEN_BYTES>());

@@ -180,7 +180,8 @@ impl LiveTask {
         let (store, id) = (self.store.clone(), self.meta.id.clone());
         let outcome = tokio::task::spawn_blocking(move || store.put_chunk(&id, seq, &bytes))
             .await
-            .map_err(|e| Error::internal("chunk write task", e))??;
+            .map_err(|e| Error::internal("chunk write task", e))?
+            .map_err(|e| storage_error(seq, e))?;
         match outcome {
             PutOutcome::Conflict => {
                 return Err(Error::Conflict(format!(
@@ -417,5 +418,18 @@ impl LiveTask {
             *current = status;
             changed
         });
+    }
+}
+
+/// A chunk that could not be stored is not acknowledged: the client keeps
+/// it and retries (5xx). A full disk or quota says so with 507.
+fn storage_error(seq: u64, err: std::io::Error) -> Error {
+    use std::io::ErrorKind::{FileTooLarge, QuotaExceeded, StorageFull};
+    tracing::error!(seq, error = %err, "cannot store chunk");
+    let message =
+        format!("chunk {seq} could not be stored ({err}); it was not acknowledged, retry later");
+    match err.kind() {
+        StorageFull | QuotaExceeded | FileTooLarge => Error::InsufficientStorage(message),
+        _ => Error::Unavailable(message),
     }
 }

@@ -249,8 +249,35 @@ impl Drop for ServerProcess {
 /// returns it and its base URL once it listens. Its log goes to the test's
 /// output.
 pub fn spawn_server_process(data: &Path, extra: &[&str]) -> (ServerProcess, String) {
+    spawn_server_process_with(data, extra, None)
+}
+
+/// Like [`spawn_server_process`]; with `max_file_bytes`, the server cannot
+/// write a file larger than that (RLIMIT_FSIZE, SIGXFSZ ignored): writes
+/// fail with EFBIG, as they would on a full disk.
+pub fn spawn_server_process_with(
+    data: &Path,
+    extra: &[&str],
+    max_file_bytes: Option<u64>,
+) -> (ServerProcess, String) {
     use std::io::{BufRead, BufReader};
-    let mut child = Command::new(env!("CARGO_BIN_EXE_segcast"))
+    use std::os::unix::process::CommandExt;
+    let mut command = Command::new(env!("CARGO_BIN_EXE_segcast"));
+    if let Some(limit) = max_file_bytes {
+        // SAFETY: only async-signal-safe calls between fork and exec.
+        unsafe {
+            command.pre_exec(move || {
+                let rlim = libc::rlimit {
+                    rlim_cur: limit,
+                    rlim_max: limit,
+                };
+                libc::setrlimit(libc::RLIMIT_FSIZE, &rlim);
+                libc::signal(libc::SIGXFSZ, libc::SIG_IGN);
+                Ok(())
+            });
+        }
+    }
+    let mut child = command
         .args(["serve", "--listen", "127.0.0.1:0", "--data"])
         .arg(data)
         .args(extra)
