@@ -14,6 +14,9 @@ pub const DEFAULT_MAX_CHUNKS: u64 = 100_000;
 /// Recordings being recorded or processed at once; each runs an ffmpeg
 /// (~0.3 core for 720p30 at `veryfast`), so size this to the machine.
 pub const DEFAULT_MAX_LIVE_RECORDINGS: usize = 16;
+/// A recording that receives no chunk for this long is finalized from what
+/// it has (the uploader is gone: tab closed, device lost).
+pub const DEFAULT_IDLE_TIMEOUT_S: u64 = 600;
 /// What a client told to come back later waits, in seconds.
 pub const RETRY_AFTER_S: u32 = 30;
 /// Wanted segment duration; ffmpeg is told to place keyframes on this grid.
@@ -56,6 +59,11 @@ pub struct Config {
     /// Live recordings at once (recording or processing); more get 503.
     #[arg(long, env = "SEGCAST_MAX_LIVE_RECORDINGS", default_value_t = DEFAULT_MAX_LIVE_RECORDINGS)]
     pub max_live_recordings: usize,
+
+    /// Seconds without a chunk after which a recording is finalized from
+    /// its contiguous chunks and marked incomplete.
+    #[arg(long, env = "SEGCAST_IDLE_TIMEOUT_S", default_value_t = DEFAULT_IDLE_TIMEOUT_S)]
+    pub idle_timeout_s: u64,
 
     /// Target segment duration in milliseconds.
     #[arg(long, env = "SEGCAST_SEGMENT_MS", default_value_t = DEFAULT_SEGMENT_TARGET_MS)]

@@ -52,6 +52,10 @@ pub struct RecordingMeta {
     pub duration_ms: u64,
     #[serde(default)]
     pub segments: u64,
+    /// Finalized by the server after the uploader went silent: chunks
+    /// after the first gap are kept but not in the media.
+    #[serde(default)]
+    pub incomplete: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -221,6 +225,7 @@ mod tests {
             error: None,
             duration_ms: 0,
             segments: 0,
+            incomplete: false,
         }
     }
 

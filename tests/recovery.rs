@@ -205,3 +205,45 @@ async fn a_chunk_that_cannot_be_written_gets_507_and_is_not_acknowledged() {
     assert_eq!(api.put(&id, &token, 7, vec![7; 1_000]).await.status(), 201);
     server.kill();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_silent_uploader_gets_its_recording_finalized_from_what_arrived() {
+    let server = Server::start(|c| c.idle_timeout_s = 1).await;
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures/mediarecorder-vp8-opus");
+    let chunk = |seq: u64| std::fs::read(dir.join(format!("{seq:04}.webm"))).unwrap();
+    let (id, token) = server.create("tab closed").await;
+    // Chunk 4 never arrives; 5 does; then the uploader goes silent.
+    for seq in [0, 1, 2, 3, 5] {
+        assert_eq!(server.put(&id, &token, seq, chunk(seq)).await.status(), 201);
+    }
+    let done = server
+        .wait_for(&id, LIMIT, |s| {
+            s["state"] != "recording" && s["state"] != "processing"
+        })
+        .await;
+    assert_eq!(done["state"], "ready", "{done:#}");
+    assert_eq!(done["incomplete"], true);
+    assert_eq!(done["chunks"]["total"], 4, "finalized at the first gap");
+    assert_eq!(done["chunks"]["missing"], serde_json::json!([4]));
+    assert_eq!(
+        done["chunks"]["received"], 5,
+        "the chunk beyond the gap is kept"
+    );
+    assert!(server
+        .data
+        .path()
+        .join(format!("recordings/{id}/chunks/00000005.chunk"))
+        .exists());
+    let playlist = server.text(&format!("/media/{id}/media.m3u8")).await;
+    assert!(playlist.contains("#EXT-X-ENDLIST"), "{playlist}");
+    let duration_s = done["duration_s"].as_f64().unwrap();
+    assert!(
+        (3.0..5.0).contains(&duration_s),
+        "4 one-second chunks gave {duration_s} s"
+    );
+    let errors = decode_errors(&server.url(&format!("/media/{id}/index.m3u8")));
+    assert!(errors.is_empty(), "{errors}");
+    // The late chunk is refused with a reason, nothing is overwritten.
+    assert_eq!(server.put(&id, &token, 4, chunk(4)).await.status(), 409);
+}

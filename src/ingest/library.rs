@@ -170,6 +170,7 @@ impl Library {
             error: None,
             duration_ms: 0,
             segments: 0,
+            incomplete: false,
         };
         let store = self.store.clone();
         let to_store = meta.clone();

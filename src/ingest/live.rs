@@ -115,10 +115,17 @@ impl LiveTask {
             ))
             .await;
         }
+        let idle = std::time::Duration::from_secs(self.config.idle_timeout_s);
+        let mut idle_deadline = tokio::time::Instant::now() + idle;
         loop {
+            let waiting_for_chunks = self.meta.state == State::Recording;
             tokio::select! {
+                () = tokio::time::sleep_until(idle_deadline), if waiting_for_chunks => {
+                    self.abandon().await;
+                }
                 cmd = cmds.recv() => match cmd {
                     Some(Command::Put { seq, bytes, reply }) => {
+                        idle_deadline = tokio::time::Instant::now() + idle;
                         let _ = reply.send(self.put(seq, bytes).await);
                     }
                     Some(Command::Finish { total, reply }) => {
@@ -336,6 +343,29 @@ impl LiveTask {
                 }
             }
         }
+    }
+
+    /// The uploader went silent: finalize from the contiguous chunks. Chunks
+    /// beyond a gap stay stored (and listed as such), never thrown away.
+    async fn abandon(&mut self) {
+        let total = self.chunks.contiguous();
+        tracing::warn!(
+            total,
+            received = self.chunks.received(),
+            "no chunk for the idle timeout; finalizing"
+        );
+        if total == 0 {
+            self.fail("abandoned: no chunk arrived from the start of the recording".into())
+                .await;
+            return;
+        }
+        self.meta.total = Some(total);
+        self.meta.incomplete = true;
+        self.meta.state = State::Processing;
+        if let Err(e) = self.save_meta().await {
+            tracing::error!(error = %crate::error::chain(&e), "cannot save state");
+        }
+        self.feed_new(total);
     }
 
     /// ffmpeg died or gave up: run it again over the stored chunks (what was

@@ -24,6 +24,9 @@ pub struct RecordingStatus {
     pub duration_s: f64,
     pub chunks: ChunkStatus,
     pub segments: u64,
+    /// The uploader went silent and the server finalized what it had;
+    /// `chunks.missing` says what never arrived.
+    pub incomplete: bool,
     pub hls: String,
     pub dash: Option<String>,
     pub watch: String,
@@ -77,6 +80,7 @@ impl RecordingStatus {
                 total: meta.total,
             },
             segments,
+            incomplete: meta.incomplete,
             hls: hls_url(&meta.id),
             dash: None,
             watch: format!("/watch/{}", meta.id),
