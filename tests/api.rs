@@ -196,16 +196,7 @@ async fn unknown_ids_and_traversal_attempts_are_404() {
     let server = Server::start(|_| {}).await;
     let (id, token) = server.create("traversal").await;
     server.put(&id, &token, 1, b"secret".to_vec()).await;
-    assert_error(
-        server
-            .client
-            .get(server.url("/api/recordings/0123456789"))
-            .send()
-            .await
-            .unwrap(),
-        404,
-    )
-    .await;
+    assert_error(server.get("/api/recordings/0123456789").await, 404).await;
     assert_error(
         server.put("0123456789", &token, 0, b"x".to_vec()).await,
         404,
@@ -221,7 +212,7 @@ async fn unknown_ids_and_traversal_attempts_are_404() {
         format!("/media/{id}/../recording.json"),
         format!("/media/{id}/media.m3u8"), // not published yet
     ] {
-        let resp = server.client.get(server.url(&path)).send().await.unwrap();
+        let resp = server.get(&path).await;
         assert_ne!(resp.status(), StatusCode::OK, "{path}");
         assert_error(resp, 404).await;
     }
@@ -244,16 +235,7 @@ async fn deleting_removes_files_and_answers_410_after() {
         .unwrap();
     assert_eq!(resp.status(), 204);
     assert!(!server.data.path().join(format!("recordings/{id}")).exists());
-    assert_error(
-        server
-            .client
-            .get(server.url(&format!("/api/recordings/{id}")))
-            .send()
-            .await
-            .unwrap(),
-        410,
-    )
-    .await;
+    assert_error(server.get(&format!("/api/recordings/{id}")).await, 410).await;
     assert_error(server.put(&id, &token, 3, b"x".to_vec()).await, 410).await;
     assert_eq!(
         server.status(&keep.0).await["chunks"]["received"],
@@ -310,11 +292,7 @@ async fn bad_json_and_unknown_routes_answer_json_errors() {
         .await
         .unwrap();
     assert!(assert_error(resp, 400).await.contains("JSON"));
-    assert_error(
-        server.client.get(server.url("/nope")).send().await.unwrap(),
-        404,
-    )
-    .await;
+    assert_error(server.get("/nope").await, 404).await;
     assert_error(
         server
             .client
@@ -325,12 +303,7 @@ async fn bad_json_and_unknown_routes_answer_json_errors() {
         405,
     )
     .await;
-    let health = server
-        .client
-        .get(server.url("/healthz"))
-        .send()
-        .await
-        .unwrap();
+    let health = server.get("/healthz").await;
     assert_eq!(health.status(), 200);
 }
 
@@ -352,12 +325,7 @@ async fn garbage_input_fails_with_a_message_and_harms_no_one() {
         "{error}"
     );
     // The upload itself is kept: the source is never lost.
-    let original = server
-        .client
-        .get(server.url(&format!("/media/{id}/original")))
-        .send()
-        .await
-        .unwrap();
+    let original = server.get(&format!("/media/{id}/original")).await;
     assert_eq!(original.bytes().await.unwrap().len(), 50_000);
 }
 
@@ -369,7 +337,7 @@ async fn pages_and_assets_are_served_without_escaping_the_player_dir() {
         ("/record", "Start recording"),
         ("/watch/abc", "Copy playlist URL"),
     ] {
-        let resp = server.client.get(server.url(path)).send().await.unwrap();
+        let resp = server.get(path).await;
         assert_eq!(resp.status(), 200, "{path}");
         assert!(resp.headers()["content-type"]
             .to_str()
@@ -377,23 +345,13 @@ async fn pages_and_assets_are_served_without_escaping_the_player_dir() {
             .starts_with("text/html"));
         assert!(resp.text().await.unwrap().contains(needle), "{path}");
     }
-    let js = server
-        .client
-        .get(server.url("/assets/upload-client.js"))
-        .send()
-        .await
-        .unwrap();
+    let js = server.get("/assets/upload-client.js").await;
     assert_eq!(js.status(), 200);
     assert!(js.headers()["content-type"]
         .to_str()
         .unwrap()
         .contains("javascript"));
-    let hls = server
-        .client
-        .get(server.url("/assets/vendor/hls.min.js"))
-        .send()
-        .await
-        .unwrap();
+    let hls = server.get("/assets/vendor/hls.min.js").await;
     assert_eq!(
         hls.status(),
         200,
@@ -405,11 +363,7 @@ async fn pages_and_assets_are_served_without_escaping_the_player_dir() {
         "/assets/%2e%2e/pages/index.html",
         "/assets/nope.js",
     ] {
-        assert_error(
-            server.client.get(server.url(path)).send().await.unwrap(),
-            404,
-        )
-        .await;
+        assert_error(server.get(path).await, 404).await;
     }
 }
 

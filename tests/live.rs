@@ -86,12 +86,7 @@ async fn shuffled_duplicated_chunks_become_a_growing_then_finished_playlist() {
     assert!(errors.is_empty(), "decoding the playlist: {errors}");
 
     // The original upload comes back byte for byte.
-    let original = server
-        .client
-        .get(server.url(&format!("/media/{id}/original")))
-        .send()
-        .await
-        .unwrap();
+    let original = server.get(&format!("/media/{id}/original")).await;
     assert_eq!(original.headers()["content-type"], "video/webm");
     assert!(
         original.bytes().await.unwrap() == bytes,
@@ -198,15 +193,7 @@ async fn a_restarted_server_lists_and_serves_its_recordings() {
     let server = Server::start_in(server.stop().await, |_| {}).await;
     let after = server.status(&id).await;
     assert_eq!(after, before);
-    let list: Vec<Value> = server
-        .client
-        .get(server.url("/api/recordings"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let list: Vec<Value> = server.get("/api/recordings").await.json().await.unwrap();
     assert_eq!(list.len(), 1);
     assert_eq!(
         server.text(&format!("/media/{id}/media.m3u8")).await,
