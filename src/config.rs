@@ -17,6 +17,9 @@ pub const DEFAULT_MAX_LIVE_RECORDINGS: usize = 16;
 /// A recording that receives no chunk for this long is finalized from what
 /// it has (the uploader is gone: tab closed, device lost).
 pub const DEFAULT_IDLE_TIMEOUT_S: u64 = 600;
+/// A request body that sends nothing for this long is cut off (slow
+/// clients holding connections open): 408.
+pub const DEFAULT_BODY_TIMEOUT_S: u64 = 30;
 /// What a client told to come back later waits, in seconds.
 pub const RETRY_AFTER_S: u32 = 30;
 /// Wanted segment duration; ffmpeg is told to place keyframes on this grid.
@@ -64,6 +67,10 @@ pub struct Config {
     /// its contiguous chunks and marked incomplete.
     #[arg(long, env = "SEGCAST_IDLE_TIMEOUT_S", default_value_t = DEFAULT_IDLE_TIMEOUT_S)]
     pub idle_timeout_s: u64,
+
+    /// Seconds a request body may stall before the request gets 408.
+    #[arg(long, env = "SEGCAST_BODY_TIMEOUT_S", default_value_t = DEFAULT_BODY_TIMEOUT_S)]
+    pub body_timeout_s: u64,
 
     /// Target segment duration in milliseconds.
     #[arg(long, env = "SEGCAST_SEGMENT_MS", default_value_t = DEFAULT_SEGMENT_TARGET_MS)]

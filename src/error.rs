@@ -18,6 +18,8 @@ pub enum Error {
     #[error("{0}")]
     Gone(String),
     #[error("{0}")]
+    Timeout(String),
+    #[error("{0}")]
     TooLarge(String),
     #[error("{0}")]
     Unavailable(String),
@@ -54,6 +56,7 @@ impl Error {
             Self::NotFound(_) => StatusCode::NOT_FOUND,
             Self::Conflict(_) => StatusCode::CONFLICT,
             Self::Gone(_) => StatusCode::GONE,
+            Self::Timeout(_) => StatusCode::REQUEST_TIMEOUT,
             Self::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             Self::Unavailable(_) | Self::Busy { .. } => StatusCode::SERVICE_UNAVAILABLE,
             Self::InsufficientStorage(_) => StatusCode::INSUFFICIENT_STORAGE,

@@ -6,6 +6,7 @@ mod common;
 use std::time::Duration;
 
 use common::{content_digest, Server};
+use futures_util::StreamExt;
 use reqwest::StatusCode;
 use serde_json::Value;
 
@@ -389,4 +390,23 @@ async fn live_recordings_beyond_the_limit_get_503_with_retry_after() {
         .await
         .unwrap();
     assert_eq!(resp.status(), 201);
+}
+
+#[tokio::test]
+async fn a_stalled_body_gets_408_and_stores_nothing() {
+    let server = Server::start(|c| c.body_timeout_s = 1).await;
+    let (id, token) = server.create("slow loris").await;
+    // One piece of the body, then silence, as a slow-loris client does.
+    let first = futures_util::stream::iter([Ok::<_, std::io::Error>(vec![1u8; 100])]);
+    let stalled = first.chain(futures_util::stream::pending());
+    let resp = server
+        .client
+        .put(server.url(&format!("/api/recordings/{id}/chunks/3")))
+        .bearer_auth(&token)
+        .body(reqwest::Body::wrap_stream(stalled))
+        .send()
+        .await
+        .unwrap();
+    assert!(assert_error(resp, 408).await.contains("stalled"));
+    assert_eq!(server.status(&id).await["chunks"]["received"], 0);
 }

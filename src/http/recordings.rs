@@ -9,7 +9,10 @@ use axum::routing::{get, post, put};
 use axum::{Json, Router};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
+use std::time::Duration;
+
 use subtle::ConstantTimeEq;
+use tower_http::timeout::{TimeoutBody, TimeoutError};
 
 use super::AppState;
 use crate::error::{Error, Result};
@@ -49,7 +52,8 @@ async fn create(State(state): State<AppState>, headers: HeaderMap, body: Body) -
             ));
         }
     }
-    let request: CreateRequest = read_json(body).await?.unwrap_or_default();
+    let idle = body_idle(&state);
+    let request: CreateRequest = read_json(body, idle).await?.unwrap_or_default();
     let (status, upload_token) = state.library.create(request.title, request.mime).await?;
     let location = format!("/api/recordings/{}", status.id);
     Ok((
@@ -84,7 +88,7 @@ async fn put_chunk(
     recording.authorize(bearer(&headers))?;
     let config = state.library.config();
     let seq = parse_seq(&seq, config.max_chunks)?;
-    let bytes = read_limited(body, &headers, config.max_chunk_bytes).await?;
+    let bytes = read_limited(body, &headers, config.max_chunk_bytes, body_idle(&state)).await?;
     if let Some(digest) = headers.get("content-digest") {
         let digest = digest
             .to_str()
@@ -112,7 +116,7 @@ async fn finish(
 ) -> Result<Response> {
     let recording = state.library.get(&id)?;
     recording.authorize(bearer(&headers))?;
-    let request: FinishRequest = read_json(body)
+    let request: FinishRequest = read_json(body, body_idle(&state))
         .await?
         .ok_or_else(|| Error::BadRequest("body must be JSON like {\"chunks\": 12}".into()))?;
     let status = recording.finish(request.chunks).await?;
@@ -127,6 +131,10 @@ async fn delete(
     state.library.get(&id)?.authorize(bearer(&headers))?;
     state.library.delete(&id).await?;
     Ok(StatusCode::NO_CONTENT)
+}
+
+fn body_idle(state: &AppState) -> Duration {
+    Duration::from_secs(state.library.config().body_timeout_s)
 }
 
 /// The token of an `Authorization: Bearer <token>` header.
@@ -158,7 +166,12 @@ fn parse_seq(text: &str, max_chunks: u64) -> Result<u64> {
 /// Reads a body of at most `limit` bytes. axum's `DefaultBodyLimit` does not
 /// apply to a raw `Body`, so the limit is enforced here: by Content-Length
 /// up front, and while reading for bodies that do not declare one.
-async fn read_limited(body: Body, headers: &HeaderMap, limit: u64) -> Result<Bytes> {
+async fn read_limited(
+    body: Body,
+    headers: &HeaderMap,
+    limit: u64,
+    idle: Duration,
+) -> Result<Bytes> {
     let too_large = || Error::TooLarge(format!("body is over the limit of {limit} bytes"));
     let declared = headers
         .get(header::CONTENT_LENGTH)
@@ -166,22 +179,39 @@ async fn read_limited(body: Body, headers: &HeaderMap, limit: u64) -> Result<Byt
     if declared.is_some_and(|len| len > limit) {
         return Err(too_large());
     }
+    // A body that stalls is cut off, so slow clients cannot hold
+    // connections (and their buffers) open indefinitely.
+    let body = Body::new(TimeoutBody::new(idle, body));
     axum::body::to_bytes(body, usize::try_from(limit).unwrap_or(usize::MAX))
         .await
         .map_err(|e| {
-            let over = std::error::Error::source(&e)
-                .is_some_and(|s| s.is::<http_body_util::LengthLimitError>());
-            if over {
+            if caused_by::<http_body_util::LengthLimitError>(&e) {
                 too_large()
+            } else if caused_by::<TimeoutError>(&e) {
+                Error::Timeout(format!(
+                    "the request body stalled for {} s; nothing was stored",
+                    idle.as_secs()
+                ))
             } else {
                 Error::BadRequest(format!("could not read the request body: {e}"))
             }
         })
 }
 
+fn caused_by<E: std::error::Error + 'static>(err: &(dyn std::error::Error + 'static)) -> bool {
+    let mut source = Some(err);
+    while let Some(e) = source {
+        if e.is::<E>() {
+            return true;
+        }
+        source = e.source();
+    }
+    false
+}
+
 /// A JSON body, or `None` when the body is empty.
-async fn read_json<T: DeserializeOwned>(body: Body) -> Result<Option<T>> {
-    let bytes = read_limited(body, &HeaderMap::new(), MAX_JSON_BYTES as u64).await?;
+async fn read_json<T: DeserializeOwned>(body: Body, idle: Duration) -> Result<Option<T>> {
+    let bytes = read_limited(body, &HeaderMap::new(), MAX_JSON_BYTES as u64, idle).await?;
     if bytes.iter().all(u8::is_ascii_whitespace) {
         return Ok(None);
     }
