@@ -1,10 +1,10 @@
 //! The HTTP surface (docs/http-contract.md): one router per resource,
 //! merged here, over a shared [`AppState`].
 
-mod digest;
+pub mod digest;
 mod media;
 mod pages;
-mod recordings;
+pub mod recordings;
 
 use std::sync::Arc;
 

@@ -145,7 +145,7 @@ fn bearer(headers: &HeaderMap) -> Option<&str> {
 }
 
 /// A chunk sequence number: decimal digits only, below the configured limit.
-fn parse_seq(text: &str, max_chunks: u64) -> Result<u64> {
+pub fn parse_seq(text: &str, max_chunks: u64) -> Result<u64> {
     let seq: u64 = text
         .parse()
         .ok()

@@ -15,9 +15,16 @@
 //! them. Box headers follow §4.2 (32-bit size, `size == 1` → 64-bit
 //! `largesize`); `size == 0` ("to end of file") is rejected because a live
 //! stream has no end to run to. Box *bodies* (moov, moof) are decoded with
-//! `mp4-atom`, which reads tfhd/trun/trex defaults correctly.
+//! `mp4-atom`, which reads tfhd/trun/trex defaults correctly. Only the boxes
+//! segcast needs are decoded (tkhd, mdhd, stsd, trex; tfhd, tfdt, trun); the
+//! rest are skipped unread, because fuzzing found that decoding whole
+//! moov/moof trees with mp4-atom 0.17 lets one small hostile `sgpd` cost
+//! seconds and a gigabyte.
 
-use mp4_atom::{Atom, Buf, Codec, Decode, DecodeMaybe, FourCC, Header, Moof, Moov};
+use mp4_atom::{
+    Atom, Buf, Codec, Decode, DecodeMaybe, FourCC, Header, Mdhd, Stsd, Tfdt, Tfhd, Tkhd, Trex,
+    Trun, TrunSamples,
+};
 
 /// Largest single box accepted. A corrupt or hostile size field must fail
 /// fast instead of making the splitter buffer gigabytes waiting for it.
@@ -119,7 +126,8 @@ pub struct Splitter {
     init: Option<InitSegment>,
     /// Boxes of the fragment being assembled (prefix boxes, then moof).
     pending: Vec<u8>,
-    pending_moof: Option<Moof>,
+    /// Timing of the moof waiting for its mdat.
+    pending_moof: Option<Vec<TrackRun>>,
 }
 
 impl Default for Splitter {
@@ -215,20 +223,17 @@ impl Splitter {
                 if self.init.is_none() || self.pending_moof.is_some() {
                     return Err(SplitError::Unexpected(kind.to_string()));
                 }
-                self.pending_moof = Some(decode_box::<Moof>(&boxed)?);
+                let tracks = &self.init.as_ref().expect("checked above").tracks;
+                self.pending_moof = Some(moof_runs(&boxed, tracks)?);
                 self.pending.extend_from_slice(&boxed);
             }
             b"mdat" => {
-                let moof = self
+                let runs = self
                     .pending_moof
                     .take()
                     .ok_or_else(|| SplitError::Unexpected(kind.to_string()))?;
                 let mut bytes = std::mem::take(&mut self.pending);
                 bytes.extend_from_slice(&boxed);
-                let runs = track_runs(
-                    &moof,
-                    self.init.as_ref().map(|i| &i.tracks[..]).unwrap_or(&[]),
-                );
                 return Ok(Some(Piece::Fragment(Fragment { bytes, runs })));
             }
             // Boxes that travel with the next fragment (§8.16.2 styp, §8.16.5 prft).
@@ -251,28 +256,101 @@ fn decode_box<T: Atom>(boxed: &[u8]) -> Result<T, SplitError> {
 }
 
 fn parse_init(ftyp: Vec<u8>, moov_bytes: &[u8]) -> Result<InitSegment, SplitError> {
-    let moov: Moov = decode_box(moov_bytes)?;
-    let trex = moov.mvex.as_ref().map(|m| &m.trex[..]).unwrap_or(&[]);
-    let tracks = moov
-        .trak
-        .iter()
-        .map(|trak| {
-            let track_id = trak.tkhd.track_id;
-            let defaults = trex.iter().find(|t| t.track_id == track_id);
-            let codec = trak.mdia.minf.stbl.stsd.codecs.first();
-            TrackInfo {
-                track_id,
-                kind: codec.map(track_kind).unwrap_or(TrackKind::Other),
-                timescale: trak.mdia.mdhd.timescale,
-                codec: codec.map(rfc6381_codec).unwrap_or_default(),
-                default_sample_dur_ticks: defaults.map_or(0, |t| t.default_sample_duration),
-                default_sample_flags: defaults.map_or(0, |t| t.default_sample_flags),
-            }
-        })
-        .collect();
+    let trex: Vec<Trex> = match descend(moov_bytes, &[b"mvex"])? {
+        Some(mvex) => children(mvex, b"trex")?
+            .into_iter()
+            .map(decode_box)
+            .collect::<Result<_, _>>()?,
+        None => Vec::new(),
+    };
+    let mut tracks = Vec::new();
+    for trak in children(moov_bytes, b"trak")? {
+        let tkhd: Tkhd = decode_box(required(trak, &[b"tkhd"])?)?;
+        let mdhd: Mdhd = decode_box(required(trak, &[b"mdia", b"mdhd"])?)?;
+        let stsd: Stsd = decode_box(required(trak, &[b"mdia", b"minf", b"stbl", b"stsd"])?)?;
+        let codec = stsd.codecs.first();
+        let defaults = trex.iter().find(|t| t.track_id == tkhd.track_id);
+        tracks.push(TrackInfo {
+            track_id: tkhd.track_id,
+            kind: codec.map(track_kind).unwrap_or(TrackKind::Other),
+            timescale: mdhd.timescale,
+            codec: codec.map(rfc6381_codec).unwrap_or_default(),
+            default_sample_dur_ticks: defaults.map_or(0, |t| t.default_sample_duration),
+            default_sample_flags: defaults.map_or(0, |t| t.default_sample_flags),
+        });
+    }
     let mut bytes = ftyp;
     bytes.extend_from_slice(moov_bytes);
     Ok(InitSegment { bytes, tracks })
+}
+
+/// The body of a complete box (after its 8- or 16-byte header).
+fn box_body(boxed: &[u8]) -> Result<&[u8], SplitError> {
+    let mut cursor = boxed;
+    let kind = || {
+        FourCC::new(
+            &boxed
+                .get(4..8)
+                .and_then(|k| k.try_into().ok())
+                .unwrap_or([b'?'; 4]),
+        )
+    };
+    Header::decode_maybe(&mut cursor)
+        .ok()
+        .flatten()
+        .map(|_| cursor)
+        .ok_or_else(|| SplitError::BadSize {
+            kind: kind().to_string(),
+        })
+}
+
+/// The child boxes of kind `kind` in a container box, each whole.
+fn children<'a>(boxed: &'a [u8], kind: &[u8; 4]) -> Result<Vec<&'a [u8]>, SplitError> {
+    let mut rest = box_body(boxed)?;
+    let mut found = Vec::new();
+    while !rest.is_empty() {
+        let mut cursor = rest;
+        let bad = || SplitError::BadSize {
+            kind: "child box".into(),
+        };
+        let header = Header::decode_maybe(&mut cursor)
+            .map_err(|_| bad())?
+            .ok_or_else(bad)?;
+        let header_len = rest.len() - cursor.remaining();
+        let len = header.size.map_or(rest.len(), |body| header_len + body);
+        if len > rest.len() {
+            return Err(SplitError::BadSize {
+                kind: header.kind.to_string(),
+            });
+        }
+        if header.kind.as_ref() == kind {
+            found.push(&rest[..len]);
+        }
+        rest = &rest[len..];
+    }
+    Ok(found)
+}
+
+/// The first box found by following `path` (child kinds) down from `boxed`.
+fn descend<'a>(boxed: &'a [u8], path: &[&[u8; 4]]) -> Result<Option<&'a [u8]>, SplitError> {
+    let mut current = boxed;
+    for kind in path {
+        match children(current, kind)?.first() {
+            Some(child) => current = child,
+            None => return Ok(None),
+        }
+    }
+    Ok(Some(current))
+}
+
+fn required<'a>(boxed: &'a [u8], path: &[&[u8; 4]]) -> Result<&'a [u8], SplitError> {
+    descend(boxed, path)?.ok_or_else(|| SplitError::Decode {
+        kind: "trak".into(),
+        reason: format!(
+            "no {}",
+            String::from_utf8_lossy(path.last().map_or(&[][..], |k| &k[..]))
+        ),
+    })
 }
 
 fn track_kind(codec: &Codec) -> TrackKind {
@@ -315,38 +393,58 @@ fn rfc6381_codec(codec: &Codec) -> String {
 
 /// Duration and sync flag of each track's samples in a moof, resolving the
 /// trun → tfhd → trex default chain of §8.8.3 / §8.8.7 / §8.8.8.
-fn track_runs(moof: &Moof, tracks: &[TrackInfo]) -> Vec<TrackRun> {
-    moof.traf
-        .iter()
-        .map(|traf| {
-            let track = tracks.iter().find(|t| t.track_id == traf.tfhd.track_id);
-            let default_dur = traf
-                .tfhd
-                .default_sample_duration
-                .unwrap_or(track.map_or(0, |t| t.default_sample_dur_ticks));
-            let default_flags = traf
-                .tfhd
-                .default_sample_flags
-                .unwrap_or(track.map_or(0, |t| t.default_sample_flags));
-            let mut dur_ticks = 0u64;
-            let mut samples = 0u32;
-            let mut first_flags = None;
-            for entry in traf.trun.iter().flat_map(|t| t.samples.iter()) {
-                first_flags.get_or_insert(entry.flags.unwrap_or(default_flags));
-                dur_ticks += u64::from(entry.duration.unwrap_or(default_dur));
-                samples += 1;
+fn moof_runs(moof: &[u8], tracks: &[TrackInfo]) -> Result<Vec<TrackRun>, SplitError> {
+    let mut runs = Vec::new();
+    for traf in children(moof, b"traf")? {
+        let tfhd: Tfhd = decode_box(required(traf, &[b"tfhd"])?)?;
+        let tfdt: Option<Tfdt> = descend(traf, &[b"tfdt"])?.map(decode_box).transpose()?;
+        let truns: Vec<Trun> = children(traf, b"trun")?
+            .into_iter()
+            .map(decode_box)
+            .collect::<Result<_, _>>()?;
+        let track = tracks.iter().find(|t| t.track_id == tfhd.track_id);
+        let default_dur = tfhd
+            .default_sample_duration
+            .unwrap_or(track.map_or(0, |t| t.default_sample_dur_ticks));
+        let default_flags = tfhd
+            .default_sample_flags
+            .unwrap_or(track.map_or(0, |t| t.default_sample_flags));
+        let mut dur_ticks = 0u64;
+        let mut samples = 0u32;
+        let mut first_flags = None;
+        for trun in &truns {
+            match &trun.samples {
+                // A count without per-sample fields: arithmetic, not a loop
+                // over a count that a hostile box can set to 2^32.
+                TrunSamples::Inherited {
+                    count,
+                    first_flags: flags,
+                } if *count > 0 => {
+                    first_flags.get_or_insert(flags.unwrap_or(default_flags));
+                    dur_ticks += u64::from(*count) * u64::from(default_dur);
+                    samples = samples.saturating_add(*count);
+                }
+                TrunSamples::Inherited { .. } => {}
+                TrunSamples::Explicit(entries) => {
+                    for entry in entries {
+                        first_flags.get_or_insert(entry.flags.unwrap_or(default_flags));
+                        dur_ticks += u64::from(entry.duration.unwrap_or(default_dur));
+                        samples = samples.saturating_add(1);
+                    }
+                }
             }
-            let is_audio = matches!(track.map(|t| &t.kind), Some(TrackKind::Audio { .. }));
-            TrackRun {
-                track_id: traf.tfhd.track_id,
-                base_decode_ticks: traf.tfdt.as_ref().map_or(0, |t| t.base_media_decode_time),
-                dur_ticks,
-                samples,
-                starts_with_sync: is_audio
-                    || first_flags.is_some_and(|f| f & SAMPLE_FLAG_NON_SYNC == 0),
-            }
-        })
-        .collect()
+        }
+        let is_audio = matches!(track.map(|t| &t.kind), Some(TrackKind::Audio { .. }));
+        runs.push(TrackRun {
+            track_id: tfhd.track_id,
+            base_decode_ticks: tfdt.map_or(0, |t| t.base_media_decode_time),
+            dur_ticks,
+            samples,
+            starts_with_sync: is_audio
+                || first_flags.is_some_and(|f| f & SAMPLE_FLAG_NON_SYNC == 0),
+        });
+    }
+    Ok(runs)
 }
 
 #[cfg(test)]
