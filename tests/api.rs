@@ -131,14 +131,7 @@ async fn oversize_chunks_are_refused_with_413() {
     // Without Content-Length (chunked transfer) the limit holds while reading.
     let stream =
         futures_util::stream::iter((0..4).map(|_| Ok::<_, std::io::Error>(vec![1u8; 400])));
-    let resp = server
-        .client
-        .put(server.url(&format!("/api/recordings/{id}/chunks/3")))
-        .bearer_auth(&token)
-        .body(reqwest::Body::wrap_stream(stream))
-        .send()
-        .await
-        .unwrap();
+    let resp = server.put_streamed(&id, &token, 3, stream).await;
     assert_error(resp, 413).await;
     assert_eq!(
         server.put(&id, &token, 3, vec![7; 1000]).await.status(),
@@ -399,14 +392,7 @@ async fn a_stalled_body_gets_408_and_stores_nothing() {
     // One piece of the body, then silence, as a slow-loris client does.
     let first = futures_util::stream::iter([Ok::<_, std::io::Error>(vec![1u8; 100])]);
     let stalled = first.chain(futures_util::stream::pending());
-    let resp = server
-        .client
-        .put(server.url(&format!("/api/recordings/{id}/chunks/3")))
-        .bearer_auth(&token)
-        .body(reqwest::Body::wrap_stream(stalled))
-        .send()
-        .await
-        .unwrap();
+    let resp = server.put_streamed(&id, &token, 3, stalled).await;
     assert!(assert_error(resp, 408).await.contains("stalled"));
     assert_eq!(server.status(&id).await["chunks"]["received"], 0);
 }

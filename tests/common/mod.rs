@@ -110,6 +110,27 @@ impl Api {
             .unwrap()
     }
 
+    /// PUTs a chunk whose body is streamed: no Content-Length, no digest,
+    /// as a client sending chunked transfer encoding does.
+    pub async fn put_streamed<S>(
+        &self,
+        id: &str,
+        token: &str,
+        seq: u64,
+        body: S,
+    ) -> reqwest::Response
+    where
+        S: futures_util::Stream<Item = std::io::Result<Vec<u8>>> + Send + Sync + 'static,
+    {
+        self.client
+            .put(self.url(&format!("/api/recordings/{id}/chunks/{seq}")))
+            .bearer_auth(token)
+            .body(reqwest::Body::wrap_stream(body))
+            .send()
+            .await
+            .unwrap()
+    }
+
     pub async fn finish(&self, id: &str, token: &str, total: u64) -> reqwest::Response {
         self.client
             .post(self.url(&format!("/api/recordings/{id}/finish")))
