@@ -31,6 +31,15 @@ pub const DEFAULT_AUDIO_KBPS: u32 = 128;
 /// x264 preset: `veryfast` keeps a 720p30 webcam well under one core.
 pub const DEFAULT_X264_PRESET: &str = "veryfast";
 pub const DEFAULT_FFMPEG: &str = "ffmpeg";
+pub const DEFAULT_FFPROBE: &str = "ffprobe";
+/// Largest file accepted by `POST /api/imports` (413 above it).
+pub const DEFAULT_MAX_IMPORT_BYTES: u64 = 16 << 30;
+/// Imports processed at once; the others wait their turn. Copying runs at
+/// disk speed, transcoding takes a core or two each.
+pub const DEFAULT_IMPORT_JOBS: u64 = 2;
+/// An inbox file whose size and mtime have not changed for this long is
+/// taken as complete even without a close-write event (network shares).
+pub const DEFAULT_INBOX_SETTLE_MS: u64 = 2000;
 /// Times ffmpeg is started for one recording before it is declared failed:
 /// a crash is retried, an input that kills ffmpeg every time is not.
 pub const DEFAULT_FFMPEG_ATTEMPTS: u32 = 3;
@@ -104,6 +113,24 @@ pub struct Config {
     /// ffmpeg binary: the system one by default, never downloaded.
     #[arg(long, env = "SEGCAST_FFMPEG", default_value = DEFAULT_FFMPEG)]
     pub ffmpeg: PathBuf,
+
+    /// ffprobe binary, used to look into imported files.
+    #[arg(long, env = "SEGCAST_FFPROBE", default_value = DEFAULT_FFPROBE)]
+    pub ffprobe: PathBuf,
+
+    /// Largest file accepted for import over HTTP, in bytes (413 above it).
+    #[arg(long, env = "SEGCAST_MAX_IMPORT_BYTES", default_value_t = DEFAULT_MAX_IMPORT_BYTES)]
+    pub max_import_bytes: u64,
+
+    /// Imports processed at once; more wait in state `processing`.
+    #[arg(long, visible_alias = "jobs", env = "SEGCAST_IMPORT_JOBS", default_value_t = DEFAULT_IMPORT_JOBS,
+          value_parser = clap::value_parser!(u64).range(1..=64))]
+    pub import_jobs: u64,
+
+    /// Milliseconds an inbox file must stay unchanged before it is imported
+    /// when no close-write event says it is complete.
+    #[arg(long, env = "SEGCAST_INBOX_SETTLE_MS", default_value_t = DEFAULT_INBOX_SETTLE_MS)]
+    pub inbox_settle_ms: u64,
 }
 
 impl Config {

@@ -49,6 +49,18 @@ impl Error {
         }
     }
 
+    /// Something could not be written: a full disk or quota is 507, any
+    /// other failure 503; either way nothing was accepted and a retry may
+    /// succeed. `message` says what was not stored.
+    pub fn storage(message: impl std::fmt::Display, err: &std::io::Error) -> Self {
+        use std::io::ErrorKind::{FileTooLarge, QuotaExceeded, StorageFull};
+        let message = format!("{message} ({err})");
+        match err.kind() {
+            StorageFull | QuotaExceeded | FileTooLarge => Self::InsufficientStorage(message),
+            _ => Self::Unavailable(message),
+        }
+    }
+
     pub fn status(&self) -> StatusCode {
         match self {
             Self::BadRequest(_) => StatusCode::BAD_REQUEST,

@@ -6,6 +6,7 @@
 //! (ffmpeg sidecar) → [`publish`] (the pure [`media`] core: fMP4 splitter,
 //! segmenter, timeline, playlists) → files under `<data>/` → [`http`].
 
+pub mod batch;
 pub mod config;
 pub mod error;
 pub mod http;
@@ -22,9 +23,25 @@ use tokio::net::TcpListener;
 
 pub use config::Config;
 
-/// Opens the library under `config.data_dir` and builds the HTTP app.
+/// Opens the library under `config.data_dir`, starts its watchers (the
+/// inbox, recordings imported by the CLI) and builds the HTTP app.
 pub async fn app(config: Config) -> std::io::Result<axum::Router> {
+    http::imports::clean_staging(&config.data_dir);
     let library = ingest::library::Library::open(Arc::new(config)).await?;
+    // Both need inotify; without it the server still serves, and says why
+    // imports by folder and CLI are not picked up.
+    let inbox = ingest::inbox::run(library.clone());
+    tokio::spawn(async move {
+        if let Err(error) = inbox.await {
+            tracing::error!(%error, "the inbox is not watched");
+        }
+    });
+    let adopt = library.clone().adopt_moved_in();
+    tokio::spawn(async move {
+        if let Err(error) = adopt.await {
+            tracing::error!(%error, "recordings added by `segcast import` are not picked up until a restart");
+        }
+    });
     Ok(http::router(http::AppState { library }))
 }
 

@@ -1,5 +1,7 @@
 //! The `segcast` command line.
 
+use std::process::ExitCode;
+
 use clap::{Parser, Subcommand};
 use tracing_subscriber::EnvFilter;
 
@@ -18,27 +20,65 @@ struct Cli {
 enum Command {
     /// Run the HTTP server.
     Serve(segcast::Config),
+    /// Import media files into the library (no server needed; a running
+    /// server on the same --data lists them as they finish).
+    Import {
+        #[command(flatten)]
+        config: segcast::Config,
+        /// Files to import (any container ffmpeg reads).
+        #[arg(required = true)]
+        files: Vec<std::path::PathBuf>,
+    },
 }
 
 #[tokio::main]
-async fn main() -> std::process::ExitCode {
+async fn main() -> ExitCode {
+    let cli = Cli::parse();
+    // The import command draws progress bars: only warnings interrupt them.
+    let default_log = match cli.command {
+        Command::Serve(_) => "info",
+        Command::Import { .. } => "warn",
+    };
     tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
         .with_env_filter(
-            EnvFilter::try_from_env("SEGCAST_LOG").unwrap_or_else(|_| EnvFilter::new("info")),
+            EnvFilter::try_from_env("SEGCAST_LOG").unwrap_or_else(|_| EnvFilter::new(default_log)),
         )
         .init();
-    let cli = Cli::parse();
     let result = match cli.command {
-        Command::Serve(config) => serve(config).await,
+        Command::Serve(config) => serve(config).await.map(|()| ExitCode::SUCCESS),
+        Command::Import { config, files } => import(config, files).await,
     };
-    match result {
-        Ok(()) => std::process::ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("segcast: {e}");
-            std::process::ExitCode::FAILURE
+    result.unwrap_or_else(|e| {
+        eprintln!("segcast: {e}");
+        ExitCode::FAILURE
+    })
+}
+
+/// Imports, prints a summary table, and names each failed file on stderr
+/// (exit status 1 when any failed).
+async fn import(
+    config: segcast::Config,
+    files: Vec<std::path::PathBuf>,
+) -> std::io::Result<ExitCode> {
+    let reports = segcast::batch::run(config, files).await?;
+    println!("{}", segcast::batch::summary_table(&reports));
+    let failed: Vec<_> = reports.iter().filter(|r| r.outcome.is_err()).collect();
+    for report in &failed {
+        if let Err(reason) = &report.outcome {
+            eprintln!("segcast import: {} failed: {reason}", report.file.display());
         }
     }
+    Ok(if failed.is_empty() {
+        ExitCode::SUCCESS
+    } else {
+        eprintln!(
+            "segcast import: {} of {} files failed",
+            failed.len(),
+            reports.len()
+        );
+        ExitCode::FAILURE
+    })
 }
 
 async fn serve(config: segcast::Config) -> std::io::Result<()> {

@@ -23,6 +23,8 @@ use serde::{Deserialize, Serialize};
 const META_FILE: &str = "recording.json";
 const CHUNKS_DIR: &str = "chunks";
 const HLS_DIR: &str = "hls";
+/// An imported file, byte for byte.
+const ORIGINAL_FILE: &str = "original";
 const CHUNK_SUFFIX: &str = ".chunk";
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -56,6 +58,26 @@ pub struct RecordingMeta {
     /// after the first gap are kept but not in the media.
     #[serde(default)]
     pub incomplete: bool,
+    /// Set for recordings imported from a file (kept as `original`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub import: Option<ImportInfo>,
+}
+
+/// Where an imported file came from.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ImportInfo {
+    /// The file's name as the user knew it (no directories).
+    pub file_name: String,
+    pub bytes: u64,
+    pub origin: ImportOrigin,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ImportOrigin {
+    Http,
+    Cli,
+    Inbox,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -82,10 +104,20 @@ pub struct Store {
 }
 
 impl Store {
+    /// The library under `<data>/recordings`.
     pub fn open(data_dir: &Path) -> io::Result<Self> {
-        let root = data_dir.join("recordings");
+        Self::open_root(data_dir.join("recordings"))
+    }
+
+    /// A store of recording directories directly under `root` (the CLI
+    /// builds imports in a staging root before moving them in).
+    pub fn open_root(root: PathBuf) -> io::Result<Self> {
         fs::create_dir_all(&root)?;
         Ok(Self { root })
+    }
+
+    pub fn root(&self) -> &Path {
+        &self.root
     }
 
     pub fn dir(&self, id: &str) -> PathBuf {
@@ -95,6 +127,10 @@ impl Store {
 
     pub fn hls_dir(&self, id: &str) -> PathBuf {
         self.dir(id).join(HLS_DIR)
+    }
+
+    pub fn original_path(&self, id: &str) -> PathBuf {
+        self.dir(id).join(ORIGINAL_FILE)
     }
 
     pub fn chunk_path(&self, id: &str, seq: u64) -> PathBuf {
@@ -120,26 +156,47 @@ impl Store {
     pub fn load_all(&self) -> io::Result<Vec<(RecordingMeta, Vec<u64>)>> {
         let mut out = Vec::new();
         for entry in fs::read_dir(&self.root)? {
-            let dir = entry?.path();
-            let meta = fs::read(dir.join(META_FILE))
-                .map_err(|e| e.to_string())
-                .and_then(|bytes| {
-                    serde_json::from_slice::<RecordingMeta>(&bytes).map_err(|e| e.to_string())
-                });
-            match meta {
-                Ok(meta) if is_valid_id(&meta.id) => {
-                    let seqs = self.stored_seqs(&meta.id)?;
-                    out.push((meta, seqs));
-                }
-                Ok(_) => {
-                    tracing::warn!(dir = %dir.display(), "skipping recording with an invalid id")
-                }
-                Err(error) => {
-                    tracing::warn!(dir = %dir.display(), %error, "skipping unreadable recording")
-                }
+            let name = entry?.file_name();
+            if let Some(loaded) = name.to_str().and_then(|id| self.load(id).transpose()) {
+                out.push(loaded?);
             }
         }
         Ok(out)
+    }
+
+    /// One recording, `None` (logged) when its metadata is unreadable.
+    pub fn load(&self, id: &str) -> io::Result<Option<(RecordingMeta, Vec<u64>)>> {
+        if !is_valid_id(id) {
+            return Ok(None);
+        }
+        let dir = self.dir(id);
+        let meta = fs::read(dir.join(META_FILE))
+            .map_err(|e| e.to_string())
+            .and_then(|bytes| {
+                serde_json::from_slice::<RecordingMeta>(&bytes).map_err(|e| e.to_string())
+            });
+        match meta {
+            Ok(meta) if meta.id == id => {
+                let seqs = self.stored_seqs(id)?;
+                Ok(Some((meta, seqs)))
+            }
+            Ok(_) => {
+                tracing::warn!(dir = %dir.display(), "skipping recording whose id does not match its directory");
+                Ok(None)
+            }
+            Err(error) => {
+                tracing::warn!(dir = %dir.display(), %error, "skipping unreadable recording");
+                Ok(None)
+            }
+        }
+    }
+
+    /// Moves a finished recording directory from another store (same file
+    /// system) into this one, atomically: readers see all of it or nothing.
+    pub fn adopt(&self, from: &Store, id: &str) -> io::Result<()> {
+        fs::rename(from.dir(id), self.dir(id))?;
+        sync_dir(&self.root)?;
+        sync_dir(&from.root)
     }
 
     fn stored_seqs(&self, id: &str) -> io::Result<Vec<u64>> {
@@ -226,6 +283,7 @@ mod tests {
             duration_ms: 0,
             segments: 0,
             incomplete: false,
+            import: None,
         }
     }
 

@@ -120,11 +120,23 @@ async fn serve(
     let recording = state.library.get(&id)?;
     let file = MediaFile::parse(&name)
         .ok_or_else(|| Error::NotFound(format!("no media file '{name}'")))?;
-    if file == MediaFile::Original {
+    if file == MediaFile::Original && recording.import().is_none() {
         return original(&state, &id, recording.mime()).await;
     }
-    let path = state.library.store().hls_dir(&id).join(file.file_name());
-    let mime: mime::Mime = file.content_type().parse().expect("static media type");
+    let (path, mime) = match file {
+        // An import's original is one file: served with ranges, like media.
+        MediaFile::Original => (
+            state.library.store().original_path(&id),
+            recording
+                .mime()
+                .parse()
+                .unwrap_or(mime::APPLICATION_OCTET_STREAM),
+        ),
+        _ => (
+            state.library.store().hls_dir(&id).join(file.file_name()),
+            file.content_type().parse().expect("static media type"),
+        ),
+    };
     let mut response = ServeFile::new_with_mime(&path, &mime)
         .oneshot(request)
         .await

@@ -2,6 +2,7 @@
 //! merged here, over a shared [`AppState`].
 
 pub mod digest;
+pub mod imports;
 mod media;
 mod pages;
 pub mod recordings;
@@ -25,6 +26,7 @@ pub struct AppState {
 pub fn router(state: AppState) -> Router {
     Router::new()
         .merge(recordings::router())
+        .merge(imports::router())
         .merge(media::router())
         .merge(pages::router())
         .route("/healthz", get(healthz))

@@ -36,35 +36,51 @@ struct CreateRequest {
     mime: Option<String>,
 }
 
+/// A new recording or import: its status and the token that lets its
+/// creator upload to it and delete it.
 #[derive(Serialize)]
-struct Created {
+pub(super) struct Created {
     #[serde(flatten)]
     status: RecordingStatus,
     upload_token: String,
 }
 
-async fn create(State(state): State<AppState>, headers: HeaderMap, body: Body) -> Result<Response> {
+impl Created {
+    /// `201 Created` with the recording's URL in `Location`.
+    pub(super) fn response((status, upload_token): (RecordingStatus, String)) -> Response {
+        let location = format!("/api/recordings/{}", status.id);
+        (
+            StatusCode::CREATED,
+            [(header::LOCATION, location)],
+            Json(Self {
+                status,
+                upload_token,
+            }),
+        )
+            .into_response()
+    }
+}
+
+/// With `--publish-key` set, creating anything takes that key as bearer
+/// token (compared in constant time).
+pub(super) fn check_publish_key(state: &AppState, headers: &HeaderMap, what: &str) -> Result<()> {
     if let Some(key) = &state.library.config().publish_key {
-        let sent = bearer(&headers).unwrap_or_default();
+        let sent = bearer(headers).unwrap_or_default();
         if !bool::from(sent.as_bytes().ct_eq(key.as_bytes())) {
-            return Err(Error::Unauthorized(
-                "a valid publish key is required to create recordings".into(),
-            ));
+            return Err(Error::Unauthorized(format!(
+                "a valid publish key is required to create {what}"
+            )));
         }
     }
+    Ok(())
+}
+
+async fn create(State(state): State<AppState>, headers: HeaderMap, body: Body) -> Result<Response> {
+    check_publish_key(&state, &headers, "recordings")?;
     let idle = body_idle(&state);
     let request: CreateRequest = read_json(body, idle).await?.unwrap_or_default();
-    let (status, upload_token) = state.library.create(request.title, request.mime).await?;
-    let location = format!("/api/recordings/{}", status.id);
-    Ok((
-        StatusCode::CREATED,
-        [(header::LOCATION, location)],
-        Json(Created {
-            status,
-            upload_token,
-        }),
-    )
-        .into_response())
+    let created = state.library.create(request.title, request.mime).await?;
+    Ok(Created::response(created))
 }
 
 async fn list(State(state): State<AppState>) -> Json<Vec<RecordingStatus>> {
@@ -133,7 +149,7 @@ async fn delete(
     Ok(StatusCode::NO_CONTENT)
 }
 
-fn body_idle(state: &AppState) -> Duration {
+pub(super) fn body_idle(state: &AppState) -> Duration {
     Duration::from_secs(state.library.config().body_timeout_s)
 }
 
@@ -198,7 +214,9 @@ async fn read_limited(
         })
 }
 
-fn caused_by<E: std::error::Error + 'static>(err: &(dyn std::error::Error + 'static)) -> bool {
+pub(super) fn caused_by<E: std::error::Error + 'static>(
+    err: &(dyn std::error::Error + 'static),
+) -> bool {
     let mut source = Some(err);
     while let Some(e) = source {
         if e.is::<E>() {

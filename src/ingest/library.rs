@@ -2,6 +2,7 @@
 //! Loaded from disk at start-up, so a restarted server lists what it had.
 
 use std::collections::{HashMap, HashSet};
+use std::path::PathBuf;
 use std::sync::{Arc, Mutex, RwLock};
 
 use base64::Engine;
@@ -9,12 +10,15 @@ use bytes::Bytes;
 use rand::RngCore;
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
-use tokio::sync::{mpsc, oneshot, watch};
+use tokio::sync::{mpsc, oneshot, watch, Semaphore};
 
 use crate::config::Config;
 use crate::error::{Error, Result};
-use crate::store::{is_valid_id, PutOutcome, RecordingMeta, State, Store};
+use crate::store::{
+    is_valid_id, ImportInfo, ImportOrigin, PutOutcome, RecordingMeta, State, Store,
+};
 
+use super::import::{self, Placement};
 use super::live::{self, Command};
 use super::status::{ChunkReceipt, RecordingStatus};
 
@@ -30,6 +34,7 @@ pub const MAX_TITLE_CHARS: usize = 200;
 #[derive(Clone)]
 pub struct Recording {
     mime: Arc<str>,
+    import: Option<Arc<ImportInfo>>,
     token_sha256: [u8; 32],
     cmds: mpsc::Sender<Command>,
     status: watch::Receiver<RecordingStatus>,
@@ -39,6 +44,11 @@ impl Recording {
     /// Media type of the original upload.
     pub fn mime(&self) -> &str {
         &self.mime
+    }
+
+    /// Where the file came from, for imported recordings.
+    pub fn import(&self) -> Option<&ImportInfo> {
+        self.import.as_deref()
     }
 
     pub fn status(&self) -> RecordingStatus {
@@ -84,6 +94,8 @@ impl Recording {
 pub struct Library {
     store: Store,
     config: Arc<Config>,
+    /// Slots for imports running ffmpeg (`--import-jobs`).
+    import_jobs: Arc<Semaphore>,
     recordings: RwLock<HashMap<String, Recording>>,
     /// Ids deleted since start-up, answered 410 instead of 404.
     deleted: Mutex<HashSet<String>>,
@@ -99,28 +111,68 @@ impl Library {
                 .await
                 .map_err(std::io::Error::other)??
         };
-        let mut recordings = HashMap::new();
-        for (meta, seqs) in loaded {
-            let token_sha256 = parse_digest(&meta.token_sha256);
-            let (id, mime) = (meta.id.clone(), Arc::from(meta.mime.as_str()));
-            let (cmds, status) = live::spawn(meta, seqs, store.clone(), config.clone());
-            recordings.insert(
-                id,
-                Recording {
-                    mime,
-                    token_sha256,
-                    cmds,
-                    status,
-                },
-            );
-        }
-        tracing::info!(recordings = recordings.len(), data = %config.data_dir.display(), "library opened");
-        Ok(Arc::new(Self {
+        let library = Self {
             store,
+            import_jobs: Arc::new(Semaphore::new(config.import_jobs as usize)),
             config,
-            recordings: RwLock::new(recordings),
+            recordings: RwLock::default(),
             deleted: Mutex::default(),
-        }))
+        };
+        for (meta, seqs) in loaded {
+            library.start(meta, seqs);
+        }
+        let count = library.recordings.read().expect("lock").len();
+        tracing::info!(recordings = count, data = %library.config.data_dir.display(), "library opened");
+        Ok(Arc::new(library))
+    }
+
+    /// Starts the task of a stored recording and lists it.
+    fn start(&self, meta: RecordingMeta, seqs: Vec<u64>) -> Recording {
+        let token_sha256 = parse_digest(&meta.token_sha256);
+        let (id, mime) = (meta.id.clone(), Arc::from(meta.mime.as_str()));
+        let import = meta.import.clone().map(Arc::new);
+        let (store, config) = (self.store.clone(), self.config.clone());
+        let (cmds, status) = match &import {
+            Some(_) => import::spawn(meta, store, config, self.import_jobs.clone()),
+            None => live::spawn(meta, seqs, store, config),
+        };
+        let recording = Recording {
+            mime,
+            import,
+            token_sha256,
+            cmds,
+            status,
+        };
+        self.recordings
+            .write()
+            .expect("lock")
+            .insert(id, recording.clone());
+        recording
+    }
+
+    /// Lists a recording another process put into the data directory (the
+    /// `segcast import` CLI moves finished imports in); known ids are left
+    /// alone. Returns whether it was new.
+    pub async fn adopt(&self, id: &str) -> std::io::Result<bool> {
+        let known = |lib: &Self| {
+            lib.recordings.read().expect("lock").contains_key(id)
+                || lib.deleted.lock().expect("lock").contains(id)
+        };
+        if !is_valid_id(id) || known(self) {
+            return Ok(false);
+        }
+        let (store, owned_id) = (self.store.clone(), id.to_string());
+        let loaded = tokio::task::spawn_blocking(move || store.load(&owned_id))
+            .await
+            .map_err(std::io::Error::other)??;
+        match loaded {
+            Some((meta, seqs)) if !known(self) => {
+                tracing::info!(%id, "recording added to the library");
+                self.start(meta, seqs);
+                Ok(true)
+            }
+            _ => Ok(false),
+        }
     }
 
     pub fn config(&self) -> &Config {
@@ -140,6 +192,7 @@ impl Library {
         let live = self
             .list()
             .iter()
+            .filter(|r| r.source == "recording")
             .filter(|r| matches!(r.state, State::Recording | State::Processing))
             .count();
         if live >= self.config.max_live_recordings {
@@ -150,48 +203,38 @@ impl Library {
                 retry_after_s: crate::config::RETRY_AFTER_S,
             });
         }
-        let id = hex::encode(random_bytes::<ID_BYTES>());
-        let token =
-            base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(random_bytes::<TOKEN_BYTES>());
-        let created_at = now_rfc3339();
-        let title = title.map(|t| t.trim().chars().take(MAX_TITLE_CHARS).collect::<String>());
-        let meta = RecordingMeta {
-            id: id.clone(),
-            title: title
-                .filter(|t| !t.is_empty())
-                .unwrap_or_else(|| format!("Recording {}", &created_at[..16])),
-            mime: mime
-                .filter(|m| is_plain_mime(m))
-                .unwrap_or_else(|| "video/webm".into()),
-            created_at,
-            token_sha256: hex::encode(Sha256::digest(token.as_bytes())),
-            total: None,
-            state: State::Recording,
-            error: None,
-            duration_ms: 0,
-            segments: 0,
-            incomplete: false,
-        };
+        let (meta, token) = new_meta(title, mime, "Recording", State::Recording);
         let store = self.store.clone();
         let to_store = meta.clone();
         tokio::task::spawn_blocking(move || store.create(&to_store))
             .await
             .map_err(|e| Error::internal("create task", e))??;
-        let token_sha256 = parse_digest(&meta.token_sha256);
-        let mime = Arc::from(meta.mime.as_str());
-        let (cmds, status) = live::spawn(meta, Vec::new(), self.store.clone(), self.config.clone());
-        let recording = Recording {
-            mime,
-            token_sha256,
-            cmds,
-            status,
-        };
-        let initial = recording.status();
-        self.recordings
-            .write()
-            .expect("lock")
-            .insert(id.clone(), recording);
+        let id = meta.id.clone();
+        let initial = self.start(meta, Vec::new()).status();
         tracing::info!(%id, "recording created");
+        Ok((initial, token))
+    }
+
+    /// Creates an imported recording from the file at `source`, which
+    /// becomes its `original`; processing starts when a job slot is free.
+    pub async fn create_import(
+        &self,
+        title: Option<String>,
+        info: ImportInfo,
+        source: PathBuf,
+        placement: Placement,
+    ) -> Result<(RecordingStatus, String)> {
+        let (meta, token) = new_import_meta(title, info);
+        let store = self.store.clone();
+        let to_store = meta.clone();
+        tokio::task::spawn_blocking(move || {
+            import::create_files(&store, &to_store, &source, placement)
+        })
+        .await
+        .map_err(|e| Error::internal("import create task", e))??;
+        let id = meta.id.clone();
+        let initial = self.start(meta, Vec::new()).status();
+        tracing::info!(%id, "import created");
         Ok((initial, token))
     }
 
@@ -227,6 +270,43 @@ impl Library {
         all
     }
 
+    /// Imported recordings that came through `origin`.
+    pub fn recordings_from(&self, origin: ImportOrigin) -> Vec<Recording> {
+        self.recordings
+            .read()
+            .expect("lock")
+            .values()
+            .filter(|r| r.import().is_some_and(|i| i.origin == origin))
+            .cloned()
+            .collect()
+    }
+
+    /// Lists recordings that other processes move into the data directory
+    /// (`segcast import` builds each one aside, then renames it in). Only
+    /// renames count: directories this server creates itself are listed
+    /// by [`Library::create`] before any watcher could race it.
+    pub async fn adopt_moved_in(self: Arc<Self>) -> std::io::Result<()> {
+        use notify::event::{ModifyKind, RenameMode};
+        use notify::EventKind;
+        let (_watcher, mut events) =
+            super::inbox::watch_dir(self.store.root()).map_err(std::io::Error::other)?;
+        while let Some(event) = events.recv().await {
+            let moved_in = matches!(
+                event.kind,
+                EventKind::Modify(ModifyKind::Name(RenameMode::To | RenameMode::Both))
+            );
+            let Some(id) = event.paths.last().and_then(|p| p.file_name()?.to_str()) else {
+                continue;
+            };
+            if moved_in {
+                if let Err(e) = self.adopt(id).await {
+                    tracing::warn!(%id, error = %e, "cannot add a moved-in recording");
+                }
+            }
+        }
+        Ok(())
+    }
+
     pub async fn delete(&self, id: &str) -> Result<()> {
         let recording = self.get(id)?;
         recording.ask(|reply| Command::Delete { reply }).await?;
@@ -234,6 +314,54 @@ impl Library {
         self.deleted.lock().expect("lock").insert(id.to_string());
         Ok(())
     }
+}
+
+/// Metadata and upload token of a new recording. A missing or blank title
+/// becomes "<kind> <date time>".
+pub fn new_meta(
+    title: Option<String>,
+    mime: Option<String>,
+    kind: &str,
+    state: State,
+) -> (RecordingMeta, String) {
+    let id = hex::encode(random_bytes::<ID_BYTES>());
+    let token =
+        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(random_bytes::<TOKEN_BYTES>());
+    let created_at = now_rfc3339();
+    let title = title.map(|t| t.trim().chars().take(MAX_TITLE_CHARS).collect::<String>());
+    let meta = RecordingMeta {
+        id,
+        title: title
+            .filter(|t| !t.is_empty())
+            .unwrap_or_else(|| format!("{kind} {}", &created_at[..16])),
+        mime: mime
+            .filter(|m| is_plain_mime(m))
+            .unwrap_or_else(|| "video/webm".into()),
+        created_at,
+        token_sha256: hex::encode(Sha256::digest(token.as_bytes())),
+        total: None,
+        state,
+        error: None,
+        duration_ms: 0,
+        segments: 0,
+        incomplete: false,
+        import: None,
+    };
+    (meta, token)
+}
+
+/// Metadata of a new import: titled after its file unless told otherwise,
+/// `processing` from the start.
+pub fn new_import_meta(title: Option<String>, info: ImportInfo) -> (RecordingMeta, String) {
+    let title = title.filter(|t| !t.trim().is_empty()).or_else(|| {
+        std::path::Path::new(&info.file_name)
+            .file_stem()
+            .map(|s| s.to_string_lossy().into_owned())
+    });
+    let mime = import::guess_mime(&info.file_name);
+    let (mut meta, token) = new_meta(title, Some(mime), "Import", State::Processing);
+    meta.import = Some(info);
+    (meta, token)
 }
 
 fn random_bytes<const N: usize>() -> [u8; N] {

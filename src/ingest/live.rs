@@ -18,11 +18,11 @@ use crate::media::timeline::Timeline;
 use crate::publish::{HlsPublisher, PublishSettings};
 use crate::store::{PutOutcome, RecordingMeta, State, Store};
 use crate::transcode::args::{declared_bits_per_s, live_args, EncodeSettings};
-use crate::transcode::poster::{make_poster, POSTER_FILE};
 use crate::transcode::sidecar::{TranscodeEvent, Transcoder};
 
 use super::reorder::ChunkSet;
 use super::status::{ChunkReceipt, RecordingStatus};
+use super::task::TaskCore;
 
 pub enum Command {
     Put {
@@ -40,27 +40,13 @@ pub enum Command {
 }
 
 pub struct LiveTask {
-    meta: RecordingMeta,
+    core: TaskCore,
     /// What has been published so far; a restarted ffmpeg resumes from it.
     timeline: Timeline,
     ffmpeg_starts: u32,
     chunks: ChunkSet,
-    store: Store,
-    config: Arc<Config>,
     transcoder: Option<Transcoder>,
     input_ended: bool,
-    events_tx: mpsc::UnboundedSender<TranscodeEvent>,
-    duration_ms: u64,
-    segments: u64,
-    poster: Poster,
-    status: watch::Sender<RecordingStatus>,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Poster {
-    Missing,
-    Making,
-    Ready,
 }
 
 /// Starts the task of a recording; returns its command channel and status.
@@ -71,32 +57,16 @@ pub fn spawn(
     config: Arc<Config>,
 ) -> (mpsc::Sender<Command>, watch::Receiver<RecordingStatus>) {
     let chunks = ChunkSet::from_stored(stored_seqs);
-    let (duration_ms, segments) = (meta.duration_ms, meta.segments);
-    let has_poster = store.hls_dir(&meta.id).join(POSTER_FILE).exists();
-    let poster = if has_poster {
-        Poster::Ready
-    } else {
-        Poster::Missing
-    };
-    let initial = RecordingStatus::new(&meta, &chunks, duration_ms, segments, has_poster);
-    let (status, status_rx) = watch::channel(initial);
-    let (cmd_tx, cmd_rx) = mpsc::channel(64);
-    let (events_tx, events_rx) = mpsc::unbounded_channel();
     let span = tracing::info_span!("recording", id = %meta.id);
+    let (core, status_rx, events_rx) = TaskCore::new(meta, &chunks, store, config);
+    let (cmd_tx, cmd_rx) = mpsc::channel(64);
     let task = LiveTask {
-        meta,
+        core,
         timeline: Timeline::default(),
         ffmpeg_starts: 0,
         chunks,
-        store,
-        config,
         transcoder: None,
         input_ended: false,
-        events_tx,
-        duration_ms,
-        segments,
-        poster,
-        status,
     };
     tokio::spawn(task.run(cmd_rx, events_rx).instrument(span));
     (cmd_tx, status_rx)
@@ -115,10 +85,10 @@ impl LiveTask {
             ))
             .await;
         }
-        let idle = std::time::Duration::from_secs(self.config.idle_timeout_s);
+        let idle = std::time::Duration::from_secs(self.core.config.idle_timeout_s);
         let mut idle_deadline = tokio::time::Instant::now() + idle;
         loop {
-            let waiting_for_chunks = self.meta.state == State::Recording;
+            let waiting_for_chunks = self.core.state() == State::Recording;
             tokio::select! {
                 () = tokio::time::sleep_until(idle_deadline), if waiting_for_chunks => {
                     self.abandon().await;
@@ -150,26 +120,25 @@ impl LiveTask {
     /// stored chunks (the source of truth); what was already published is
     /// kept as it was and replayed, not rewritten (see `publish`).
     async fn resume(&mut self) -> std::io::Result<()> {
-        if !matches!(self.meta.state, State::Recording | State::Processing) {
+        if !matches!(self.core.state(), State::Recording | State::Processing) {
             return Ok(());
         }
-        let dir = self.store.hls_dir(&self.meta.id);
+        let dir = self.core.store.hls_dir(self.core.id());
         let saved = tokio::task::spawn_blocking(move || HlsPublisher::load_timeline(&dir))
             .await
             .map_err(std::io::Error::other)?;
         self.timeline = saved.unwrap_or_default();
-        self.duration_ms = self.timeline.duration_ms();
-        self.segments = self.timeline.segments.len() as u64;
+        self.core.on_published(&self.timeline);
         if self.chunks.received() > 0 {
             let contiguous = self.chunks.contiguous();
             tracing::info!(
-                segments = self.segments,
+                segments = self.timeline.segments.len(),
                 contiguous,
                 "resuming from stored chunks"
             );
         }
         self.feed_new(0);
-        if self.meta.total == Some(0) {
+        if self.core.meta.total == Some(0) {
             self.fail("the recording has no chunks".into()).await;
         }
         self.publish_status();
@@ -177,14 +146,14 @@ impl LiveTask {
     }
 
     async fn put(&mut self, seq: u64, bytes: Bytes) -> Result<(PutOutcome, ChunkReceipt)> {
-        if let Some(total) = self.meta.total {
+        if let Some(total) = self.core.meta.total {
             if seq >= total {
                 return Err(Error::Conflict(format!(
                     "chunk {seq} is beyond the declared total of {total} chunks"
                 )));
             }
         }
-        let (store, id) = (self.store.clone(), self.meta.id.clone());
+        let (store, id) = (self.core.store.clone(), self.core.meta.id.clone());
         let outcome = tokio::task::spawn_blocking(move || store.put_chunk(&id, seq, &bytes))
             .await
             .map_err(|e| Error::internal("chunk write task", e))?
@@ -211,15 +180,15 @@ impl LiveTask {
     /// and closes its input once every declared chunk is in.
     fn feed_new(&mut self, from: u64) {
         let contiguous = self.chunks.contiguous();
-        if contiguous > from && self.transcoder.is_none() && self.meta.state != State::Failed {
+        if contiguous > from && self.transcoder.is_none() && self.core.state() != State::Failed {
             self.ffmpeg_starts += 1;
             match self.start_transcoder() {
                 Ok(t) => self.transcoder = Some(t),
                 Err(e) => {
-                    self.meta.state = State::Failed;
-                    self.meta.error = Some(format!(
+                    self.core.meta.state = State::Failed;
+                    self.core.meta.error = Some(format!(
                         "cannot start ffmpeg ({}): {e}",
-                        self.config.ffmpeg.display()
+                        self.core.config.ffmpeg.display()
                     ));
                     tracing::error!(error = %e, "cannot start ffmpeg");
                     return;
@@ -230,9 +199,13 @@ impl LiveTask {
             return;
         };
         for seq in from..contiguous {
-            transcoder.feed(self.store.chunk_path(&self.meta.id, seq));
+            transcoder.feed(self.core.store.chunk_path(self.core.id(), seq));
         }
-        let complete = self.meta.total.is_some_and(|t| self.chunks.is_complete(t));
+        let complete = self
+            .core
+            .meta
+            .total
+            .is_some_and(|t| self.chunks.is_complete(t));
         if complete && !self.input_ended {
             transcoder.end_input();
             self.input_ended = true;
@@ -240,9 +213,9 @@ impl LiveTask {
     }
 
     fn start_transcoder(&self) -> std::io::Result<Transcoder> {
-        let settings = EncodeSettings::from(&*self.config);
+        let settings = EncodeSettings::from(&*self.core.config);
         let publish = PublishSettings {
-            dir: self.store.hls_dir(&self.meta.id),
+            dir: self.core.store.hls_dir(self.core.id()),
             segment_target_ms: settings.segment_target_ms,
             declared_bits_per_s: declared_bits_per_s(&settings),
             // live_args forces keyframes on the segment grid.
@@ -250,10 +223,10 @@ impl LiveTask {
         };
         let publisher = HlsPublisher::resume(publish, self.timeline.clone());
         Transcoder::spawn(
-            &self.config.ffmpeg,
+            &self.core.config.ffmpeg,
             &live_args(&settings),
             publisher,
-            self.events_tx.clone(),
+            self.core.events_tx.clone(),
             tracing::Span::current(),
         )
     }
@@ -266,14 +239,14 @@ impl LiveTask {
                 end - 1
             )));
         }
-        if total > self.config.max_chunks {
+        if total > self.core.config.max_chunks {
             return Err(Error::BadRequest(format!(
                 "total {total} is over the limit of {} chunks",
-                self.config.max_chunks
+                self.core.config.max_chunks
             )));
         }
-        match self.meta.total {
-            Some(t) if t == total => return Ok(self.status.borrow().clone()),
+        match self.core.meta.total {
+            Some(t) if t == total => return Ok(self.core.status()),
             Some(t) => {
                 return Err(Error::Conflict(format!(
                     "total was already declared as {t}"
@@ -281,60 +254,34 @@ impl LiveTask {
             }
             None => {}
         }
-        self.meta.total = Some(total);
-        if self.meta.state == State::Recording {
-            self.meta.state = State::Processing;
+        self.core.meta.total = Some(total);
+        if self.core.state() == State::Recording {
+            self.core.meta.state = State::Processing;
         }
         if total == 0 {
             self.fail("the recording has no chunks".into()).await;
         } else {
-            self.save_meta().await?;
+            self.core.save_meta().await?;
             self.feed_new(self.chunks.contiguous());
         }
         tracing::info!(total, "finish declared");
         self.publish_status();
-        Ok(self.status.borrow().clone())
+        Ok(self.core.status())
     }
 
     async fn on_transcode_event(&mut self, event: TranscodeEvent) {
         match event {
             TranscodeEvent::Published(timeline) => {
-                self.duration_ms = timeline.duration_ms();
-                self.segments = timeline.segments.len() as u64;
-                let has_video = timeline.info.has_video;
+                self.core.on_published(&timeline);
                 self.timeline = timeline;
-                if self.poster == Poster::Missing && has_video {
-                    self.start_poster();
-                }
             }
-            TranscodeEvent::Poster(outcome) => {
-                self.poster = match outcome {
-                    Ok(()) => Poster::Ready,
-                    Err(error) => {
-                        // A missing thumbnail is cosmetic: say so and go on.
-                        tracing::warn!(%error, "no poster frame");
-                        Poster::Missing
-                    }
-                };
-            }
+            TranscodeEvent::Poster(outcome) => self.core.on_poster(outcome),
+            // Live input has no known end to measure progress against.
+            TranscodeEvent::Progress { .. } => {}
             TranscodeEvent::Exited(outcome) => {
                 self.transcoder = None;
                 match outcome {
-                    Ok(timeline) if self.input_ended => {
-                        self.duration_ms = timeline.duration_ms();
-                        self.segments = timeline.segments.len() as u64;
-                        self.meta.state = State::Ready;
-                        self.meta.duration_ms = self.duration_ms;
-                        self.meta.segments = self.segments;
-                        tracing::info!(
-                            duration_ms = self.duration_ms,
-                            segments = self.segments,
-                            "ready"
-                        );
-                        if let Err(e) = self.save_meta().await {
-                            tracing::error!(error = %crate::error::chain(&e), "cannot save state");
-                        }
-                    }
+                    Ok(timeline) if self.input_ended => self.core.mark_ready(&timeline).await,
                     Ok(_) => {
                         self.ffmpeg_failed("ffmpeg stopped before the upload was complete".into())
                             .await
@@ -359,22 +306,20 @@ impl LiveTask {
                 .await;
             return;
         }
-        self.meta.total = Some(total);
-        self.meta.incomplete = true;
-        self.meta.state = State::Processing;
-        if let Err(e) = self.save_meta().await {
-            tracing::error!(error = %crate::error::chain(&e), "cannot save state");
-        }
+        self.core.meta.total = Some(total);
+        self.core.meta.incomplete = true;
+        self.core.meta.state = State::Processing;
+        self.core.save_or_log().await;
         self.feed_new(total);
     }
 
     /// ffmpeg died or gave up: run it again over the stored chunks (what was
     /// published is replayed, not repeated), up to `--ffmpeg-attempts`.
     async fn ffmpeg_failed(&mut self, reason: String) {
-        if self.meta.state == State::Failed {
+        if self.core.state() == State::Failed {
             return;
         }
-        let attempts = self.config.ffmpeg_attempts;
+        let attempts = self.core.config.ffmpeg_attempts;
         if self.ffmpeg_starts >= attempts {
             let plural = if attempts == 1 { "" } else { "s" };
             self.fail(format!("{reason} ({attempts} attempt{plural})"))
@@ -386,80 +331,31 @@ impl LiveTask {
         self.feed_new(0);
     }
 
-    /// Makes the library's poster frame off the task, from the first segment.
-    fn start_poster(&mut self) {
-        self.poster = Poster::Making;
-        let (ffmpeg, dir) = (
-            self.config.ffmpeg.clone(),
-            self.store.hls_dir(&self.meta.id),
-        );
-        let events = self.events_tx.clone();
-        tokio::spawn(async move {
-            let outcome = tokio::task::spawn_blocking(move || make_poster(&ffmpeg, &dir))
-                .await
-                .unwrap_or_else(|e| Err(e.to_string()));
-            let _ = events.send(TranscodeEvent::Poster(outcome));
-        });
-    }
-
     async fn fail(&mut self, reason: String) {
-        tracing::warn!(%reason, "recording failed");
-        self.meta.state = State::Failed;
-        self.meta.error = Some(reason);
         if let Some(t) = self.transcoder.take() {
             t.kill();
         }
-        if let Err(e) = self.save_meta().await {
-            tracing::error!(error = %crate::error::chain(&e), "cannot save state");
-        }
+        self.core.fail(reason).await;
     }
 
     async fn delete(&mut self) -> Result<()> {
         if let Some(t) = self.transcoder.take() {
             t.kill();
         }
-        let (store, id) = (self.store.clone(), self.meta.id.clone());
-        tokio::task::spawn_blocking(move || store.delete(&id))
-            .await
-            .map_err(|e| Error::internal("delete task", e))??;
-        tracing::info!("deleted");
-        Ok(())
-    }
-
-    async fn save_meta(&self) -> Result<()> {
-        let (store, meta) = (self.store.clone(), self.meta.clone());
-        tokio::task::spawn_blocking(move || store.save_meta(&meta))
-            .await
-            .map_err(|e| Error::internal("metadata write task", e))??;
-        Ok(())
+        self.core.delete_files().await
     }
 
     fn publish_status(&self) {
-        let poster = self.poster == Poster::Ready;
-        let status = RecordingStatus::new(
-            &self.meta,
-            &self.chunks,
-            self.duration_ms,
-            self.segments,
-            poster,
-        );
-        self.status.send_if_modified(|current| {
-            let changed = *current != status;
-            *current = status;
-            changed
-        });
+        self.core.publish_status(&self.chunks);
     }
 }
 
 /// A chunk that could not be stored is not acknowledged: the client keeps
 /// it and retries (5xx). A full disk or quota says so with 507.
 fn storage_error(seq: u64, err: std::io::Error) -> Error {
-    use std::io::ErrorKind::{FileTooLarge, QuotaExceeded, StorageFull};
     tracing::error!(seq, error = %err, "cannot store chunk");
-    let message =
-        format!("chunk {seq} could not be stored ({err}); it was not acknowledged, retry later");
-    match err.kind() {
-        StorageFull | QuotaExceeded | FileTooLarge => Error::InsufficientStorage(message),
-        _ => Error::Unavailable(message),
-    }
+    Error::storage(
+        format_args!("chunk {seq} could not be stored; it was not acknowledged, retry later"),
+        &err,
+    )
 }

@@ -1,7 +1,10 @@
-//! Live ingest: durable chunk uploads, their ordering, and the task that
-//! turns one recording's chunks into published media.
+//! Ingest: durable chunk uploads and their ordering, imported files, and
+//! the tasks that turn either into published media.
 
+pub mod import;
+pub mod inbox;
 pub mod library;
 pub mod live;
 pub mod reorder;
 pub mod status;
+mod task;

@@ -19,6 +19,10 @@ pub struct RecordingStatus {
     pub id: String,
     pub title: String,
     pub state: State,
+    /// `recording` (uploaded live in chunks) or `import` (a whole file).
+    pub source: &'static str,
+    /// Imports: share of the file processed, 0..1 (1 once ready).
+    pub progress: Option<f64>,
     pub created_at: String,
     /// Media published so far, in seconds.
     pub duration_s: f64,
@@ -71,6 +75,12 @@ impl RecordingStatus {
             id: meta.id.clone(),
             title: meta.title.clone(),
             state: meta.state,
+            source: if meta.import.is_some() {
+                "import"
+            } else {
+                "recording"
+            },
+            progress: None,
             created_at: meta.created_at.clone(),
             duration_s: duration_ms as f64 / 1000.0,
             chunks: ChunkStatus {
@@ -93,5 +103,12 @@ impl RecordingStatus {
             }),
             error: meta.error.clone(),
         }
+    }
+
+    pub fn with_progress(mut self, progress: Option<f64>) -> Self {
+        // Three decimals: enough for a progress bar, and a status that
+        // changes only when a watcher could see the difference.
+        self.progress = progress.map(|p| (p.clamp(0.0, 1.0) * 1000.0).round() / 1000.0);
+        self
     }
 }

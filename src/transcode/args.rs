@@ -2,6 +2,9 @@
 //! logged. ffmpeg encodes; segcast packages: the output is one fragmented MP4
 //! on stdout (ISO/IEC 14496-12 §8.8) that the splitter cuts into segments.
 
+use std::path::Path;
+
+use super::probe::{ImportPlan, StreamAction};
 use crate::config::Config;
 
 /// How ffmpeg is asked to encode a live recording.
@@ -53,6 +56,35 @@ pub fn live_args(s: &EncodeSettings) -> Vec<String> {
     .map(String::from)
     .to_vec();
     args.extend(encode_args(s));
+    args.extend(fmp4_output_args(s));
+    args
+}
+
+/// Arguments for an imported file: read from its path (seekable, so an MP4
+/// whose index is at the end works), fMP4 on stdout. Streams the plan marks
+/// `Copy` are remuxed untouched; the others get the live encoder settings.
+pub fn import_args(input: &Path, plan: &ImportPlan, s: &EncodeSettings) -> Vec<String> {
+    let mut args: Vec<String> = vec![
+        // stdin is a pipe ffmpeg-sidecar opens; ffmpeg must not read keys from it.
+        "-nostdin".into(),
+        "-i".into(),
+        input.display().to_string(),
+    ];
+    if let Some(video) = plan.video {
+        // `V`: video streams that are not attached pictures (cover art).
+        args.extend(["-map".into(), "0:V:0".into()]);
+        match video {
+            StreamAction::Copy => args.extend(["-c:v".into(), "copy".into()]),
+            StreamAction::Transcode => args.extend(h264_args(s)),
+        }
+    }
+    if let Some(audio) = plan.audio {
+        args.extend(["-map".into(), "0:a:0".into()]);
+        match audio {
+            StreamAction::Copy => args.extend(["-c:a".into(), "copy".into()]),
+            StreamAction::Transcode => args.extend(aac_args(s)),
+        }
+    }
     args.extend(fmp4_output_args(s));
     args
 }
@@ -183,6 +215,30 @@ mod tests {
         );
         assert_eq!(value(&args, "-sc_threshold"), "0");
         assert_eq!(value(&args, "-frag_duration"), "250000");
+    }
+
+    #[test]
+    fn imports_copy_or_encode_each_stream_as_planned() {
+        let plan = ImportPlan {
+            video: Some(StreamAction::Copy),
+            audio: Some(StreamAction::Transcode),
+            duration_ms: None,
+        };
+        let args = import_args(Path::new("/data/x/original"), &plan, &settings());
+        assert_eq!(value(&args, "-i"), "/data/x/original");
+        assert_eq!(value(&args, "-c:v"), "copy");
+        assert!(!args.contains(&"libx264".to_string()), "{args:?}");
+        assert_eq!(value(&args, "-c:a"), "aac");
+        assert_eq!(args.last().unwrap(), "pipe:1");
+
+        let audio_only = ImportPlan {
+            video: None,
+            audio: Some(StreamAction::Copy),
+            duration_ms: None,
+        };
+        let args = import_args(Path::new("a.m4a"), &audio_only, &settings());
+        assert_eq!(value(&args, "-map"), "0:a:0");
+        assert!(!args.contains(&"-c:v".to_string()), "{args:?}");
     }
 
     #[test]

@@ -2,4 +2,5 @@
 
 pub mod args;
 pub mod poster;
+pub mod probe;
 pub mod sidecar;

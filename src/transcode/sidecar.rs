@@ -38,6 +38,8 @@ pub enum TranscodeEvent {
     Exited(Result<Timeline, String>),
     /// The poster frame job ended (see [`super::poster`]).
     Poster(Result<(), String>),
+    /// ffmpeg's progress line: output written up to this media time.
+    Progress { out_time_ms: u64 },
 }
 
 enum Feed {
@@ -88,7 +90,7 @@ impl Transcoder {
             .name(format!("ffmpeg-log-{pid}"))
             .spawn(move || {
                 span.in_scope(|| {
-                    let last_error = log_events(&mut child);
+                    let last_error = log_events(&mut child, &events);
                     let status = child.wait();
                     let packaged = packager
                         .join()
@@ -161,8 +163,12 @@ fn package_stdout(
     publisher.finish().map_err(|e| e.to_string())
 }
 
-/// Logs ffmpeg's events until it closes stderr; returns its last error line.
-fn log_events(child: &mut ffmpeg_sidecar::child::FfmpegChild) -> Option<String> {
+/// Logs ffmpeg's events until it closes stderr, forwarding its progress;
+/// returns its last error line.
+fn log_events(
+    child: &mut ffmpeg_sidecar::child::FfmpegChild,
+    sink: &UnboundedSender<TranscodeEvent>,
+) -> Option<String> {
     let events = match child.iter() {
         Ok(events) => events,
         Err(e) => return Some(format!("cannot read ffmpeg's log: {e}")),
@@ -179,13 +185,43 @@ fn log_events(child: &mut ffmpeg_sidecar::child::FfmpegChild) -> Option<String> 
             }
             FfmpegEvent::Log(_, line) => tracing::trace!(target: "ffmpeg", "{line}"),
             FfmpegEvent::Progress(p) => {
-                tracing::trace!(target: "ffmpeg", time = %p.time, fps = p.fps, "progress")
+                tracing::trace!(target: "ffmpeg", time = %p.time, fps = p.fps, "progress");
+                if let Some(out_time_ms) = clock_to_ms(&p.time) {
+                    let _ = sink.send(TranscodeEvent::Progress { out_time_ms });
+                }
             }
             FfmpegEvent::Error(e) => tracing::debug!(target: "ffmpeg", "{e}"),
             _ => {}
         }
     }
     last_error
+}
+
+/// ffmpeg's `time=00:03:29.04` clock as milliseconds; `None` for `N/A`
+/// and the negative times ffmpeg prints before the first packet.
+pub fn clock_to_ms(clock: &str) -> Option<u64> {
+    let mut fields = clock.trim().split(':');
+    let (h, m, s) = (fields.next()?, fields.next()?, fields.next()?);
+    if fields.next().is_some()
+        || [h, m]
+            .iter()
+            .any(|f| !f.bytes().all(|b| b.is_ascii_digit()))
+    {
+        return None;
+    }
+    let (whole_s, frac) = s.split_once('.').unwrap_or((s, ""));
+    if !whole_s
+        .bytes()
+        .chain(frac.bytes())
+        .all(|b| b.is_ascii_digit())
+    {
+        return None;
+    }
+    let frac_ms: u64 = format!("{frac:0<3}")[..3].parse().ok()?;
+    let seconds = h.parse::<u64>().ok()? * 3600
+        + m.parse::<u64>().ok()? * 60
+        + whole_s.parse::<u64>().ok()?;
+    Some(seconds * 1000 + frac_ms)
 }
 
 /// A readable reason from ffmpeg's exit status and its last error line
@@ -210,6 +246,16 @@ pub fn exit_message(status: &str, last_error: Option<String>) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn progress_clock_reads_as_milliseconds() {
+        assert_eq!(clock_to_ms("00:03:29.04"), Some(209_040));
+        assert_eq!(clock_to_ms("01:00:00.5"), Some(3_600_500));
+        assert_eq!(clock_to_ms("00:00:07"), Some(7_000));
+        for bad in ["N/A", "-00:00:00.02", "1:2", "", "00:00:0x.1"] {
+            assert_eq!(clock_to_ms(bad), None, "{bad}");
+        }
+    }
 
     #[test]
     fn exit_message_keeps_ffmpegs_reason_without_context() {

@@ -1,0 +1,203 @@
+//! `segcast import FILE...`: imports files into the library without a
+//! server, through the same import task the server runs.
+//!
+//! Each file is copied into a recording folder under `<data>/staging/` and
+//! processed there; a finished one is renamed into `<data>/recordings/` in
+//! one step, which is what a running server watches for (see
+//! [`crate::ingest::library::Library::adopt_moved_in`]). A failed one is
+//! removed: the command's report says why, and the library never lists a
+//! half-made recording. A lock file per staged import lets the next run
+//! tell a crashed import's leftovers from another run's work.
+
+use std::fs::File;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
+use tokio::sync::Semaphore;
+
+use crate::config::Config;
+use crate::http::imports::STAGING_DIR;
+use crate::ingest::import::{self, import_info, Placement};
+use crate::ingest::library::new_import_meta;
+use crate::ingest::status::RecordingStatus;
+use crate::store::{is_valid_id, ImportOrigin, State, Store};
+
+/// Positions of a progress bar: per mille.
+const BAR_STEPS: u64 = 1000;
+const LOCK_SUFFIX: &str = ".lock";
+
+/// What became of one file.
+#[derive(Debug, Clone)]
+pub struct FileReport {
+    pub file: PathBuf,
+    pub outcome: Result<RecordingStatus, String>,
+}
+
+/// Imports `files` (at most `config.import_jobs` at once) and reports on
+/// each, in the order given. Progress bars go to stderr when it is a
+/// terminal.
+pub async fn run(config: Config, files: Vec<PathBuf>) -> std::io::Result<Vec<FileReport>> {
+    let library = Store::open(&config.data_dir)?;
+    let staging = Store::open_root(config.data_dir.join(STAGING_DIR))?;
+    remove_stale(&staging);
+    let jobs = Arc::new(Semaphore::new(config.import_jobs as usize));
+    let config = Arc::new(config);
+    let bars = MultiProgress::new();
+    let imports = files.into_iter().map(|file| {
+        let bar = bars.add(new_bar(&file));
+        let (library, staging) = (library.clone(), staging.clone());
+        let (config, jobs) = (config.clone(), jobs.clone());
+        async move {
+            let outcome = import_file(&file, &library, &staging, config, jobs, &bar).await;
+            match &outcome {
+                Ok(s) => bar.finish_with_message(format!("ready, {:.1} s", s.duration_s)),
+                Err(e) => bar.abandon_with_message(format!("failed: {e}")),
+            }
+            FileReport { file, outcome }
+        }
+    });
+    Ok(futures_util::future::join_all(imports).await)
+}
+
+fn new_bar(file: &Path) -> ProgressBar {
+    let bar = ProgressBar::new(BAR_STEPS);
+    bar.set_style(
+        ProgressStyle::with_template("{prefix:30!} [{bar:30}] {percent:>3}% {msg}")
+            .expect("valid template")
+            .progress_chars("=> "),
+    );
+    bar.set_prefix(display_name(file));
+    bar.set_message("queued");
+    bar.enable_steady_tick(Duration::from_millis(250));
+    bar
+}
+
+fn display_name(file: &Path) -> String {
+    file.file_name().map_or_else(
+        || file.display().to_string(),
+        |n| n.to_string_lossy().into_owned(),
+    )
+}
+
+async fn import_file(
+    file: &Path,
+    library: &Store,
+    staging: &Store,
+    config: Arc<Config>,
+    jobs: Arc<Semaphore>,
+    bar: &ProgressBar,
+) -> Result<RecordingStatus, String> {
+    let bytes = std::fs::metadata(file)
+        .ok()
+        .filter(|m| m.is_file())
+        .map(|m| m.len())
+        .ok_or_else(|| "no such file".to_string())?;
+    let info = import_info(&display_name(file), bytes, ImportOrigin::Cli);
+    let (meta, _token) = new_import_meta(None, info);
+    let id = meta.id.clone();
+    let lock_path = staging.root().join(format!("{id}{LOCK_SUFFIX}"));
+    let lock = File::create(&lock_path).map_err(|e| format!("cannot stage it: {e}"))?;
+    lock.lock().map_err(|e| format!("cannot stage it: {e}"))?;
+    let outcome = process(file, &meta, library, staging, config, jobs, bar).await;
+    if outcome.is_err() {
+        let _ = staging.delete(&id);
+    }
+    drop(lock);
+    let _ = std::fs::remove_file(&lock_path);
+    outcome
+}
+
+async fn process(
+    file: &Path,
+    meta: &crate::store::RecordingMeta,
+    library: &Store,
+    staging: &Store,
+    config: Arc<Config>,
+    jobs: Arc<Semaphore>,
+    bar: &ProgressBar,
+) -> Result<RecordingStatus, String> {
+    bar.set_message("copying");
+    let (source, to_stage, store) = (file.to_path_buf(), meta.clone(), staging.clone());
+    tokio::task::spawn_blocking(move || {
+        import::create_files(&store, &to_stage, &source, Placement::Copy)
+    })
+    .await
+    .map_err(|e| e.to_string())?
+    .map_err(|e| format!("cannot copy it into {}: {e}", store_dir(staging)))?;
+
+    let (_cmds, mut status) = import::spawn(meta.clone(), staging.clone(), config, jobs);
+    bar.set_message("queued");
+    let done = loop {
+        let current = status.borrow_and_update().clone();
+        bar.set_position((current.progress.unwrap_or(0.0) * BAR_STEPS as f64) as u64);
+        match current.state {
+            State::Ready | State::Failed => break current,
+            _ if current.progress.unwrap_or(0.0) > 0.0 => bar.set_message("processing"),
+            _ => {}
+        }
+        if status.changed().await.is_err() {
+            return Err("the import task stopped".into());
+        }
+    };
+    if let Some(error) = done.error {
+        return Err(error);
+    }
+    library
+        .adopt(staging, &meta.id)
+        .map_err(|e| format!("cannot move it into the library: {e}"))?;
+    Ok(done)
+}
+
+fn store_dir(store: &Store) -> String {
+    store.root().display().to_string()
+}
+
+/// Removes staged imports whose lock nobody holds (their run crashed).
+fn remove_stale(staging: &Store) {
+    let Ok(entries) = std::fs::read_dir(staging.root()) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let name = entry.file_name();
+        let Some(id) = name.to_str().filter(|n| is_valid_id(n)) else {
+            continue;
+        };
+        let lock_path = staging.root().join(format!("{id}{LOCK_SUFFIX}"));
+        let stale = File::create(&lock_path).is_ok_and(|lock| lock.try_lock().is_ok());
+        if stale {
+            tracing::info!(%id, "removing a staged import a crashed run left");
+            let _ = staging.delete(id);
+            let _ = std::fs::remove_file(&lock_path);
+        }
+    }
+}
+
+/// The summary printed after the bars: one row per file.
+pub fn summary_table(reports: &[FileReport]) -> String {
+    let mut table = comfy_table::Table::new();
+    table
+        .load_preset(comfy_table::presets::UTF8_FULL_CONDENSED)
+        .set_header(["File", "Result", "Id", "Duration", "Segments"]);
+    for report in reports {
+        let file = report.file.display().to_string();
+        match &report.outcome {
+            Ok(s) => table.add_row([
+                file,
+                "ready".into(),
+                s.id.clone(),
+                format!("{:.2} s", s.duration_s),
+                s.segments.to_string(),
+            ]),
+            Err(e) => table.add_row([
+                file,
+                format!("failed: {e}"),
+                "".into(),
+                "".into(),
+                "".into(),
+            ]),
+        };
+    }
+    table.to_string()
+}

@@ -1,0 +1,186 @@
+//! `POST /api/imports?title=…&name=…`: a whole media file as the request body
+//! becomes a recording (docs/http-contract.md, "Import").
+//!
+//! The body is streamed to a file under `<data>/staging/` as it arrives,
+//! never held in memory, and only a complete, fsynced file is handed to the
+//! library; a request cut short or over `--max-import-bytes` leaves nothing
+//! behind.
+
+use std::path::{Path, PathBuf};
+
+use axum::body::Body;
+use axum::extract::{Query, State};
+use axum::http::{header, HeaderMap};
+use axum::response::Response;
+use axum::routing::post;
+use axum::Router;
+use futures_util::StreamExt;
+use serde::Deserialize;
+use tokio::io::AsyncWriteExt;
+use tower_http::timeout::{TimeoutBody, TimeoutError};
+
+use super::recordings::{body_idle, caused_by, check_publish_key, Created};
+use super::AppState;
+use crate::error::{Error, Result};
+use crate::ingest::import::{import_info, Placement};
+use crate::store::ImportOrigin;
+
+/// Uploads being received, under the data directory (same file system as
+/// the library, so handing one over is a rename).
+pub const STAGING_DIR: &str = "staging";
+const UPLOAD_SUFFIX: &str = ".upload";
+
+pub fn router() -> Router<AppState> {
+    Router::new().route("/api/imports", post(create))
+}
+
+#[derive(Debug, Deserialize)]
+struct ImportQuery {
+    title: Option<String>,
+    /// The file's own name (its extension tells the original's type).
+    name: Option<String>,
+}
+
+async fn create(
+    State(state): State<AppState>,
+    Query(query): Query<ImportQuery>,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Response> {
+    check_publish_key(&state, &headers, "imports")?;
+    let config = state.library.config();
+    let limit = config.max_import_bytes;
+    let too_large = || {
+        Error::TooLarge(format!(
+            "the file is over the import limit of {limit} bytes"
+        ))
+    };
+    let declared = headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
+    if declared.is_some_and(|len| len > limit) {
+        return Err(too_large());
+    }
+    let staging = config.data_dir.join(STAGING_DIR);
+    tokio::fs::create_dir_all(&staging).await?;
+    let upload = Upload::new(&staging);
+    let bytes = upload.receive(body, limit, body_idle(&state)).await?;
+    if bytes == 0 {
+        return Err(Error::BadRequest(
+            "the request body is empty: send the file itself as the body".into(),
+        ));
+    }
+    let name = file_name(query.name.as_deref(), &headers);
+    let info = import_info(&name, bytes, ImportOrigin::Http);
+    let created = state
+        .library
+        .create_import(query.title, info, upload.path.clone(), Placement::Move)
+        .await?;
+    Ok(Created::response(created))
+}
+
+/// The original's file name: the `name` parameter without directories, or
+/// `upload.<ext>` from the body's Content-Type.
+fn file_name(name: Option<&str>, headers: &HeaderMap) -> String {
+    let given = name
+        .and_then(|n| n.rsplit(['/', '\\']).next())
+        .map(str::trim)
+        .filter(|n| !n.is_empty() && *n != "." && *n != "..");
+    if let Some(name) = given {
+        return name.chars().take(255).collect();
+    }
+    let ext = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|ct| mime_guess::get_mime_extensions_str(ct)?.first().copied());
+    match ext {
+        Some(ext) => format!("upload.{ext}"),
+        None => "upload".into(),
+    }
+}
+
+/// A file being received; removed when dropped unless it was handed over
+/// (renamed away), so an aborted request leaves nothing behind.
+struct Upload {
+    path: PathBuf,
+}
+
+impl Upload {
+    fn new(staging: &Path) -> Self {
+        let name = format!("{:032x}{UPLOAD_SUFFIX}", rand::random::<u128>());
+        Self {
+            path: staging.join(name),
+        }
+    }
+
+    /// Streams `body` into the file (at most `limit` bytes, none of it
+    /// stalling for longer than `idle`) and fsyncs it; returns its length.
+    async fn receive(&self, body: Body, limit: u64, idle: std::time::Duration) -> Result<u64> {
+        let not_stored = |e: std::io::Error| Error::storage("the file could not be stored", &e);
+        let mut file = tokio::fs::File::create(&self.path)
+            .await
+            .map_err(not_stored)?;
+        let mut stream = Body::new(TimeoutBody::new(idle, body)).into_data_stream();
+        let mut received: u64 = 0;
+        while let Some(frame) = stream.next().await {
+            let data = frame.map_err(|e| {
+                if caused_by::<TimeoutError>(&e) {
+                    Error::Timeout(format!(
+                        "the upload stalled for {} s; nothing was stored",
+                        idle.as_secs()
+                    ))
+                } else {
+                    Error::BadRequest(format!("the upload was cut short: {e}"))
+                }
+            })?;
+            received += data.len() as u64;
+            if received > limit {
+                return Err(Error::TooLarge(format!(
+                    "the file is over the import limit of {limit} bytes"
+                )));
+            }
+            file.write_all(&data).await.map_err(not_stored)?;
+        }
+        file.sync_all().await.map_err(not_stored)?;
+        Ok(received)
+    }
+}
+
+impl Drop for Upload {
+    fn drop(&mut self) {
+        // Already renamed into the library after a success: NotFound.
+        let _ = std::fs::remove_file(&self.path);
+    }
+}
+
+/// Removes uploads a previous run left half-received.
+pub fn clean_staging(data_dir: &Path) {
+    let Ok(entries) = std::fs::read_dir(data_dir.join(STAGING_DIR)) else {
+        return;
+    };
+    for path in entries.flatten().map(|e| e.path()) {
+        if path.to_string_lossy().ends_with(UPLOAD_SUFFIX) {
+            tracing::info!(file = %path.display(), "removing an unfinished upload");
+            let _ = std::fs::remove_file(&path);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn original_names_lose_directories_and_fall_back_to_the_type() {
+        let mut headers = HeaderMap::new();
+        assert_eq!(file_name(Some("../../etc/passwd"), &headers), "passwd");
+        assert_eq!(file_name(Some("C:\\films\\a.mov"), &headers), "a.mov");
+        assert_eq!(file_name(Some(".."), &headers), "upload");
+        headers.insert(header::CONTENT_TYPE, "video/mp4".parse().unwrap());
+        assert!(file_name(None, &headers).starts_with("upload."));
+        assert_eq!(
+            crate::ingest::import::guess_mime(&file_name(None, &headers)),
+            "video/mp4"
+        );
+    }
+}

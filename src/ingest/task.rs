@@ -1,0 +1,196 @@
+//! What every recording's task shares, whether its media comes from live
+//! chunks ([`super::live`]) or an imported file ([`super::import`]): the
+//! persisted metadata, the published media so far, the poster frame, and the
+//! status everyone else reads from a watch channel.
+
+use std::sync::Arc;
+
+use tokio::sync::{mpsc, watch};
+
+use crate::config::Config;
+use crate::error::{Error, Result};
+use crate::media::timeline::Timeline;
+use crate::store::{RecordingMeta, State, Store};
+use crate::transcode::poster::{make_poster, POSTER_FILE};
+use crate::transcode::sidecar::TranscodeEvent;
+
+use super::reorder::ChunkSet;
+use super::status::RecordingStatus;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Poster {
+    Missing,
+    Making,
+    Ready,
+}
+
+pub struct TaskCore {
+    pub meta: RecordingMeta,
+    pub store: Store,
+    pub config: Arc<Config>,
+    /// Where ffmpeg, poster and progress events for this recording go.
+    pub events_tx: mpsc::UnboundedSender<TranscodeEvent>,
+    duration_ms: u64,
+    segments: u64,
+    /// Share of an import done, 0..1 (`None` for live recordings).
+    pub progress: Option<f64>,
+    poster: Poster,
+    status: watch::Sender<RecordingStatus>,
+}
+
+impl TaskCore {
+    /// The core of a task, its status channel and the receiving end of its
+    /// event channel.
+    pub fn new(
+        meta: RecordingMeta,
+        chunks: &ChunkSet,
+        store: Store,
+        config: Arc<Config>,
+    ) -> (
+        Self,
+        watch::Receiver<RecordingStatus>,
+        mpsc::UnboundedReceiver<TranscodeEvent>,
+    ) {
+        let has_poster = store.hls_dir(&meta.id).join(POSTER_FILE).exists();
+        let progress = meta
+            .import
+            .as_ref()
+            .map(|_| if meta.state == State::Ready { 1.0 } else { 0.0 });
+        let (events_tx, events_rx) = mpsc::unbounded_channel();
+        let initial =
+            RecordingStatus::new(&meta, chunks, meta.duration_ms, meta.segments, has_poster)
+                .with_progress(progress);
+        let (status, status_rx) = watch::channel(initial);
+        let core = Self {
+            duration_ms: meta.duration_ms,
+            segments: meta.segments,
+            meta,
+            store,
+            config,
+            events_tx,
+            progress,
+            poster: if has_poster {
+                Poster::Ready
+            } else {
+                Poster::Missing
+            },
+            status,
+        };
+        (core, status_rx, events_rx)
+    }
+
+    pub fn id(&self) -> &str {
+        &self.meta.id
+    }
+
+    pub fn state(&self) -> State {
+        self.meta.state
+    }
+
+    pub fn status(&self) -> RecordingStatus {
+        self.status.borrow().clone()
+    }
+
+    /// Media published so far; starts the poster once there is video.
+    pub fn on_published(&mut self, timeline: &Timeline) {
+        self.duration_ms = timeline.duration_ms();
+        self.segments = timeline.segments.len() as u64;
+        if self.poster == Poster::Missing && timeline.info.has_video {
+            self.start_poster();
+        }
+    }
+
+    /// A poster frame is being made (its job writes into the hls folder).
+    pub fn poster_pending(&self) -> bool {
+        self.poster == Poster::Making
+    }
+
+    pub fn on_poster(&mut self, outcome: std::result::Result<(), String>) {
+        self.poster = match outcome {
+            Ok(()) => Poster::Ready,
+            Err(error) => {
+                // A missing thumbnail is cosmetic: say so and go on.
+                tracing::warn!(%error, "no poster frame");
+                Poster::Missing
+            }
+        };
+    }
+
+    /// All media is published: the recording is `ready`.
+    pub async fn mark_ready(&mut self, timeline: &Timeline) {
+        self.on_published(timeline);
+        self.meta.state = State::Ready;
+        self.meta.duration_ms = self.duration_ms;
+        self.meta.segments = self.segments;
+        if self.progress.is_some() {
+            self.progress = Some(1.0);
+        }
+        tracing::info!(
+            duration_ms = self.duration_ms,
+            segments = self.segments,
+            "ready"
+        );
+        self.save_or_log().await;
+    }
+
+    /// Ends the recording as `failed` with a reason for its status.
+    pub async fn fail(&mut self, reason: String) {
+        tracing::warn!(%reason, "recording failed");
+        self.meta.state = State::Failed;
+        self.meta.error = Some(reason);
+        self.save_or_log().await;
+    }
+
+    pub async fn save_meta(&self) -> Result<()> {
+        let (store, meta) = (self.store.clone(), self.meta.clone());
+        tokio::task::spawn_blocking(move || store.save_meta(&meta))
+            .await
+            .map_err(|e| Error::internal("metadata write task", e))??;
+        Ok(())
+    }
+
+    /// Saves state a later restart needs; a failure is logged, since the
+    /// media already published stays valid either way.
+    pub async fn save_or_log(&self) {
+        if let Err(e) = self.save_meta().await {
+            tracing::error!(error = %crate::error::chain(&e), "cannot save state");
+        }
+    }
+
+    pub async fn delete_files(&self) -> Result<()> {
+        let (store, id) = (self.store.clone(), self.meta.id.clone());
+        tokio::task::spawn_blocking(move || store.delete(&id))
+            .await
+            .map_err(|e| Error::internal("delete task", e))??;
+        tracing::info!("deleted");
+        Ok(())
+    }
+
+    /// Makes the library's poster frame off the task, from the first segment.
+    fn start_poster(&mut self) {
+        self.poster = Poster::Making;
+        let (ffmpeg, dir) = (
+            self.config.ffmpeg.clone(),
+            self.store.hls_dir(&self.meta.id),
+        );
+        let events = self.events_tx.clone();
+        tokio::spawn(async move {
+            let outcome = tokio::task::spawn_blocking(move || make_poster(&ffmpeg, &dir))
+                .await
+                .unwrap_or_else(|e| Err(e.to_string()));
+            let _ = events.send(TranscodeEvent::Poster(outcome));
+        });
+    }
+
+    pub fn publish_status(&self, chunks: &ChunkSet) {
+        let poster = self.poster == Poster::Ready;
+        let status =
+            RecordingStatus::new(&self.meta, chunks, self.duration_ms, self.segments, poster)
+                .with_progress(self.progress);
+        self.status.send_if_modified(|current| {
+            let changed = *current != status;
+            *current = status;
+            changed
+        });
+    }
+}
