@@ -11,6 +11,9 @@ pub const DEFAULT_DATA_DIR: &str = "media";
 pub const DEFAULT_MAX_CHUNK_BYTES: u64 = 16 << 20;
 /// Highest seq + 1 a recording may use: a day of 1 s chunks, with room.
 pub const DEFAULT_MAX_CHUNKS: u64 = 100_000;
+/// Bytes of chunks one recording may store: about 14 h of a 2.5 Mbit/s
+/// webcam, so a runaway or hostile uploader cannot fill the disk alone.
+pub const DEFAULT_MAX_RECORDING_BYTES: u64 = 16 << 30;
 /// Recordings being recorded or processed at once; each runs an ffmpeg
 /// (~0.3 core for 720p30 at `veryfast`), so size this to the machine.
 pub const DEFAULT_MAX_LIVE_RECORDINGS: usize = 16;
@@ -63,6 +66,10 @@ pub struct Config {
     /// Largest accepted chunk, in bytes (413 above it).
     #[arg(long, env = "SEGCAST_MAX_CHUNK_BYTES", default_value_t = DEFAULT_MAX_CHUNK_BYTES)]
     pub max_chunk_bytes: u64,
+
+    /// Bytes of chunks per recording (413 for a chunk beyond it).
+    #[arg(long, env = "SEGCAST_MAX_RECORDING_BYTES", default_value_t = DEFAULT_MAX_RECORDING_BYTES)]
+    pub max_recording_bytes: u64,
 
     /// Chunks per recording: seq must stay below this.
     #[arg(long, env = "SEGCAST_MAX_CHUNKS", default_value_t = DEFAULT_MAX_CHUNKS)]

@@ -25,7 +25,7 @@ pub use config::Config;
 
 /// Opens the library under `config.data_dir`, starts its watchers (the
 /// inbox, recordings imported by the CLI) and builds the HTTP app.
-pub async fn app(config: Config) -> std::io::Result<axum::Router> {
+pub async fn app(config: Config) -> std::io::Result<(axum::Router, Arc<ingest::library::Library>)> {
     http::imports::clean_staging(&config.data_dir);
     let library = ingest::library::Library::open(Arc::new(config)).await?;
     // Both need inotify; without it the server still serves, and says why
@@ -42,18 +42,25 @@ pub async fn app(config: Config) -> std::io::Result<axum::Router> {
             tracing::error!(%error, "recordings added by `segcast import` are not picked up until a restart");
         }
     });
-    Ok(http::router(http::AppState { library }))
+    let router = http::router(http::AppState {
+        library: library.clone(),
+    });
+    Ok((router, library))
 }
 
-/// Serves until `shutdown` resolves.
+/// Serves until `shutdown` resolves; then stops accepting connections,
+/// lets requests in flight finish (a chunk being written is stored and
+/// acknowledged), and stops every ffmpeg before returning.
 pub async fn serve(
     listener: TcpListener,
     config: Config,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    let app = app(config).await?;
+    let (app, library) = app(config).await?;
     tracing::info!(addr = %listener.local_addr()?, "serving");
-    axum::serve(listener, app)
+    let served = axum::serve(listener, app)
         .with_graceful_shutdown(shutdown)
-        .await
+        .await;
+    library.shutdown().await;
+    served
 }

@@ -199,6 +199,18 @@ impl Store {
         sync_dir(&from.root)
     }
 
+    /// Total size of a recording's stored chunks.
+    pub fn chunk_bytes(&self, id: &str) -> io::Result<u64> {
+        let mut total = 0;
+        for entry in fs::read_dir(self.dir(id).join(CHUNKS_DIR))? {
+            let entry = entry?;
+            if entry.file_name().to_string_lossy().ends_with(CHUNK_SUFFIX) {
+                total += entry.metadata()?.len();
+            }
+        }
+        Ok(total)
+    }
+
     fn stored_seqs(&self, id: &str) -> io::Result<Vec<u64>> {
         let mut seqs = Vec::new();
         for entry in fs::read_dir(self.dir(id).join(CHUNKS_DIR))? {

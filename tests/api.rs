@@ -140,6 +140,28 @@ async fn oversize_chunks_are_refused_with_413() {
 }
 
 #[tokio::test]
+async fn a_recording_over_its_size_limit_gets_413_and_keeps_what_it_has() {
+    let server = Server::start(|c| c.max_recording_bytes = 2500).await;
+    let (id, token) = server.create("sized").await;
+    for seq in 0..2 {
+        assert_eq!(
+            server.put(&id, &token, seq, vec![1; 1000]).await.status(),
+            201
+        );
+    }
+    let over = assert_error(server.put(&id, &token, 2, vec![2; 1000]).await, 413).await;
+    assert!(over.contains("limit of 2500 bytes (2000 stored)"), "{over}");
+    // A retry of a stored chunk is not new data; what still fits is taken.
+    assert_eq!(
+        server.put(&id, &token, 0, vec![1; 1000]).await.status(),
+        200
+    );
+    assert_eq!(server.put(&id, &token, 2, vec![2; 500]).await.status(), 201);
+    assert_error(server.put(&id, &token, 3, vec![3; 1]).await, 413).await;
+    assert_eq!(server.status(&id).await["chunks"]["received"], 3);
+}
+
+#[tokio::test]
 async fn seq_and_total_are_checked() {
     let server = Server::start(|c| c.max_chunks = 100).await;
     let (id, token) = server.create("seq").await;

@@ -541,3 +541,29 @@ async fn inbox_imports_complete_files_and_files_them() {
         check(&server, status["title"].as_str().unwrap(), status, &expect).await;
     }
 }
+
+#[test]
+fn mp4_headers_read_in_process_agree_with_ffprobe() {
+    use segcast::transcode::probe::{plan, probe_mp4, run_ffprobe};
+    let media = media();
+    for name in ["h264-aac.mp4", "no-audio.mp4", "audio-only.m4a"] {
+        let file = media.path(name);
+        let fast = probe_mp4(&file).unwrap_or_else(|| panic!("{name}: read in-process"));
+        let full = run_ffprobe(Path::new("ffprobe"), &file).unwrap();
+        assert_eq!(fast.video, full.video, "{name}");
+        assert_eq!(fast.audio, full.audio, "{name}");
+        assert_eq!(plan(&fast).video, plan(&full).video, "{name}");
+        assert_eq!(plan(&fast).audio, plan(&full).audio, "{name}");
+        let (a, b) = (fast.duration_ms.unwrap(), full.duration_ms.unwrap());
+        assert!(a.abs_diff(b) <= 50, "{name}: {a} ms vs {b} ms");
+    }
+    // PCM audio, other containers, broken files: left to ffprobe.
+    for name in [
+        "h264-pcm.mov",
+        "vp9-opus.webm",
+        "truncated.mp4",
+        "notes.mp4",
+    ] {
+        assert_eq!(probe_mp4(&media.path(name)), None, "{name}");
+    }
+}

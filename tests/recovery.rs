@@ -22,6 +22,107 @@ fn listed(playlist: &str) -> Vec<(String, f32)> {
         .collect()
 }
 
+/// Live ffmpeg processes whose parent is `pid` (from /proc).
+fn ffmpeg_children(pid: u32) -> Vec<i32> {
+    let mut found = Vec::new();
+    for entry in std::fs::read_dir("/proc").unwrap().flatten() {
+        let Ok(stat) = std::fs::read_to_string(entry.path().join("stat")) else {
+            continue;
+        };
+        // "pid (comm) state ppid …"; comm may hold spaces, so split at ')'.
+        let Some((head, rest)) = stat.rsplit_once(')') else {
+            continue;
+        };
+        let comm = head.split_once('(').map(|(_, c)| c).unwrap_or("");
+        let ppid = rest
+            .split_whitespace()
+            .nth(1)
+            .and_then(|p| p.parse::<u32>().ok());
+        if comm == "ffmpeg" && ppid == Some(pid) {
+            found.extend(
+                head.split_whitespace()
+                    .next()
+                    .and_then(|p| p.parse::<i32>().ok()),
+            );
+        }
+    }
+    found
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_stops_ffmpeg_and_the_recording_continues_after_a_restart() {
+    let data = tempfile::tempdir().unwrap();
+    let source = make_webm(data.path(), 6, "320x240");
+    let bytes = std::fs::read(&source).unwrap();
+    let chunks = cut_randomly(&bytes, 8, 11);
+    let half = chunks.len() / 2;
+
+    let (mut first, base) = spawn_server_process(data.path(), &[]);
+    let api = Api::new(base);
+    let (id, token) = api.create("stopped mid-recording").await;
+    for (seq, chunk) in chunks.iter().enumerate().take(half) {
+        assert_eq!(
+            api.put(&id, &token, seq as u64, chunk.clone())
+                .await
+                .status(),
+            201
+        );
+    }
+    api.wait_for(&id, LIMIT, |s| s["segments"].as_u64() >= Some(1))
+        .await;
+    let pid = first.0.id();
+    let ffmpegs = ffmpeg_children(pid);
+    assert!(!ffmpegs.is_empty(), "ffmpeg runs for the live recording");
+
+    // SAFETY: signalling the child process this test started.
+    unsafe { libc::kill(pid as i32, libc::SIGTERM) };
+    let exit = tokio::task::spawn_blocking(move || first.0.wait().map(|s| (s, first)))
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(exit.0.success(), "graceful exit: {:?}", exit.0);
+    for ffmpeg in ffmpegs {
+        // SAFETY: signal 0 only asks whether the pid exists.
+        let alive = unsafe { libc::kill(ffmpeg, 0) } == 0;
+        assert!(
+            !alive,
+            "ffmpeg {ffmpeg} was stopped and reaped before the server exited"
+        );
+    }
+
+    let (mut second, base) = spawn_server_process(data.path(), &[]);
+    let api = Api::new(base);
+    let status = api.status(&id).await;
+    assert_eq!(status["state"], "recording", "{status:#}");
+    assert_eq!(status["chunks"]["received"], half);
+    let playlist = api.text(&format!("/media/{id}/media.m3u8")).await;
+    assert!(
+        !playlist.contains("#EXT-X-ENDLIST"),
+        "still live: {playlist}"
+    );
+    for (seq, chunk) in chunks.iter().enumerate().skip(half) {
+        assert_eq!(
+            api.put(&id, &token, seq as u64, chunk.clone())
+                .await
+                .status(),
+            201
+        );
+    }
+    api.finish(&id, &token, chunks.len() as u64).await;
+    let ready = api
+        .wait_for(&id, LIMIT, |s| {
+            s["state"] != "recording" && s["state"] != "processing"
+        })
+        .await;
+    assert_eq!(ready["state"], "ready", "{ready:#}");
+    let media_s = assert_contiguous_media(&api.client, &api.base, &id).await;
+    assert!(
+        (media_s - 6.0).abs() <= 0.1,
+        "{media_s} s of media for 6 s of source"
+    );
+    second.kill();
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigkill_mid_recording_loses_no_acknowledged_chunk_and_no_published_segment() {
     let data = tempfile::tempdir().unwrap();

@@ -29,6 +29,8 @@ use crate::store::ImportOrigin;
 /// the library, so handing one over is a rename).
 pub const STAGING_DIR: &str = "staging";
 const UPLOAD_SUFFIX: &str = ".upload";
+/// Per upload in progress: memory is bounded by this, not by the file.
+const WRITE_BUFFER_BYTES: usize = 1 << 20;
 
 pub fn router() -> Router<AppState> {
     Router::new().route("/api/imports", post(create))
@@ -117,9 +119,12 @@ impl Upload {
     /// stalling for longer than `idle`) and fsyncs it; returns its length.
     async fn receive(&self, body: Body, limit: u64, idle: std::time::Duration) -> Result<u64> {
         let not_stored = |e: std::io::Error| Error::storage("the file could not be stored", &e);
-        let mut file = tokio::fs::File::create(&self.path)
+        let file = tokio::fs::File::create(&self.path)
             .await
             .map_err(not_stored)?;
+        // Each write to a tokio File is a trip to the blocking pool: gather
+        // the body's small frames (often 4-64 KiB) into large writes.
+        let mut file = tokio::io::BufWriter::with_capacity(WRITE_BUFFER_BYTES, file);
         let mut stream = Body::new(TimeoutBody::new(idle, body)).into_data_stream();
         let mut received: u64 = 0;
         while let Some(frame) = stream.next().await {
@@ -141,7 +146,8 @@ impl Upload {
             }
             file.write_all(&data).await.map_err(not_stored)?;
         }
-        file.sync_all().await.map_err(not_stored)?;
+        file.flush().await.map_err(not_stored)?;
+        file.get_ref().sync_all().await.map_err(not_stored)?;
         Ok(received)
     }
 }

@@ -44,6 +44,11 @@ pub enum Placement {
 
 /// Stores `source` as the original of the import `meta` describes and
 /// creates its directory. Blocking.
+///
+/// Durability: a copy is fsynced (it is new data); a moved file keeps the
+/// durability its writer gave it (an HTTP upload is fsynced as received),
+/// and both directories are fsynced so that after a crash the file is in
+/// exactly one place and is not imported twice.
 pub fn create_files(
     store: &Store,
     meta: &RecordingMeta,
@@ -53,14 +58,30 @@ pub fn create_files(
     store.create(meta)?;
     let original = store.original_path(&meta.id);
     let placed = match placement {
-        Placement::Move => std::fs::rename(source, &original),
-        Placement::Copy => std::fs::copy(source, &original).map(drop),
+        Placement::Move => std::fs::rename(source, &original).and_then(|()| {
+            let synced = sync_parent(&original).and_then(|()| sync_parent(source));
+            if synced.is_err() {
+                // Never lose the caller's file: put it back.
+                let _ = std::fs::rename(&original, source);
+            }
+            synced
+        }),
+        Placement::Copy => std::fs::copy(source, &original)
+            .and_then(|_| std::fs::File::open(&original)?.sync_all())
+            .and_then(|()| sync_parent(&original)),
     };
-    if let Err(e) = placed.and_then(|()| std::fs::File::open(&original)?.sync_all()) {
+    if let Err(e) = placed {
         let _ = store.delete(&meta.id);
         return Err(e);
     }
     Ok(())
+}
+
+fn sync_parent(path: &Path) -> io::Result<()> {
+    match path.parent() {
+        Some(dir) => std::fs::File::open(dir)?.sync_all(),
+        None => Ok(()),
+    }
 }
 
 /// The metadata of a new import of `file_name` (`bytes` long).
@@ -131,7 +152,7 @@ impl ImportTask {
                         self.permit = permit.ok();
                         break;
                     }
-                    cmd = cmds.recv() => if !self.on_command(cmd).await {
+                    cmd = cmds.recv() => if !self.on_command(cmd, &mut events).await {
                         return;
                     },
                 }
@@ -141,7 +162,7 @@ impl ImportTask {
         }
         loop {
             tokio::select! {
-                cmd = cmds.recv() => if !self.on_command(cmd).await {
+                cmd = cmds.recv() => if !self.on_command(cmd, &mut events).await {
                     break;
                 },
                 Some(event) = events.recv() => self.on_event(event).await,
@@ -154,7 +175,11 @@ impl ImportTask {
     }
 
     /// Answers a command; false when the task should end.
-    async fn on_command(&mut self, cmd: Option<Command>) -> bool {
+    async fn on_command(
+        &mut self,
+        cmd: Option<Command>,
+        events: &mut mpsc::UnboundedReceiver<TranscodeEvent>,
+    ) -> bool {
         let not_live = || {
             Error::Conflict(format!(
                 "recording '{}' was imported from a file; it takes no chunks",
@@ -175,6 +200,14 @@ impl ImportTask {
                     t.kill();
                 }
                 let _ = reply.send(self.core.delete_files().await);
+                false
+            }
+            Some(Command::Shutdown { reply }) => {
+                // Still `processing` on disk: a restart runs it again.
+                if let Some(t) = self.transcoder.take() {
+                    t.stop(events).await;
+                }
+                let _ = reply.send(());
                 false
             }
             None => false,

@@ -307,6 +307,27 @@ impl Library {
         Ok(())
     }
 
+    /// Stops every task's ffmpeg (SIGTERM to its process group, then
+    /// SIGKILL) and waits until each was reaped. Files stay as they are:
+    /// the next start continues unfinished recordings and imports.
+    pub async fn shutdown(&self) {
+        let recordings: Vec<Recording> = self
+            .recordings
+            .read()
+            .expect("lock")
+            .values()
+            .cloned()
+            .collect();
+        let stops = recordings.iter().map(|r| async move {
+            let (reply, done) = oneshot::channel();
+            if r.cmds.send(Command::Shutdown { reply }).await.is_ok() {
+                let _ = done.await;
+            }
+        });
+        futures_util::future::join_all(stops).await;
+        tracing::info!(recordings = recordings.len(), "all recording tasks stopped");
+    }
+
     pub async fn delete(&self, id: &str) -> Result<()> {
         let recording = self.get(id)?;
         recording.ask(|reply| Command::Delete { reply }).await?;

@@ -37,6 +37,11 @@ pub enum Command {
     Delete {
         reply: oneshot::Sender<Result<()>>,
     },
+    /// The server is stopping: stop ffmpeg, keep every file as it is (a
+    /// restart continues from there), then end the task.
+    Shutdown {
+        reply: oneshot::Sender<()>,
+    },
 }
 
 pub struct LiveTask {
@@ -45,6 +50,8 @@ pub struct LiveTask {
     timeline: Timeline,
     ffmpeg_starts: u32,
     chunks: ChunkSet,
+    /// Sum of the stored chunks' sizes, against `--max-recording-bytes`.
+    stored_bytes: u64,
     transcoder: Option<Transcoder>,
     input_ended: bool,
 }
@@ -65,6 +72,7 @@ pub fn spawn(
         timeline: Timeline::default(),
         ffmpeg_starts: 0,
         chunks,
+        stored_bytes: 0,
         transcoder: None,
         input_ended: false,
     };
@@ -105,6 +113,13 @@ impl LiveTask {
                         let _ = reply.send(self.delete().await);
                         return;
                     }
+                    Some(Command::Shutdown { reply }) => {
+                        if let Some(t) = self.transcoder.take() {
+                            t.stop(&mut events).await;
+                        }
+                        let _ = reply.send(());
+                        return;
+                    }
                     None => break,
                 },
                 Some(event) = events.recv() => self.on_transcode_event(event).await,
@@ -123,6 +138,10 @@ impl LiveTask {
         if !matches!(self.core.state(), State::Recording | State::Processing) {
             return Ok(());
         }
+        let (store, id) = (self.core.store.clone(), self.core.meta.id.clone());
+        self.stored_bytes = tokio::task::spawn_blocking(move || store.chunk_bytes(&id))
+            .await
+            .map_err(std::io::Error::other)??;
         let dir = self.core.store.hls_dir(self.core.id());
         let saved = tokio::task::spawn_blocking(move || HlsPublisher::load_timeline(&dir))
             .await
@@ -153,6 +172,15 @@ impl LiveTask {
                 )));
             }
         }
+        let limit = self.core.config.max_recording_bytes;
+        let len = bytes.len() as u64;
+        if !self.chunks.contains(seq) && self.stored_bytes + len > limit {
+            return Err(Error::TooLarge(format!(
+                "chunk {seq} would take the recording over its limit of {limit} bytes \
+                 ({} stored); finish it and start a new one",
+                self.stored_bytes
+            )));
+        }
         let (store, id) = (self.core.store.clone(), self.core.meta.id.clone());
         let outcome = tokio::task::spawn_blocking(move || store.put_chunk(&id, seq, &bytes))
             .await
@@ -165,6 +193,7 @@ impl LiveTask {
                 )));
             }
             PutOutcome::Stored => {
+                self.stored_bytes += len;
                 let before = self.chunks.contiguous();
                 if self.chunks.insert(seq) > 0 {
                     self.feed_new(before);

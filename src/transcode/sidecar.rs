@@ -27,8 +27,14 @@ use tracing::Span;
 use crate::media::timeline::Timeline;
 use crate::publish::HlsPublisher;
 
-/// ffmpeg stdout is read in pieces of this size.
-const READ_BYTES: usize = 64 * 1024;
+/// How long ffmpeg gets to exit after SIGTERM before SIGKILL.
+pub const STOP_GRACE: std::time::Duration = std::time::Duration::from_secs(3);
+/// ffmpeg stdout is read in pieces of up to this size.
+const READ_BYTES: usize = 1 << 20;
+/// Capacity asked for ffmpeg's stdout pipe (Linux allows up to 1 MiB to
+/// anyone): with the default 64 KiB, a copying import switches between
+/// ffmpeg and the packager every 64 KiB, which costs more than the copy.
+const PIPE_BYTES: libc::c_int = 1 << 20;
 
 #[derive(Debug)]
 pub enum TranscodeEvent {
@@ -71,6 +77,7 @@ impl Transcoder {
         let pid = child.as_inner().id();
         let stdin = child.take_stdin().expect("stdin is piped");
         let stdout = child.take_stdout().expect("stdout is piped");
+        enlarge_pipe(&stdout);
         let (feed, feed_rx) = mpsc::channel();
 
         let feeder_span = span.clone();
@@ -95,8 +102,13 @@ impl Transcoder {
                     let packaged = packager
                         .join()
                         .unwrap_or_else(|_| Err("packager panicked".into()));
+                    // Only a clean exit ends the rendition (last segment,
+                    // ENDLIST): after a crash or a stop, what was published
+                    // stays as it was, to be continued.
                     let outcome = match status {
-                        Ok(s) if s.success() => packaged,
+                        Ok(s) if s.success() => {
+                            packaged.and_then(|p| p.finish().map_err(|e| e.to_string()))
+                        }
                         Ok(s) => Err(exit_message(&s.to_string(), last_error)),
                         Err(e) => Err(format!("waiting for ffmpeg: {e}")),
                     };
@@ -119,10 +131,47 @@ impl Transcoder {
 
     /// Kills ffmpeg's whole process group.
     pub fn kill(&self) {
+        self.signal(libc::SIGKILL);
+    }
+
+    fn signal(&self, signal: libc::c_int) {
         // SAFETY: plain syscall on a pid we spawned; a negative pid names its group.
         unsafe {
-            libc::kill(-(self.pid as i32), libc::SIGKILL);
+            libc::kill(-(self.pid as i32), signal);
         }
+    }
+
+    /// Stops ffmpeg for a server shutdown: SIGTERM to its process group,
+    /// SIGKILL after [`STOP_GRACE`], and returns once it was reaped (its
+    /// `Exited` event, taken from `events`, is the proof). Its output is
+    /// not finished: the recording continues after a restart.
+    pub async fn stop(self, events: &mut tokio::sync::mpsc::UnboundedReceiver<TranscodeEvent>) {
+        self.signal(libc::SIGTERM);
+        if tokio::time::timeout(STOP_GRACE, exited(events))
+            .await
+            .is_err()
+        {
+            tracing::warn!("ffmpeg ignored SIGTERM; killing it");
+            self.kill();
+            let _ = tokio::time::timeout(STOP_GRACE, exited(events)).await;
+        }
+    }
+}
+
+/// Waits for the `Exited` event, dropping the others.
+async fn exited(events: &mut tokio::sync::mpsc::UnboundedReceiver<TranscodeEvent>) {
+    while let Some(event) = events.recv().await {
+        if matches!(event, TranscodeEvent::Exited(_)) {
+            return;
+        }
+    }
+}
+
+fn enlarge_pipe(pipe: &impl std::os::fd::AsRawFd) {
+    // SAFETY: fcntl on a pipe fd we own; failure only leaves the default.
+    let set = unsafe { libc::fcntl(pipe.as_raw_fd(), libc::F_SETPIPE_SZ, PIPE_BYTES) };
+    if set < 0 {
+        tracing::debug!(error = %std::io::Error::last_os_error(), "pipe keeps its default size");
     }
 }
 
@@ -139,11 +188,13 @@ fn feed_stdin(mut stdin: std::process::ChildStdin, feed: mpsc::Receiver<Feed>) {
     // Feed::End, or the handle was dropped: dropping stdin closes it.
 }
 
+/// Publishes ffmpeg's output as it comes; at its end, hands the publisher
+/// back unfinished (see the supervisor for why).
 fn package_stdout(
     mut stdout: std::process::ChildStdout,
     mut publisher: HlsPublisher,
     events: UnboundedSender<TranscodeEvent>,
-) -> Result<Timeline, String> {
+) -> Result<HlsPublisher, String> {
     let mut buf = vec![0u8; READ_BYTES];
     loop {
         let n = match stdout.read(&mut buf) {
@@ -160,7 +211,7 @@ fn package_stdout(
             Err(e) => return Err(e.to_string()),
         }
     }
-    publisher.finish().map_err(|e| e.to_string())
+    Ok(publisher)
 }
 
 /// Logs ffmpeg's events until it closes stderr, forwarding its progress;

@@ -8,7 +8,12 @@
 //!     boundaries and uploaded at real-time pace; for each chunk, the time
 //!     from its upload until the published duration covers its media.
 //!
-//! Prints the figures; docs/benchmarks.md records them.
+//! (c), (d) Imports: see [`import`].
+//!
+//! Prints the figures; docs/benchmarks.md records them. `--quick` runs
+//! short versions; `--lag-only` and `--import-only` run one part.
+
+mod import;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -24,6 +29,7 @@ fn main() {
     let args: Vec<String> = std::env::args().collect();
     let quick = args.iter().any(|a| a == "--quick");
     let lag_only = args.iter().any(|a| a == "--lag-only");
+    let import_only = args.iter().any(|a| a == "--import-only");
     let (package_secs, lag_secs, runs) = if quick {
         (10, 8, 1)
     } else {
@@ -36,6 +42,10 @@ fn main() {
         .build()
         .unwrap();
 
+    if import_only {
+        import::run(&rt, work.path(), package_secs, runs);
+        return;
+    }
     let config = segcast::Config::with_data_dir(work.path().join("data"));
     let settings = EncodeSettings::from(&config);
     if !lag_only {
@@ -70,6 +80,9 @@ fn main() {
         "    (target: ≤ segment {} ms + 300 ms)",
         settings.segment_target_ms
     );
+    if !lag_only {
+        import::run(&rt, work.path(), package_secs, runs);
+    }
 }
 
 fn report_packaging(secs: u32, runs: usize, plain: &[Cost], ours: &[Cost]) {
