@@ -127,7 +127,9 @@ async fn process(
     .map_err(|e| e.to_string())?
     .map_err(|e| format!("cannot copy it into {}: {e}", store_dir(staging)))?;
 
-    let (_cmds, mut status) = import::spawn(meta.clone(), staging.clone(), config, jobs);
+    // The task lives as long as its handle (and its command sender).
+    let task = import::spawn(meta.clone(), staging.clone(), config, jobs);
+    let mut status = task.status.clone();
     bar.set_message("queued");
     let done = loop {
         let current = status.borrow_and_update().clone();

@@ -67,6 +67,15 @@ async fn shuffled_duplicated_chunks_become_a_growing_then_finished_playlist() {
     assert_eq!(status["state"], "ready", "{status:#}");
 
     let ended = server.text(&format!("/media/{id}/media.m3u8")).await;
+    let on_disk = server
+        .data
+        .path()
+        .join(format!("recordings/{id}/hls/media.m3u8"));
+    assert_eq!(
+        ended,
+        std::fs::read_to_string(on_disk).unwrap(),
+        "the playlist served from memory is the published file"
+    );
     let playlist = parse_media_playlist(&ended);
     assert!(playlist.end_list);
     let extinf_sum: f64 = playlist

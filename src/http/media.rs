@@ -123,6 +123,22 @@ async fn serve(
     if file == MediaFile::Original && recording.import().is_none() {
         return original(&state, &id, recording.mime()).await;
     }
+    if file == MediaFile::MediaPlaylist {
+        // The hot path of live viewing: from memory, no file system trip.
+        if let Some(playlist) = recording.media_playlist() {
+            return Ok((
+                [
+                    (
+                        header::CONTENT_TYPE,
+                        HeaderValue::from_static(file.content_type()),
+                    ),
+                    (header::CACHE_CONTROL, file.cache().header()),
+                ],
+                playlist,
+            )
+                .into_response());
+        }
+    }
     let (path, mime) = match file {
         // An import's original is one file: served with ranges, like media.
         MediaFile::Original => (

@@ -12,7 +12,7 @@ use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use tokio::sync::{mpsc, watch, OwnedSemaphorePermit, Semaphore};
+use tokio::sync::{mpsc, OwnedSemaphorePermit, Semaphore};
 use tracing::Instrument;
 
 use crate::config::Config;
@@ -26,8 +26,7 @@ use crate::transcode::sidecar::{TranscodeEvent, Transcoder};
 
 use super::live::Command;
 use super::reorder::ChunkSet;
-use super::status::RecordingStatus;
-use super::task::TaskCore;
+use super::task::{TaskCore, TaskHandle};
 
 /// Shortfall from the declared duration that marks an import incomplete
 /// (at least this, or 5 %): containers round, and encoders pad audio.
@@ -120,10 +119,11 @@ pub fn spawn(
     store: Store,
     config: Arc<Config>,
     jobs: Arc<Semaphore>,
-) -> (mpsc::Sender<Command>, watch::Receiver<RecordingStatus>) {
+) -> TaskHandle {
     let span = tracing::info_span!("import", id = %meta.id);
-    let (core, status_rx, events_rx) = TaskCore::new(meta, &ChunkSet::default(), store, config);
     let (cmd_tx, cmd_rx) = mpsc::channel(16);
+    let (core, handle, events_rx) =
+        TaskCore::new(meta, &ChunkSet::default(), store, config, cmd_tx);
     let task = ImportTask {
         core,
         transcoder: None,
@@ -133,7 +133,7 @@ pub fn spawn(
         finished: None,
     };
     tokio::spawn(task.run(cmd_rx, events_rx).instrument(span));
-    (cmd_tx, status_rx)
+    handle
 }
 
 impl ImportTask {

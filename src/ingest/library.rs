@@ -38,6 +38,7 @@ pub struct Recording {
     token_sha256: [u8; 32],
     cmds: mpsc::Sender<Command>,
     status: watch::Receiver<RecordingStatus>,
+    playlist: watch::Receiver<Option<Bytes>>,
 }
 
 impl Recording {
@@ -53,6 +54,11 @@ impl Recording {
 
     pub fn status(&self) -> RecordingStatus {
         self.status.borrow().clone()
+    }
+
+    /// The media playlist as last published, when the task holds it.
+    pub fn media_playlist(&self) -> Option<Bytes> {
+        self.playlist.borrow().clone()
     }
 
     /// A watch on the status, for whoever waits for a state change.
@@ -132,7 +138,7 @@ impl Library {
         let (id, mime) = (meta.id.clone(), Arc::from(meta.mime.as_str()));
         let import = meta.import.clone().map(Arc::new);
         let (store, config) = (self.store.clone(), self.config.clone());
-        let (cmds, status) = match &import {
+        let handle = match &import {
             Some(_) => import::spawn(meta, store, config, self.import_jobs.clone()),
             None => live::spawn(meta, seqs, store, config),
         };
@@ -140,8 +146,9 @@ impl Library {
             mime,
             import,
             token_sha256,
-            cmds,
-            status,
+            cmds: handle.cmds,
+            status: handle.status,
+            playlist: handle.playlist,
         };
         self.recordings
             .write()

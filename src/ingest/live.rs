@@ -9,7 +9,7 @@
 use std::sync::Arc;
 
 use bytes::Bytes;
-use tokio::sync::{mpsc, oneshot, watch};
+use tokio::sync::{mpsc, oneshot};
 use tracing::Instrument;
 
 use crate::config::Config;
@@ -22,7 +22,7 @@ use crate::transcode::sidecar::{TranscodeEvent, Transcoder};
 
 use super::reorder::ChunkSet;
 use super::status::{ChunkReceipt, RecordingStatus};
-use super::task::TaskCore;
+use super::task::{TaskCore, TaskHandle};
 
 pub enum Command {
     Put {
@@ -62,11 +62,11 @@ pub fn spawn(
     stored_seqs: Vec<u64>,
     store: Store,
     config: Arc<Config>,
-) -> (mpsc::Sender<Command>, watch::Receiver<RecordingStatus>) {
+) -> TaskHandle {
     let chunks = ChunkSet::from_stored(stored_seqs);
     let span = tracing::info_span!("recording", id = %meta.id);
-    let (core, status_rx, events_rx) = TaskCore::new(meta, &chunks, store, config);
     let (cmd_tx, cmd_rx) = mpsc::channel(64);
+    let (core, handle, events_rx) = TaskCore::new(meta, &chunks, store, config, cmd_tx);
     let task = LiveTask {
         core,
         timeline: Timeline::default(),
@@ -77,7 +77,7 @@ pub fn spawn(
         input_ended: false,
     };
     tokio::spawn(task.run(cmd_rx, events_rx).instrument(span));
-    (cmd_tx, status_rx)
+    handle
 }
 
 impl LiveTask {

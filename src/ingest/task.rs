@@ -5,17 +5,30 @@
 
 use std::sync::Arc;
 
+use bytes::Bytes;
 use tokio::sync::{mpsc, watch};
 
 use crate::config::Config;
 use crate::error::{Error, Result};
+use crate::media::hls::render_media_playlist;
 use crate::media::timeline::Timeline;
 use crate::store::{RecordingMeta, State, Store};
 use crate::transcode::poster::{make_poster, POSTER_FILE};
 use crate::transcode::sidecar::TranscodeEvent;
 
+use super::live::Command;
 use super::reorder::ChunkSet;
 use super::status::RecordingStatus;
+
+/// What the rest of the server holds of a recording's task.
+pub struct TaskHandle {
+    pub cmds: mpsc::Sender<Command>,
+    pub status: watch::Receiver<RecordingStatus>,
+    /// The media playlist as last published, kept in memory so viewers
+    /// polling a live recording never wait on the disk (`None` until the
+    /// task published something; the file on disk is served then).
+    pub playlist: watch::Receiver<Option<Bytes>>,
+}
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Poster {
@@ -36,21 +49,19 @@ pub struct TaskCore {
     pub progress: Option<f64>,
     poster: Poster,
     status: watch::Sender<RecordingStatus>,
+    playlist: watch::Sender<Option<Bytes>>,
 }
 
 impl TaskCore {
-    /// The core of a task, its status channel and the receiving end of its
-    /// event channel.
+    /// The core of a task, the handle for everyone else (given `cmds`),
+    /// and the receiving end of its event channel.
     pub fn new(
         meta: RecordingMeta,
         chunks: &ChunkSet,
         store: Store,
         config: Arc<Config>,
-    ) -> (
-        Self,
-        watch::Receiver<RecordingStatus>,
-        mpsc::UnboundedReceiver<TranscodeEvent>,
-    ) {
+        cmds: mpsc::Sender<Command>,
+    ) -> (Self, TaskHandle, mpsc::UnboundedReceiver<TranscodeEvent>) {
         let has_poster = store.hls_dir(&meta.id).join(POSTER_FILE).exists();
         let progress = meta
             .import
@@ -61,6 +72,7 @@ impl TaskCore {
             RecordingStatus::new(&meta, chunks, meta.duration_ms, meta.segments, has_poster)
                 .with_progress(progress);
         let (status, status_rx) = watch::channel(initial);
+        let (playlist, playlist_rx) = watch::channel(None);
         let core = Self {
             duration_ms: meta.duration_ms,
             segments: meta.segments,
@@ -75,8 +87,14 @@ impl TaskCore {
                 Poster::Missing
             },
             status,
+            playlist,
         };
-        (core, status_rx, events_rx)
+        let handle = TaskHandle {
+            cmds,
+            status: status_rx,
+            playlist: playlist_rx,
+        };
+        (core, handle, events_rx)
     }
 
     pub fn id(&self) -> &str {
@@ -95,6 +113,12 @@ impl TaskCore {
     pub fn on_published(&mut self, timeline: &Timeline) {
         self.duration_ms = timeline.duration_ms();
         self.segments = timeline.segments.len() as u64;
+        // The same function and inputs as the publisher's file: the same
+        // bytes. A timeline without an init segment has no playlist yet.
+        if timeline.info.timescale > 0 {
+            let text = render_media_playlist(timeline, self.config.segment_target_ms);
+            self.playlist.send_replace(Some(Bytes::from(text)));
+        }
         if self.poster == Poster::Missing && timeline.info.has_video {
             self.start_poster();
         }

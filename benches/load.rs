@@ -1,0 +1,419 @@
+//! Load test (run with `scripts/load-test`): on loopback, N recordings
+//! upload at real-time pace (chunks out of order and some twice, as flaky
+//! networks deliver them) while M viewers poll their playlists and fetch
+//! each new segment, like players at the live edge. It stops by itself once
+//! every recording has ended, and prints: recordings intact / started,
+//! request errors, playlist latency, and the server's RSS (the segcast
+//! process only; ffmpeg children are separate processes).
+//!
+//! `--recordings N` (8), `--pollers M` (200), `--seconds S` (60, the length
+//! of each recording), `--size WxH` (640x360).
+
+#[path = "../tests/common/mod.rs"]
+mod common;
+
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use rand::seq::SliceRandom;
+use rand::{Rng, SeedableRng};
+use serde_json::Value;
+
+/// A viewer reloads the playlist this often (hls.js at the live edge
+/// reloads every target duration; 1 s is a harsher load).
+const POLL_EVERY: Duration = Duration::from_secs(1);
+/// Share of chunks sent a second time.
+const DUPLICATE_SHARE: f64 = 0.15;
+
+struct Args {
+    recordings: usize,
+    pollers: usize,
+    seconds: u32,
+    size: String,
+}
+
+fn args() -> Args {
+    let argv: Vec<String> = std::env::args().collect();
+    let value = |flag: &str| {
+        argv.iter()
+            .position(|a| a == flag)
+            .and_then(|i| argv.get(i + 1).cloned())
+    };
+    let number =
+        |flag: &str, default: usize| value(flag).map_or(default, |v| v.parse().expect("a number"));
+    Args {
+        recordings: number("--recordings", 8),
+        pollers: number("--pollers", 200),
+        seconds: number("--seconds", 60) as u32,
+        size: value("--size").unwrap_or_else(|| "640x360".into()),
+    }
+}
+
+#[derive(Default)]
+struct Counters {
+    requests: AtomicU64,
+    server_errors: AtomicU64,
+    other_errors: AtomicU64,
+    not_yet_published: AtomicU64,
+    playlist_latencies_us: Mutex<Vec<u64>>,
+    /// `/healthz` (no disk, no state) under the same load: the floor any
+    /// request on this machine sees, to read the playlist figures against.
+    floor_latencies_us: Mutex<Vec<u64>>,
+}
+
+impl Counters {
+    /// Counts one response; true for a success.
+    fn count(&self, result: &reqwest::Result<reqwest::Response>) -> bool {
+        self.requests.fetch_add(1, Ordering::Relaxed);
+        match result {
+            Ok(r) if r.status().is_success() => true,
+            Ok(r) if r.status().is_server_error() => {
+                self.server_errors.fetch_add(1, Ordering::Relaxed);
+                false
+            }
+            Ok(r) if r.status() == 404 => {
+                self.not_yet_published.fetch_add(1, Ordering::Relaxed);
+                false
+            }
+            _ => {
+                self.other_errors.fetch_add(1, Ordering::Relaxed);
+                false
+            }
+        }
+    }
+}
+
+fn main() {
+    let args = args();
+    let work = tempfile::tempdir().unwrap();
+    let source = common::make_webm(work.path(), args.seconds, &args.size);
+    let bytes = std::fs::read(&source).unwrap();
+    // One chunk per second of media on average, cut anywhere, as
+    // MediaRecorder's timeslices are.
+    let chunks = Arc::new(common::cut_randomly(&bytes, args.seconds as usize, 1));
+    let data = work.path().join("data");
+    let extra = ["--max-live-recordings", &args.recordings.to_string()];
+    let (mut server, base) = common::spawn_server_process(&data, &extra);
+    let pid = server.0.id();
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    println!(
+        "load: {} recordings of {} s {} VP8/Opus in {} chunks, {} viewers polling every {:?}",
+        args.recordings,
+        args.seconds,
+        args.size,
+        chunks.len(),
+        args.pollers,
+        POLL_EVERY
+    );
+    let baseline_kib = rss_kib(pid);
+    let report = rt.block_on(run(&args, base, chunks, pid));
+    server.kill();
+    print_report(&args, &report, baseline_kib);
+}
+
+struct Report {
+    intact: usize,
+    failures: Vec<String>,
+    counters: Arc<Counters>,
+    peak_kib: u64,
+    wall: Duration,
+}
+
+async fn run(args: &Args, base: String, chunks: Arc<Vec<Vec<u8>>>, pid: u32) -> Report {
+    let client = reqwest::Client::new();
+    let counters = Arc::new(Counters::default());
+    let stop = Arc::new(AtomicBool::new(false));
+    let start = Instant::now();
+
+    let mut ids = Vec::new();
+    let mut uploads = Vec::new();
+    for r in 0..args.recordings {
+        let created: Value = client
+            .post(format!("{base}/api/recordings"))
+            .json(&serde_json::json!({ "title": format!("load {r}") }))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        let id = created["id"].as_str().unwrap().to_string();
+        let token = created["upload_token"].as_str().unwrap().to_string();
+        ids.push(id.clone());
+        let upload = upload(
+            client.clone(),
+            base.clone(),
+            id,
+            token,
+            chunks.clone(),
+            args.seconds,
+            counters.clone(),
+            r as u64,
+        );
+        uploads.push(tokio::spawn(upload));
+    }
+    let pollers: Vec<_> = (0..args.pollers)
+        .map(|p| {
+            let url = format!("{base}/media/{}/", ids[p % ids.len()]);
+            // Players are not synchronised: each starts at its own phase.
+            let phase = POLL_EVERY * p as u32 / args.pollers as u32;
+            tokio::spawn(poll(
+                client.clone(),
+                url,
+                phase,
+                counters.clone(),
+                stop.clone(),
+            ))
+        })
+        .collect();
+    let floor = tokio::spawn({
+        let (client, url, counters, stop) = (
+            client.clone(),
+            format!("{base}/healthz"),
+            counters.clone(),
+            stop.clone(),
+        );
+        async move {
+            while !stop.load(Ordering::Relaxed) {
+                let asked = Instant::now();
+                if client
+                    .get(&url)
+                    .send()
+                    .await
+                    .is_ok_and(|r| r.status().is_success())
+                {
+                    let us = asked.elapsed().as_micros() as u64;
+                    counters.floor_latencies_us.lock().unwrap().push(us);
+                }
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        }
+    });
+    let sampler = tokio::spawn({
+        let stop = stop.clone();
+        async move {
+            let mut peak = 0;
+            while !stop.load(Ordering::Relaxed) {
+                peak = peak.max(rss_kib(pid));
+                tokio::time::sleep(Duration::from_millis(250)).await;
+            }
+            peak
+        }
+    });
+
+    let (mut intact, mut failures) = (0, Vec::new());
+    for (upload, id) in uploads.into_iter().zip(&ids) {
+        match upload.await {
+            Ok(Ok(())) => intact += 1,
+            Ok(Err(why)) => failures.push(format!("{id}: {why}")),
+            Err(panic) => failures.push(format!("{id}: {panic}")),
+        }
+    }
+    stop.store(true, Ordering::Relaxed);
+    for poller in pollers {
+        poller.await.unwrap();
+    }
+    floor.await.unwrap();
+    Report {
+        intact,
+        failures,
+        counters,
+        peak_kib: sampler.await.unwrap(),
+        wall: start.elapsed(),
+    }
+}
+
+/// Uploads one recording at real-time pace, in windows of three chunks sent
+/// in shuffled order, some twice; finishes it and checks it is intact.
+#[allow(clippy::too_many_arguments)]
+async fn upload(
+    client: reqwest::Client,
+    base: String,
+    id: String,
+    token: String,
+    chunks: Arc<Vec<Vec<u8>>>,
+    seconds: u32,
+    counters: Arc<Counters>,
+    seed: u64,
+) -> Result<(), String> {
+    let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
+    let start = tokio::time::Instant::now();
+    let per_chunk = Duration::from_millis(u64::from(seconds) * 1000 / chunks.len() as u64);
+    let seqs: Vec<usize> = (0..chunks.len()).collect();
+    for window in seqs.chunks(3) {
+        // A window is sent once its last chunk would have been recorded.
+        let last = *window.last().unwrap() as u32;
+        tokio::time::sleep_until(start + per_chunk * (last + 1)).await;
+        let mut order = window.to_vec();
+        order.shuffle(&mut rng);
+        if rng.gen_bool(DUPLICATE_SHARE) {
+            order.push(order[0]);
+        }
+        for seq in order {
+            put_with_retry(&client, &base, &id, &token, seq, &chunks[seq], &counters).await?;
+        }
+    }
+    let finish = client
+        .post(format!("{base}/api/recordings/{id}/finish"))
+        .bearer_auth(&token)
+        .json(&serde_json::json!({ "chunks": chunks.len() }))
+        .send()
+        .await;
+    if !counters.count(&finish) {
+        return Err(format!("finish failed: {finish:?}"));
+    }
+    let status = loop {
+        let status: Value = client
+            .get(format!("{base}/api/recordings/{id}"))
+            .send()
+            .await
+            .map_err(|e| e.to_string())?
+            .json()
+            .await
+            .map_err(|e| e.to_string())?;
+        if status["state"] != "recording" && status["state"] != "processing" {
+            break status;
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    };
+    let duration_s = status["duration_s"].as_f64().unwrap_or(0.0);
+    if status["state"] != "ready"
+        || status["chunks"]["received"] != chunks.len()
+        || (duration_s - f64::from(seconds)).abs() > 0.2
+    {
+        return Err(format!("not intact: {status}"));
+    }
+    // Every listed segment fetched, decode times without gap or overlap.
+    let media_s = common::assert_contiguous_media(&client, &base, &id).await;
+    if (media_s - f64::from(seconds)).abs() > 0.2 {
+        return Err(format!("{media_s} s of media for {seconds} s"));
+    }
+    Ok(())
+}
+
+async fn put_with_retry(
+    client: &reqwest::Client,
+    base: &str,
+    id: &str,
+    token: &str,
+    seq: usize,
+    bytes: &[u8],
+    counters: &Counters,
+) -> Result<(), String> {
+    for attempt in 0..5u32 {
+        let sent = client
+            .put(format!("{base}/api/recordings/{id}/chunks/{seq}"))
+            .bearer_auth(token)
+            .header("content-digest", common::content_digest(bytes))
+            .body(bytes.to_vec())
+            .send()
+            .await;
+        if counters.count(&sent) {
+            return Ok(());
+        }
+        tokio::time::sleep(Duration::from_millis(200 << attempt)).await;
+    }
+    Err(format!("chunk {seq} was never accepted"))
+}
+
+/// A viewer at the live edge: reloads the playlist, fetches each segment
+/// it has not seen yet.
+async fn poll(
+    client: reqwest::Client,
+    media: String,
+    phase: Duration,
+    counters: Arc<Counters>,
+    stop: Arc<AtomicBool>,
+) {
+    let mut seen = 0usize;
+    let mut next = tokio::time::Instant::now() + phase;
+    tokio::time::sleep_until(next).await;
+    while !stop.load(Ordering::Relaxed) {
+        let asked = Instant::now();
+        let playlist = client.get(format!("{media}media.m3u8")).send().await;
+        if counters.count(&playlist) {
+            let text = playlist.unwrap().text().await.unwrap_or_default();
+            let latency_us = asked.elapsed().as_micros() as u64;
+            counters
+                .playlist_latencies_us
+                .lock()
+                .unwrap()
+                .push(latency_us);
+            let uris: Vec<&str> = text.lines().filter(|l| l.starts_with("seg-")).collect();
+            for uri in uris.iter().skip(seen) {
+                let segment = client.get(format!("{media}{uri}")).send().await;
+                if counters.count(&segment) {
+                    let _ = segment.unwrap().bytes().await;
+                }
+            }
+            seen = seen.max(uris.len());
+        }
+        next += POLL_EVERY;
+        tokio::time::sleep_until(next).await;
+    }
+}
+
+/// Resident set size of a process, KiB (0 once it is gone).
+fn rss_kib(pid: u32) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find_map(|l| l.strip_prefix("VmRSS:"))
+                .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        })
+        .unwrap_or(0)
+}
+
+fn percentile(sorted: &[u64], p: f64) -> u64 {
+    if sorted.is_empty() {
+        return 0;
+    }
+    sorted[((sorted.len() - 1) as f64 * p).round() as usize]
+}
+
+fn print_report(args: &Args, report: &Report, baseline_kib: u64) {
+    let c = &report.counters;
+    let mut latencies = c.playlist_latencies_us.lock().unwrap().clone();
+    latencies.sort_unstable();
+    let mut floor = c.floor_latencies_us.lock().unwrap().clone();
+    floor.sort_unstable();
+    let growth_kib = report.peak_kib.saturating_sub(baseline_kib);
+    println!("\nafter {:.1} s:", report.wall.as_secs_f64());
+    println!(
+        "  recordings intact          : {} / {} started",
+        report.intact, args.recordings
+    );
+    for failure in &report.failures {
+        println!("    {failure}");
+    }
+    println!(
+        "  requests                   : {} ({} 5xx, {} other errors, {} 404 before the first segment)",
+        c.requests.load(Ordering::Relaxed),
+        c.server_errors.load(Ordering::Relaxed),
+        c.other_errors.load(Ordering::Relaxed),
+        c.not_yet_published.load(Ordering::Relaxed)
+    );
+    println!(
+        "  playlist latency           : p50 {:.2} ms, p99 {:.2} ms (n={})",
+        percentile(&latencies, 0.5) as f64 / 1000.0,
+        percentile(&latencies, 0.99) as f64 / 1000.0,
+        latencies.len()
+    );
+    println!(
+        "  /healthz latency, same load: p50 {:.2} ms, p99 {:.2} ms (n={})",
+        percentile(&floor, 0.5) as f64 / 1000.0,
+        percentile(&floor, 0.99) as f64 / 1000.0,
+        floor.len()
+    );
+    println!(
+        "  server RSS                 : {} MiB idle, {} MiB peak, {:.1} MiB per live recording (target ≤ 10)",
+        baseline_kib / 1024,
+        report.peak_kib / 1024,
+        growth_kib as f64 / 1024.0 / args.recordings as f64
+    );
+}
