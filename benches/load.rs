@@ -131,18 +131,9 @@ async fn run(args: &Args, base: String, chunks: Arc<Vec<Vec<u8>>>, pid: u32) -> 
 
     let mut ids = Vec::new();
     let mut uploads = Vec::new();
+    let api = common::Api::new(base.clone());
     for r in 0..args.recordings {
-        let created: Value = client
-            .post(format!("{base}/api/recordings"))
-            .json(&serde_json::json!({ "title": format!("load {r}") }))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
-        let id = created["id"].as_str().unwrap().to_string();
-        let token = created["upload_token"].as_str().unwrap().to_string();
+        let (id, token) = api.create(&format!("load {r}")).await;
         ids.push(id.clone());
         let upload = upload(
             client.clone(),

@@ -42,15 +42,18 @@ pub async fn run(config: Config, files: Vec<PathBuf>) -> std::io::Result<Vec<Fil
     let library = Store::open(&config.data_dir)?;
     let staging = Store::open_root(config.data_dir.join(STAGING_DIR))?;
     remove_stale(&staging);
-    let jobs = Arc::new(Semaphore::new(config.import_jobs as usize));
-    let config = Arc::new(config);
+    let context = Arc::new(Context {
+        jobs: Arc::new(Semaphore::new(config.import_jobs as usize)),
+        config: Arc::new(config),
+        library,
+        staging,
+    });
     let bars = MultiProgress::new();
     let imports = files.into_iter().map(|file| {
         let bar = bars.add(new_bar(&file));
-        let (library, staging) = (library.clone(), staging.clone());
-        let (config, jobs) = (config.clone(), jobs.clone());
+        let context = context.clone();
         async move {
-            let outcome = import_file(&file, &library, &staging, config, jobs, &bar).await;
+            let outcome = import_file(&file, &context, &bar).await;
             match &outcome {
                 Ok(s) => bar.finish_with_message(format!("ready, {:.1} s", s.duration_s)),
                 Err(e) => bar.abandon_with_message(format!("failed: {e}")),
@@ -81,12 +84,17 @@ fn display_name(file: &Path) -> String {
     )
 }
 
-async fn import_file(
-    file: &Path,
-    library: &Store,
-    staging: &Store,
+/// What every import of one run shares.
+struct Context {
+    library: Store,
+    staging: Store,
     config: Arc<Config>,
     jobs: Arc<Semaphore>,
+}
+
+async fn import_file(
+    file: &Path,
+    cx: &Context,
     bar: &ProgressBar,
 ) -> Result<RecordingStatus, String> {
     let bytes = std::fs::metadata(file)
@@ -97,12 +105,12 @@ async fn import_file(
     let info = import_info(&display_name(file), bytes, ImportOrigin::Cli);
     let (meta, _token) = new_import_meta(None, info);
     let id = meta.id.clone();
-    let lock_path = staging.root().join(format!("{id}{LOCK_SUFFIX}"));
+    let lock_path = cx.staging.root().join(format!("{id}{LOCK_SUFFIX}"));
     let lock = File::create(&lock_path).map_err(|e| format!("cannot stage it: {e}"))?;
     lock.lock().map_err(|e| format!("cannot stage it: {e}"))?;
-    let outcome = process(file, &meta, library, staging, config, jobs, bar).await;
+    let outcome = process(file, &meta, cx, bar).await;
     if outcome.is_err() {
-        let _ = staging.delete(&id);
+        let _ = cx.staging.delete(&id);
     }
     drop(lock);
     let _ = std::fs::remove_file(&lock_path);
@@ -112,23 +120,25 @@ async fn import_file(
 async fn process(
     file: &Path,
     meta: &crate::store::RecordingMeta,
-    library: &Store,
-    staging: &Store,
-    config: Arc<Config>,
-    jobs: Arc<Semaphore>,
+    cx: &Context,
     bar: &ProgressBar,
 ) -> Result<RecordingStatus, String> {
     bar.set_message("copying");
-    let (source, to_stage, store) = (file.to_path_buf(), meta.clone(), staging.clone());
+    let (source, to_stage, store) = (file.to_path_buf(), meta.clone(), cx.staging.clone());
     tokio::task::spawn_blocking(move || {
         import::create_files(&store, &to_stage, &source, Placement::Copy)
     })
     .await
     .map_err(|e| e.to_string())?
-    .map_err(|e| format!("cannot copy it into {}: {e}", store_dir(staging)))?;
+    .map_err(|e| format!("cannot copy it into {}: {e}", store_dir(&cx.staging)))?;
 
     // The task lives as long as its handle (and its command sender).
-    let task = import::spawn(meta.clone(), staging.clone(), config, jobs);
+    let task = import::spawn(
+        meta.clone(),
+        cx.staging.clone(),
+        cx.config.clone(),
+        cx.jobs.clone(),
+    );
     let mut status = task.status.clone();
     bar.set_message("queued");
     let done = loop {
@@ -146,8 +156,8 @@ async fn process(
     if let Some(error) = done.error {
         return Err(error);
     }
-    library
-        .adopt(staging, &meta.id)
+    cx.library
+        .adopt(&cx.staging, &meta.id)
         .map_err(|e| format!("cannot move it into the library: {e}"))?;
     Ok(done)
 }

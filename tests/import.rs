@@ -567,3 +567,114 @@ fn mp4_headers_read_in_process_agree_with_ffprobe() {
         assert_eq!(probe_mp4(&media.path(name)), None, "{name}");
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_import_whose_ffmpeg_dies_half_way_leaves_nothing_published() {
+    let media = media();
+    let scratch = tempfile::tempdir().unwrap();
+    // Fault injection through the --ffmpeg seam: the output is cut off after
+    // 800 kB (one 2 s segment is ~650 kB), then ffmpeg "fails".
+    let wrapper = scratch.path().join("dying-ffmpeg");
+    std::fs::write(
+        &wrapper,
+        "#!/bin/bash\nffmpeg \"$@\" | head -c 800000\nexit 1\n",
+    )
+    .unwrap();
+    std::fs::set_permissions(
+        &wrapper,
+        std::os::unix::fs::PermissionsExt::from_mode(0o755),
+    )
+    .unwrap();
+    let server = Server::start(|c| c.ffmpeg = wrapper.clone()).await;
+    let resp = post_import(&server, &media.path("vp9-opus.webm"), "name=dies.webm").await;
+    let id = resp.json::<Value>().await.unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let status = wait_done(&server, &id).await;
+    assert_eq!(status["state"], "failed", "{status:#}");
+    assert!(
+        status["error"].as_str().unwrap().starts_with("ffmpeg"),
+        "{status:#}"
+    );
+    // Segment 0 was published before the failure; it is gone now: no
+    // playlist is left that would never end.
+    assert_eq!(status["segments"], 0);
+    assert_eq!(
+        server
+            .get(&format!("/media/{id}/media.m3u8"))
+            .await
+            .status(),
+        404
+    );
+    let hls = server.data.path().join(format!("recordings/{id}/hls"));
+    assert_eq!(
+        files_in(&hls),
+        Vec::<String>::new(),
+        "nothing left published"
+    );
+    let original = server.get(&format!("/media/{id}/original")).await;
+    assert_eq!(original.status(), 200, "the original is kept");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_import_interrupted_by_a_crash_completes_after_the_restart() {
+    let scratch = tempfile::tempdir().unwrap();
+    // Long enough to be caught half way: ~10 s of transcoding here.
+    let source = scratch.path().join("long.webm");
+    let vp9 = [
+        "-c:v",
+        "libvpx-vp9",
+        "-deadline",
+        "realtime",
+        "-cpu-used",
+        "8",
+    ];
+    common::make_test_media(
+        &source,
+        "640x360",
+        16,
+        &[&vp9[..], &["-c:a", "libopus"]].concat(),
+    );
+    let data = scratch.path().join("data");
+    let (mut first, base) = common::spawn_server_process(&data, &[]);
+    let api = Api::new(base);
+    let resp = post_import(&api, &source, "name=long.webm").await;
+    let id = resp.json::<Value>().await.unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let before = api
+        .wait_for(&id, IMPORT_LIMIT, |s| s["segments"].as_u64() >= Some(2))
+        .await;
+    assert_eq!(before["state"], "processing", "caught half way: {before:#}");
+    let playlist_before = api.text(&format!("/media/{id}/media.m3u8")).await;
+    first.kill(); // SIGKILL
+
+    let (mut second, base) = common::spawn_server_process(&data, &[]);
+    let api = Api::new(base);
+    let status = wait_done(&api, &id).await;
+    let expect = Expect::Ready {
+        duration_s: 16.0,
+        codecs: &["avc1.", "mp4a.40.2"],
+        incomplete: false,
+    };
+    check(&api, "long.webm", &status, &expect).await;
+    let playlist_after = api.text(&format!("/media/{id}/media.m3u8")).await;
+    let segments = |text: &str| -> Vec<(String, f32)> {
+        m3u8_rs::parse_media_playlist_res(text.as_bytes())
+            .unwrap()
+            .segments
+            .into_iter()
+            .map(|s| (s.uri, s.duration))
+            .collect()
+    };
+    let (before, after) = (segments(&playlist_before), segments(&playlist_after));
+    assert!(after.len() > before.len(), "{playlist_after}");
+    assert_eq!(
+        after[..before.len()],
+        before[..],
+        "published segments kept as they were"
+    );
+    second.kill();
+}

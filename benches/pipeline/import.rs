@@ -8,12 +8,11 @@
 //!     Alternating runs, medians of wall and CPU time.
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::time::{Duration, Instant};
 
 use segcast::transcode::args::{encode_args, EncodeSettings};
 
-use super::{cpu_s, wait_status, Cost};
+use super::{cpu_s, run_plain_hls, wait_status, Cost, InProcess};
 
 /// Status polling: fine enough not to blur sub-second imports. Each poll
 /// is an HTTP request served in this process, so the waits for ready use
@@ -124,50 +123,16 @@ fn make_source(dir: &Path, kind: Kind, secs: u32) -> PathBuf {
         ),
     };
     let path = dir.join(name);
-    let status = Command::new("ffmpeg")
-        .args([
-            "-v",
-            "error",
-            "-y",
-            "-f",
-            "lavfi",
-            "-i",
-            "testsrc2=size=1920x1080:rate=30",
-        ])
-        .args(["-f", "lavfi", "-i", "sine=frequency=440:sample_rate=48000"])
-        .args(["-t", &secs.to_string()])
-        .args(codecs)
-        .arg(&path)
-        .status()
-        .unwrap();
-    assert!(status.success());
+    super::common::make_test_media(&path, "1920x1080", secs, codecs);
     path
 }
 
 fn run_plain(source: &Path, kind: Kind, settings: &EncodeSettings, out: &Path) -> Cost {
-    std::fs::create_dir_all(out).unwrap();
     let codec_args = match kind {
         Kind::Copy => vec!["-c".to_string(), "copy".to_string()],
         Kind::Transcode => encode_args(settings),
     };
-    let (start, cpu) = (Instant::now(), cpu_s());
-    let status = Command::new("ffmpeg")
-        .args(["-v", "error", "-nostdin", "-i"])
-        .arg(source)
-        .args(["-map", "0:v:0", "-map", "0:a:0"])
-        .args(codec_args)
-        .args(["-f", "hls", "-hls_segment_type", "fmp4", "-hls_time"])
-        .arg(format!("{:.3}", settings.segment_target_ms as f64 / 1000.0))
-        .args(["-hls_playlist_type", "vod"])
-        .arg(out.join("index.m3u8"))
-        .status()
-        .unwrap();
-    assert!(status.success());
-    Cost {
-        wall_s: start.elapsed().as_secs_f64(),
-        cpu_s: cpu_s() - cpu,
-        ..Default::default()
-    }
+    run_plain_hls(&[], source, &["0:v:0", "0:a:0"], &codec_args, settings, out)
 }
 
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -178,20 +143,14 @@ enum Door {
 
 /// Imports `source` into an in-process segcast, until `ready`.
 async fn run_import(source: &Path, mut config: segcast::Config, door: Door) -> Cost {
-    let data = tempfile::tempdir().unwrap();
-    config.data_dir = data.path().to_path_buf();
     // Whether the watcher or the start-up scan sees the file first, it is
     // taken at once (it is complete).
     config.inbox_settle_ms = 0;
+    let server = InProcess::start(config).await;
+    let (base, data) = (server.base.clone(), &server.data);
     // Same file system as the inbox, so dropping it in is a rename.
     let staged = data.path().join(source.file_name().unwrap());
     std::fs::copy(source, &staged).unwrap();
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let base = format!("http://{}", listener.local_addr().unwrap());
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let server = tokio::spawn(segcast::serve(listener, config, async {
-        let _ = stopped.await;
-    }));
     let client = reqwest::Client::new();
     let name = source.file_name().unwrap().to_str().unwrap();
     // The server is up once it answers; the inbox is watched by then.
@@ -241,7 +200,6 @@ async fn run_import(source: &Path, mut config: segcast::Config, door: Door) -> C
         cpu_s: cpu_s() - cpu,
         ..Default::default()
     };
-    let _ = stop.send(());
-    server.await.unwrap().unwrap();
+    server.stop().await;
     cost
 }

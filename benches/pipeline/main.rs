@@ -15,6 +15,9 @@
 
 mod import;
 
+#[path = "../../tests/common/mod.rs"]
+mod common;
+
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
@@ -152,65 +155,62 @@ fn cpu_s() -> f64 {
 
 fn make_source(dir: &Path, secs: u32) -> PathBuf {
     let path = dir.join(format!("source-{secs}.webm"));
-    let status = Command::new("ffmpeg")
-        .args([
-            "-v",
-            "error",
-            "-y",
-            "-f",
-            "lavfi",
-            "-i",
-            "testsrc2=size=1280x720:rate=30",
-        ])
-        .args([
-            "-f",
-            "lavfi",
-            "-i",
-            "sine=frequency=440:sample_rate=48000",
-            "-t",
-            &secs.to_string(),
-        ])
-        .args([
-            "-c:v",
-            "libvpx",
-            "-deadline",
-            "realtime",
-            "-cpu-used",
-            "8",
-            "-b:v",
-            "2M",
-            "-g",
-            "150",
-        ])
-        // 1 s clusters, like MediaRecorder's 1 s timeslices.
-        .args([
-            "-c:a",
-            "libopus",
-            "-f",
-            "webm",
-            "-live",
-            "1",
-            "-cluster_time_limit",
-            "1000",
-        ])
-        .arg(&path)
-        .status()
-        .unwrap();
-    assert!(status.success());
+    let vp8 = ["-c:v", "libvpx", "-deadline", "realtime", "-cpu-used", "8"];
+    let rate = ["-b:v", "2M", "-g", "150"];
+    // 1 s clusters, like MediaRecorder's 1 s timeslices.
+    let webm = [
+        "-c:a",
+        "libopus",
+        "-f",
+        "webm",
+        "-live",
+        "1",
+        "-cluster_time_limit",
+        "1000",
+    ];
+    common::make_test_media(&path, "1280x720", secs, &[&vp8[..], &rate, &webm].concat());
     path
 }
 
 fn run_plain_ffmpeg(source: &Path, settings: &EncodeSettings, out: &Path) -> Cost {
+    let input = ["-f", "matroska"];
+    let codecs = encode_args(settings);
+    run_plain_hls(
+        &input,
+        source,
+        &["0:v:0?", "0:a:0?"],
+        &codecs,
+        settings,
+        out,
+    )
+}
+
+/// Plain `ffmpeg -i SRC -map … CODECS -f hls -hls_segment_type fmp4`: the
+/// reference every segcast figure is compared with.
+fn run_plain_hls(
+    input_args: &[&str],
+    source: &Path,
+    maps: &[&str],
+    codec_args: &[String],
+    settings: &EncodeSettings,
+    out: &Path,
+) -> Cost {
     std::fs::create_dir_all(out).unwrap();
     let (start, cpu) = (Instant::now(), cpu_s());
-    let status = Command::new("ffmpeg")
-        .args(["-v", "error", "-f", "matroska", "-i"])
-        .arg(source)
-        .args(["-map", "0:v:0?", "-map", "0:a:0?"])
-        .args(encode_args(settings))
+    let mut command = Command::new("ffmpeg");
+    command
+        .args(["-v", "error", "-nostdin"])
+        .args(input_args)
+        .arg("-i")
+        .arg(source);
+    for map in maps {
+        command.args(["-map", map]);
+    }
+    let status = command
+        .args(codec_args)
         .args(["-f", "hls", "-hls_segment_type", "fmp4", "-hls_time"])
         .arg(format!("{:.3}", settings.segment_target_ms as f64 / 1000.0))
-        .args(["-hls_playlist_type", "event"])
+        .args(["-hls_playlist_type", "vod"])
         .arg(out.join("index.m3u8"))
         .status()
         .unwrap();
@@ -219,6 +219,38 @@ fn run_plain_ffmpeg(source: &Path, settings: &EncodeSettings, out: &Path) -> Cos
         wall_s: start.elapsed().as_secs_f64(),
         cpu_s: cpu_s() - cpu,
         ..Default::default()
+    }
+}
+
+/// A segcast served in this process on a fresh data directory.
+struct InProcess {
+    base: String,
+    data: tempfile::TempDir,
+    stop: tokio::sync::oneshot::Sender<()>,
+    task: tokio::task::JoinHandle<std::io::Result<()>>,
+}
+
+impl InProcess {
+    async fn start(mut config: segcast::Config) -> Self {
+        let data = tempfile::tempdir().unwrap();
+        config.data_dir = data.path().to_path_buf();
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let base = format!("http://{}", listener.local_addr().unwrap());
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let task = tokio::spawn(segcast::serve(listener, config, async {
+            let _ = stopped.await;
+        }));
+        Self {
+            base,
+            data,
+            stop,
+            task,
+        }
+    }
+
+    async fn stop(self) {
+        let _ = self.stop.send(());
+        self.task.await.unwrap().unwrap();
     }
 }
 
@@ -259,15 +291,9 @@ fn clusters(bytes: &[u8]) -> Vec<(usize, u64)> {
 
 /// Uploads `source` to an in-process segcast in chunks cut at clusters;
 /// with `realtime`, each chunk is sent when its media would be recorded.
-async fn run_segcast(source: &Path, mut config: segcast::Config, realtime: bool) -> Cost {
-    let data = tempfile::tempdir().unwrap();
-    config.data_dir = data.path().to_path_buf();
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let base = format!("http://{}", listener.local_addr().unwrap());
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let server = tokio::spawn(segcast::serve(listener, config, async {
-        let _ = stopped.await;
-    }));
+async fn run_segcast(source: &Path, config: segcast::Config, realtime: bool) -> Cost {
+    let server = InProcess::start(config).await;
+    let base = server.base.clone();
     let client = reqwest::Client::new();
     let bytes = std::fs::read(source).unwrap();
     // One chunk per ~1 s of clusters, cut at a cluster start, as a
@@ -401,8 +427,7 @@ async fn run_segcast(source: &Path, mut config: segcast::Config, realtime: bool)
         lags_ms,
         publish_delays_ms,
     };
-    let _ = stop.send(());
-    server.await.unwrap().unwrap();
+    server.stop().await;
     cost
 }
 

@@ -19,7 +19,7 @@ use serde::Deserialize;
 use tokio::io::AsyncWriteExt;
 use tower_http::timeout::{TimeoutBody, TimeoutError};
 
-use super::recordings::{body_idle, caused_by, check_publish_key, Created};
+use super::recordings::{body_idle, caused_by, check_publish_key, declared_length, Created};
 use super::AppState;
 use crate::error::{Error, Result};
 use crate::ingest::import::{import_info, Placement};
@@ -57,10 +57,7 @@ async fn create(
             "the file is over the import limit of {limit} bytes"
         ))
     };
-    let declared = headers
-        .get(header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
-    if declared.is_some_and(|len| len > limit) {
+    if declared_length(&headers).is_some_and(|len| len > limit) {
         return Err(too_large());
     }
     let staging = config.data_dir.join(STAGING_DIR);

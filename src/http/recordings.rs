@@ -189,10 +189,7 @@ async fn read_limited(
     idle: Duration,
 ) -> Result<Bytes> {
     let too_large = || Error::TooLarge(format!("body is over the limit of {limit} bytes"));
-    let declared = headers
-        .get(header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
-    if declared.is_some_and(|len| len > limit) {
+    if declared_length(headers).is_some_and(|len| len > limit) {
         return Err(too_large());
     }
     // A body that stalls is cut off, so slow clients cannot hold
@@ -212,6 +209,13 @@ async fn read_limited(
                 Error::BadRequest(format!("could not read the request body: {e}"))
             }
         })
+}
+
+/// The request's Content-Length, when it declares a valid one.
+pub(super) fn declared_length(headers: &HeaderMap) -> Option<u64> {
+    headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok()?.parse::<u64>().ok())
 }
 
 pub(super) fn caused_by<E: std::error::Error + 'static>(

@@ -330,11 +330,14 @@ impl ImportTask {
         }
     }
 
+    /// A failed import publishes nothing: whatever was published is
+    /// removed, so no playlist is left that would never end.
     async fn fail(&mut self, reason: String) {
         if let Some(t) = self.transcoder.take() {
             t.kill();
         }
         self.permit = None;
+        self.core.unpublish().await;
         self.core.fail(reason).await;
     }
 

@@ -157,6 +157,24 @@ impl TaskCore {
         self.save_or_log().await;
     }
 
+    /// Removes whatever media was published (an import that failed half way
+    /// must not leave a playlist that never ends); the original stays.
+    pub async fn unpublish(&mut self) {
+        let dir = self.store.hls_dir(&self.meta.id);
+        let removed = tokio::task::spawn_blocking(move || match std::fs::remove_dir_all(&dir) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(e),
+            _ => std::fs::create_dir_all(&dir),
+        })
+        .await;
+        if let Ok(Err(e)) | Err(e) = removed.map_err(std::io::Error::other) {
+            tracing::error!(error = %e, "cannot remove the half-published media");
+        }
+        self.playlist.send_replace(None);
+        self.duration_ms = 0;
+        self.segments = 0;
+        self.poster = Poster::Missing;
+    }
+
     /// Ends the recording as `failed` with a reason for its status.
     pub async fn fail(&mut self, reason: String) {
         tracing::warn!(%reason, "recording failed");

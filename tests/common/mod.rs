@@ -196,31 +196,28 @@ pub fn content_digest(bytes: &[u8]) -> String {
     )
 }
 
-/// A WebM like MediaRecorder's: VP8 + Opus, live (no duration, no cues).
-pub fn make_webm(dir: &Path, secs: u32, size: &str) -> PathBuf {
-    let path = dir.join(format!("source-{secs}s-{size}.webm"));
+/// Makes `out`: `secs` of ffmpeg's `testsrc2` picture at `size` and 30 fps
+/// with a 440 Hz tone, encoded with `codec_args` (codecs and format).
+pub fn make_test_media(out: &Path, size: &str, secs: u32, codec_args: &[&str]) {
     let status = Command::new("ffmpeg")
         .args(["-v", "error", "-y", "-f", "lavfi", "-i"])
         .arg(format!("testsrc2=size={size}:rate=30"))
         .args(["-f", "lavfi", "-i", "sine=frequency=440:sample_rate=48000"])
         .args(["-t", &secs.to_string()])
-        .args([
-            "-c:v",
-            "libvpx",
-            "-deadline",
-            "realtime",
-            "-cpu-used",
-            "8",
-            "-b:v",
-            "400k",
-            "-g",
-            "30",
-        ])
-        .args(["-c:a", "libopus", "-b:a", "64k", "-f", "webm", "-live", "1"])
-        .arg(&path)
+        .args(codec_args)
+        .arg(out)
         .status()
         .expect("ffmpeg must be installed (scripts/test installs it)");
-    assert!(status.success(), "ffmpeg could not make the test WebM");
+    assert!(status.success(), "ffmpeg could not make {}", out.display());
+}
+
+/// A WebM like MediaRecorder's: VP8 + Opus, live (no duration, no cues).
+pub fn make_webm(dir: &Path, secs: u32, size: &str) -> PathBuf {
+    let path = dir.join(format!("source-{secs}s-{size}.webm"));
+    let vp8 = ["-c:v", "libvpx", "-deadline", "realtime", "-cpu-used", "8"];
+    let rate = ["-b:v", "400k", "-g", "30"];
+    let opus = ["-c:a", "libopus", "-b:a", "64k", "-f", "webm", "-live", "1"];
+    make_test_media(&path, size, secs, &[&vp8[..], &rate, &opus].concat());
     path
 }
 
