@@ -44,6 +44,12 @@ pub struct PublishSettings {
     /// Set when the encoder forces keyframes every this many ms, so
     /// segments can close without waiting for the next keyframe's fragment.
     pub keyframe_grid_ms: Option<u64>,
+    /// Playlists (and the saved timeline) are rewritten at most this often
+    /// while media keeps coming; 0 rewrites them for every segment. Live
+    /// input yields a segment every couple of seconds, so it uses 0; a file
+    /// imported at hundreds of times real time would otherwise rewrite a
+    /// growing playlist for every segment: quadratic work in its length.
+    pub playlist_interval_ms: u64,
 }
 
 pub struct HlsPublisher {
@@ -54,6 +60,8 @@ pub struct HlsPublisher {
     /// Segments below this seq were published by an earlier run: the
     /// re-encoded ones are checked and dropped, not written.
     replay_until: u64,
+    /// When the playlists were last written.
+    playlists_written: Option<std::time::Instant>,
 }
 
 impl HlsPublisher {
@@ -73,6 +81,7 @@ impl HlsPublisher {
                 ..published
             },
             replay_until,
+            playlists_written: None,
         }
     }
 
@@ -89,7 +98,8 @@ impl HlsPublisher {
         &self.timeline
     }
 
-    /// Feeds ffmpeg output; returns true when a segment was published.
+    /// Feeds ffmpeg output; returns true when the playlists changed (a
+    /// segment was published and listed).
     pub fn push(&mut self, bytes: &[u8]) -> Result<bool, PublishError> {
         let mut published = false;
         for piece in self.splitter.push(bytes)? {
@@ -156,11 +166,19 @@ impl HlsPublisher {
         let path = self.settings.dir.join(Segment::file_name(seq));
         write_atomic(&path, &closed.bytes, false)?;
         self.timeline.segments.push(closed.segment);
-        self.write_playlists()?;
-        Ok(true)
+        let interval = std::time::Duration::from_millis(self.settings.playlist_interval_ms);
+        let due = self.timeline.segments.len() <= 1
+            || self
+                .playlists_written
+                .is_none_or(|at| at.elapsed() >= interval);
+        if due {
+            self.write_playlists()?;
+        }
+        Ok(due)
     }
 
-    fn write_playlists(&self) -> Result<(), PublishError> {
+    fn write_playlists(&mut self) -> Result<(), PublishError> {
+        self.playlists_written = Some(std::time::Instant::now());
         let dir = &self.settings.dir;
         let timeline = serde_json::to_vec(&self.timeline).map_err(io::Error::other)?;
         write_atomic(&dir.join(TIMELINE_FILE), &timeline, false)?;
@@ -191,6 +209,7 @@ mod tests {
             segment_target_ms: 1000,
             declared_bits_per_s: 1,
             keyframe_grid_ms: None,
+            playlist_interval_ms: 0,
         });
         let mut published = 0;
         for chunk in FIXTURE.chunks(5000) {
@@ -228,6 +247,7 @@ mod tests {
             segment_target_ms: 1000,
             declared_bits_per_s: 1,
             keyframe_grid_ms: None,
+            playlist_interval_ms: 0,
         }
     }
 
@@ -277,6 +297,34 @@ mod tests {
     }
 
     #[test]
+    fn fast_input_rewrites_playlists_at_most_every_interval() {
+        let tmp = tempfile::tempdir().unwrap();
+        let mut publisher = HlsPublisher::new(PublishSettings {
+            playlist_interval_ms: 3_600_000,
+            ..settings(tmp.path())
+        });
+        let mut listed = 0;
+        for chunk in FIXTURE.chunks(5000) {
+            listed += usize::from(publisher.push(chunk).unwrap());
+        }
+        assert_eq!(
+            listed, 1,
+            "the first segment at once, then not within the hour"
+        );
+        let playlist = std::fs::read_to_string(tmp.path().join(MEDIA_PLAYLIST_FILE)).unwrap();
+        assert!(!playlist.contains("seg-00001.m4s"), "{playlist}");
+        assert!(
+            tmp.path().join(Segment::file_name(1)).exists(),
+            "written, not yet listed"
+        );
+        let timeline = publisher.finish().unwrap();
+        let ended = std::fs::read_to_string(tmp.path().join(MEDIA_PLAYLIST_FILE)).unwrap();
+        assert_eq!(timeline.segments.len(), 3);
+        assert!(ended.contains("seg-00002.m4s") && ended.ends_with("#EXT-X-ENDLIST\n"));
+        assert_eq!(HlsPublisher::load_timeline(tmp.path()).unwrap(), timeline);
+    }
+
+    #[test]
     fn truncated_output_fails_at_finish() {
         let tmp = tempfile::tempdir().unwrap();
         let mut publisher = HlsPublisher::new(PublishSettings {
@@ -284,6 +332,7 @@ mod tests {
             segment_target_ms: 1000,
             declared_bits_per_s: 1,
             keyframe_grid_ms: None,
+            playlist_interval_ms: 0,
         });
         publisher.push(&FIXTURE[..FIXTURE.len() / 2]).unwrap();
         assert!(matches!(

@@ -32,6 +32,10 @@ use super::task::{TaskCore, TaskHandle};
 /// (at least this, or 5 %): containers round, and encoders pad audio.
 const MIN_SHORTFALL_MS: u64 = 1000;
 
+/// While an import runs faster than real time, its playlist is rewritten
+/// at most this often (see [`PublishSettings::playlist_interval_ms`]).
+const IMPORT_PLAYLIST_INTERVAL_MS: u64 = 500;
+
 /// How a new import's file becomes the recording's `original`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Placement {
@@ -266,6 +270,7 @@ impl ImportTask {
             // them where the source has, and segments follow those.
             keyframe_grid_ms: (plan.video == Some(StreamAction::Transcode))
                 .then_some(settings.segment_target_ms),
+            playlist_interval_ms: IMPORT_PLAYLIST_INTERVAL_MS,
         };
         let input: PathBuf = self.core.store.original_path(self.core.id());
         Transcoder::spawn(

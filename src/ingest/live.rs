@@ -249,6 +249,8 @@ impl LiveTask {
             declared_bits_per_s: declared_bits_per_s(&settings),
             // live_args forces keyframes on the segment grid.
             keyframe_grid_ms: Some(settings.segment_target_ms),
+            // A segment every couple of seconds: list each at once.
+            playlist_interval_ms: 0,
         };
         let publisher = HlsPublisher::resume(publish, self.timeline.clone());
         Transcoder::spawn(

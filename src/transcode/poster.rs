@@ -86,6 +86,7 @@ mod tests {
             segment_target_ms: 1000,
             declared_bits_per_s: 1,
             keyframe_grid_ms: None,
+            playlist_interval_ms: 0,
         });
         publisher.push(fixture).unwrap();
         publisher.finish().unwrap();
