@@ -295,6 +295,18 @@ async fn a_publish_key_guards_creation() {
         body["upload_token"].as_str().unwrap().len() >= 22,
         "128-bit token"
     );
+    // The publish key also deletes any recording (e.g. one imported by
+    // `segcast import`, whose token nobody holds); a wrong key does not.
+    let id = body["id"].as_str().unwrap();
+    let delete = |key: &'static str| {
+        server
+            .client
+            .delete(server.url(&format!("/api/recordings/{id}")))
+            .bearer_auth(key)
+            .send()
+    };
+    assert_error(delete("wrong").await.unwrap(), 401).await;
+    assert_eq!(delete("s3cret").await.unwrap().status(), 204);
 }
 
 #[tokio::test]
