@@ -132,8 +132,15 @@ impl Library {
         Ok(Arc::new(library))
     }
 
-    /// Starts the task of a stored recording and lists it.
+    /// Starts the task of a stored recording and lists it. Idempotent per
+    /// id (checked and inserted under one lock): a recording this server
+    /// is creating may also be seen by the rescan in `adopt_moved_in`, and
+    /// must still get exactly one task.
     fn start(&self, meta: RecordingMeta, seqs: Vec<u64>) -> Recording {
+        let mut recordings = self.recordings.write().expect("lock");
+        if let Some(existing) = recordings.get(&meta.id) {
+            return existing.clone();
+        }
         let token_sha256 = parse_digest(&meta.token_sha256);
         let (id, mime) = (meta.id.clone(), Arc::from(meta.mime.as_str()));
         let import = meta.import.clone().map(Arc::new);
@@ -150,10 +157,7 @@ impl Library {
             status: handle.status,
             playlist: handle.playlist,
         };
-        self.recordings
-            .write()
-            .expect("lock")
-            .insert(id, recording.clone());
+        recordings.insert(id, recording.clone());
         recording
     }
 
@@ -297,6 +301,13 @@ impl Library {
         use notify::EventKind;
         let (_watcher, mut events) =
             super::inbox::watch_dir(self.store.root()).map_err(std::io::Error::other)?;
+        // What arrived between loading the library and watching: a rescan
+        // (known ids are skipped).
+        for entry in std::fs::read_dir(self.store.root())?.flatten() {
+            if let Some(id) = entry.file_name().to_str() {
+                self.adopt(id).await?;
+            }
+        }
         while let Some(event) = events.recv().await {
             let moved_in = matches!(
                 event.kind,
