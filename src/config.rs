@@ -59,7 +59,8 @@ pub struct Config {
     #[arg(long = "data", env = "SEGCAST_DATA", default_value = DEFAULT_DATA_DIR)]
     pub data_dir: PathBuf,
 
-    /// When set, creating recordings needs `Authorization: Bearer <key>`.
+    /// When set, creating recordings and imports needs
+    /// `Authorization: Bearer <key>`; the key may also delete any recording.
     #[arg(long, env = "SEGCAST_PUBLISH_KEY", hide_env_values = true)]
     pub publish_key: Option<String>,
 

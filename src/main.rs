@@ -22,6 +22,20 @@ enum Command {
     Serve(segcast::Config),
     /// Import media files into the library (no server needed; a running
     /// server on the same --data lists them as they finish).
+    // The server's own settings (listening, upload limits, the inbox) mean
+    // nothing here: accepted, so one environment serves both, but not shown.
+    #[command(mut_arg("listen", |a| a.hide(true)))]
+    #[command(mut_arg("publish_key", |a| a.hide(true)))]
+    #[command(mut_arg("max_chunk_bytes", |a| a.hide(true)))]
+    #[command(mut_arg("max_recording_bytes", |a| a.hide(true)))]
+    #[command(mut_arg("max_chunks", |a| a.hide(true)))]
+    #[command(mut_arg("max_live_recordings", |a| a.hide(true)))]
+    #[command(mut_arg("idle_timeout_s", |a| a.hide(true)))]
+    #[command(mut_arg("body_timeout_s", |a| a.hide(true)))]
+    #[command(mut_arg("player_dir", |a| a.hide(true)))]
+    #[command(mut_arg("ffmpeg_attempts", |a| a.hide(true)))]
+    #[command(mut_arg("max_import_bytes", |a| a.hide(true)))]
+    #[command(mut_arg("inbox_settle_ms", |a| a.hide(true)))]
     Import {
         #[command(flatten)]
         config: segcast::Config,
