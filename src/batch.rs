@@ -97,11 +97,12 @@ async fn import_file(
     cx: &Context,
     bar: &ProgressBar,
 ) -> Result<RecordingStatus, String> {
-    let bytes = std::fs::metadata(file)
-        .ok()
-        .filter(|m| m.is_file())
-        .map(|m| m.len())
-        .ok_or_else(|| "no such file".to_string())?;
+    let bytes = match std::fs::metadata(file) {
+        Ok(m) if m.is_file() => m.len(),
+        Ok(_) => return Err("not a file (a folder? give the files in it)".into()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Err("no such file".into()),
+        Err(e) => return Err(format!("cannot read it: {e}")),
+    };
     let info = import_info(&display_name(file), bytes, ImportOrigin::Cli);
     let (meta, _token) = new_import_meta(None, info);
     let id = meta.id.clone();

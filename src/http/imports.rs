@@ -31,6 +31,9 @@ pub const STAGING_DIR: &str = "staging";
 const UPLOAD_SUFFIX: &str = ".upload";
 /// Per upload in progress: memory is bounded by this, not by the file.
 const WRITE_BUFFER_BYTES: usize = 1 << 20;
+/// Of a refused upload, at most this much more is read (see [`drain`]).
+const DRAIN_MAX_BYTES: usize = 8 << 20;
+const DRAIN_MAX: std::time::Duration = std::time::Duration::from_secs(2);
 
 pub fn router() -> Router<AppState> {
     Router::new().route("/api/imports", post(create))
@@ -58,6 +61,11 @@ async fn create(
         ))
     };
     if declared_length(&headers).is_some_and(|len| len > limit) {
+        // A client waiting for `100 Continue` sends nothing more; any
+        // other is already sending, and gets a moment to be read.
+        if !headers.contains_key(header::EXPECT) {
+            drain(&mut Body::new(TimeoutBody::new(DRAIN_MAX, body)).into_data_stream()).await;
+        }
         return Err(too_large());
     }
     let staging = config.data_dir.join(STAGING_DIR);
@@ -137,6 +145,7 @@ impl Upload {
             })?;
             received += data.len() as u64;
             if received > limit {
+                drain(&mut stream).await;
                 return Err(Error::TooLarge(format!(
                     "the file is over the import limit of {limit} bytes"
                 )));
@@ -146,6 +155,26 @@ impl Upload {
         file.flush().await.map_err(not_stored)?;
         file.get_ref().sync_all().await.map_err(not_stored)?;
         Ok(received)
+    }
+}
+
+/// Reads and drops a little more of a refused body before the error is
+/// sent. hyper closes a connection whose request body was left unread, and
+/// closing with unread bytes makes the kernel reset it: a client still
+/// sending would see "connection reset" instead of the 413 and its message.
+/// Written here because hyper has no such "lingering close" (nginx's term);
+/// bounded in bytes and time, so a refused upload costs little.
+async fn drain<S, E>(stream: &mut S)
+where
+    S: futures_util::Stream<Item = std::result::Result<axum::body::Bytes, E>> + Unpin,
+{
+    let deadline = tokio::time::Instant::now() + DRAIN_MAX;
+    let mut drained = 0;
+    while drained < DRAIN_MAX_BYTES {
+        match tokio::time::timeout_at(deadline, stream.next()).await {
+            Ok(Some(Ok(data))) => drained += data.len(),
+            _ => return,
+        }
     }
 }
 

@@ -212,8 +212,7 @@ fn candidate(inbox: &Path, path: &Path) -> bool {
     path.parent() == Some(inbox)
         && path
             .file_name()
-            .and_then(|n| n.to_str())
-            .is_some_and(is_candidate)
+            .is_some_and(|n| is_candidate(&n.to_string_lossy()))
 }
 
 fn on_event(inbox: &Path, settler: &mut Settler, event: Event) {
@@ -250,7 +249,9 @@ fn on_event(inbox: &Path, settler: &mut Settler, event: Event) {
 
 /// Imports one complete inbox file, moving it into the library.
 async fn take(library: &Arc<Library>, inbox: &Path, path: PathBuf) {
-    let Some(name) = path.file_name().and_then(|n| n.to_str()).map(String::from) else {
+    // A name that is not UTF-8 is kept as readable as it can be; the file
+    // itself is moved by its real path.
+    let Some(name) = path.file_name().map(|n| n.to_string_lossy().into_owned()) else {
         return;
     };
     let bytes = std::fs::metadata(&path).map(|m| m.len()).unwrap_or(0);
