@@ -662,6 +662,11 @@ async fn an_import_interrupted_by_a_crash_completes_after_the_restart() {
         .wait_for(&id, IMPORT_LIMIT, |s| s["segments"].as_u64() >= Some(2))
         .await;
     assert_eq!(before["state"], "processing", "caught half way: {before:#}");
+    let progress = before["progress"].as_f64().unwrap();
+    assert!(
+        progress > 0.0 && progress < 1.0,
+        "progress while processing: {before:#}"
+    );
     let playlist_before = api.text(&format!("/media/{id}/media.m3u8")).await;
     first.kill(); // SIGKILL
 
