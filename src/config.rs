@@ -76,7 +76,8 @@ pub struct Config {
     #[arg(long, env = "SEGCAST_MAX_CHUNKS", default_value_t = DEFAULT_MAX_CHUNKS)]
     pub max_chunks: u64,
 
-    /// Live recordings at once (recording or processing); more get 503.
+    /// Live recordings at once (recording or processing; imports are not
+    /// counted, they queue for --import-jobs); more get 503.
     #[arg(long, env = "SEGCAST_MAX_LIVE_RECORDINGS", default_value_t = DEFAULT_MAX_LIVE_RECORDINGS)]
     pub max_live_recordings: usize,
 
