@@ -133,6 +133,10 @@ async fn oversize_chunks_are_refused_with_413() {
         futures_util::stream::iter((0..4).map(|_| Ok::<_, std::io::Error>(vec![1u8; 400])));
     let resp = server.put_streamed(&id, &token, 3, stream).await;
     assert_error(resp, 413).await;
+    // A client still sending megabytes reads the 413, not a reset.
+    let big =
+        futures_util::stream::iter((0..64).map(|_| Ok::<_, std::io::Error>(vec![2u8; 64 * 1024])));
+    assert_error(server.put_streamed(&id, &token, 3, big).await, 413).await;
     assert_eq!(
         server.put(&id, &token, 3, vec![7; 1000]).await.status(),
         201

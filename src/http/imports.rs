@@ -17,9 +17,11 @@ use axum::Router;
 use futures_util::StreamExt;
 use serde::Deserialize;
 use tokio::io::AsyncWriteExt;
-use tower_http::timeout::{TimeoutBody, TimeoutError};
+use tower_http::timeout::TimeoutBody;
 
-use super::recordings::{body_idle, caused_by, check_publish_key, declared_length, Created};
+use super::recordings::{
+    body_error, body_idle, check_publish_key, declared_length, drain, Created,
+};
 use super::AppState;
 use crate::error::{Error, Result};
 use crate::ingest::import::{import_info, Placement};
@@ -31,9 +33,6 @@ pub const STAGING_DIR: &str = "staging";
 const UPLOAD_SUFFIX: &str = ".upload";
 /// Per upload in progress: memory is bounded by this, not by the file.
 const WRITE_BUFFER_BYTES: usize = 1 << 20;
-/// Of a refused upload, at most this much more is read (see [`drain`]).
-const DRAIN_MAX_BYTES: usize = 8 << 20;
-const DRAIN_MAX: std::time::Duration = std::time::Duration::from_secs(2);
 
 pub fn router() -> Router<AppState> {
     Router::new().route("/api/imports", post(create))
@@ -64,7 +63,8 @@ async fn create(
         // A client waiting for `100 Continue` sends nothing more; any
         // other is already sending, and gets a moment to be read.
         if !headers.contains_key(header::EXPECT) {
-            drain(&mut Body::new(TimeoutBody::new(DRAIN_MAX, body)).into_data_stream()).await;
+            let idle = body_idle(&state);
+            drain(&mut Body::new(TimeoutBody::new(idle, body)).into_data_stream()).await;
         }
         return Err(too_large());
     }
@@ -133,16 +133,7 @@ impl Upload {
         let mut stream = Body::new(TimeoutBody::new(idle, body)).into_data_stream();
         let mut received: u64 = 0;
         while let Some(frame) = stream.next().await {
-            let data = frame.map_err(|e| {
-                if caused_by::<TimeoutError>(&e) {
-                    Error::Timeout(format!(
-                        "the upload stalled for {} s; nothing was stored",
-                        idle.as_secs()
-                    ))
-                } else {
-                    Error::BadRequest(format!("the upload was cut short: {e}"))
-                }
-            })?;
+            let data = frame.map_err(|e| body_error(&e, idle))?;
             received += data.len() as u64;
             if received > limit {
                 drain(&mut stream).await;
@@ -155,26 +146,6 @@ impl Upload {
         file.flush().await.map_err(not_stored)?;
         file.get_ref().sync_all().await.map_err(not_stored)?;
         Ok(received)
-    }
-}
-
-/// Reads and drops a little more of a refused body before the error is
-/// sent. hyper closes a connection whose request body was left unread, and
-/// closing with unread bytes makes the kernel reset it: a client still
-/// sending would see "connection reset" instead of the 413 and its message.
-/// Written here because hyper has no such "lingering close" (nginx's term);
-/// bounded in bytes and time, so a refused upload costs little.
-async fn drain<S, E>(stream: &mut S)
-where
-    S: futures_util::Stream<Item = std::result::Result<axum::body::Bytes, E>> + Unpin,
-{
-    let deadline = tokio::time::Instant::now() + DRAIN_MAX;
-    let mut drained = 0;
-    while drained < DRAIN_MAX_BYTES {
-        match tokio::time::timeout_at(deadline, stream.next()).await {
-            Ok(Some(Ok(data))) => drained += data.len(),
-            _ => return,
-        }
     }
 }
 

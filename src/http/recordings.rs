@@ -7,6 +7,7 @@ use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post, put};
 use axum::{Json, Router};
+use futures_util::StreamExt;
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use std::time::Duration;
@@ -21,6 +22,9 @@ use crate::store::PutOutcome;
 
 /// Largest JSON body accepted by the small JSON endpoints.
 const MAX_JSON_BYTES: usize = 64 * 1024;
+/// Of a refused body, at most this much more is read (see [`drain`]).
+const DRAIN_MAX_BYTES: usize = 8 << 20;
+const DRAIN_MAX: Duration = Duration::from_secs(2);
 
 pub fn router() -> Router<AppState> {
     Router::new()
@@ -201,26 +205,59 @@ async fn read_limited(
     idle: Duration,
 ) -> Result<Bytes> {
     let too_large = || Error::TooLarge(format!("body is over the limit of {limit} bytes"));
-    if declared_length(headers).is_some_and(|len| len > limit) {
-        return Err(too_large());
-    }
     // A body that stalls is cut off, so slow clients cannot hold
     // connections (and their buffers) open indefinitely.
-    let body = Body::new(TimeoutBody::new(idle, body));
-    axum::body::to_bytes(body, usize::try_from(limit).unwrap_or(usize::MAX))
-        .await
-        .map_err(|e| {
-            if caused_by::<http_body_util::LengthLimitError>(&e) {
-                too_large()
-            } else if caused_by::<TimeoutError>(&e) {
-                Error::Timeout(format!(
-                    "the request body stalled for {} s; nothing was stored",
-                    idle.as_secs()
-                ))
-            } else {
-                Error::BadRequest(format!("could not read the request body: {e}"))
-            }
-        })
+    let mut stream = Body::new(TimeoutBody::new(idle, body)).into_data_stream();
+    if declared_length(headers).is_some_and(|len| len > limit) {
+        if !headers.contains_key(header::EXPECT) {
+            drain(&mut stream).await;
+        }
+        return Err(too_large());
+    }
+    let mut received = bytes::BytesMut::new();
+    while let Some(frame) = stream.next().await {
+        let data = frame.map_err(|e| body_error(&e, idle))?;
+        if (received.len() + data.len()) as u64 > limit {
+            drain(&mut stream).await;
+            return Err(too_large());
+        }
+        received.extend_from_slice(&data);
+    }
+    Ok(received.freeze())
+}
+
+/// What a failed body read means for the client: it stalled (408) or was
+/// cut short (400). Nothing of it was kept.
+pub(super) fn body_error(err: &axum::Error, idle: Duration) -> Error {
+    if caused_by::<TimeoutError>(err) {
+        Error::Timeout(format!(
+            "the request body stalled for {} s; nothing was stored",
+            idle.as_secs()
+        ))
+    } else {
+        Error::BadRequest(format!("could not read the request body: {err}"))
+    }
+}
+
+/// Reads and drops a little more of a refused body before the error is
+/// sent. hyper closes a connection whose request body was left unread, and
+/// closing with unread bytes makes the kernel reset it: a client still
+/// sending would see "connection reset" instead of the 413 and its message
+/// (and an upload client would retry it as a network error). Written here
+/// because hyper has no such "lingering close" (nginx's term); bounded in
+/// bytes and time, so a refused body costs little.
+pub(super) async fn drain<S, E>(stream: &mut S)
+where
+    S: futures_util::Stream<Item = std::result::Result<Bytes, E>> + Unpin,
+{
+    let deadline = tokio::time::Instant::now() + DRAIN_MAX;
+    let mut drained = 0;
+    while drained < DRAIN_MAX_BYTES {
+        match tokio::time::timeout_at(deadline, stream.next()).await {
+            Ok(Some(Ok(data))) => drained += data.len(),
+            _ => return,
+        }
+    }
 }
 
 /// The request's Content-Length, when it declares a valid one.
