@@ -37,6 +37,15 @@ fn ffmpeg(out: &Path, args: &[&str]) {
 }
 
 const VIDEO: [&str; 4] = ["-f", "lavfi", "-i", "testsrc2=size=320x240:rate=30"];
+/// VP9 at libvpx's fastest: test files are made in seconds.
+const VP9: [&str; 6] = [
+    "-c:v",
+    "libvpx-vp9",
+    "-deadline",
+    "realtime",
+    "-cpu-used",
+    "8",
+];
 const AUDIO: [&str; 4] = ["-f", "lavfi", "-i", "sine=frequency=440:sample_rate=48000"];
 
 fn media() -> &'static Media {
@@ -63,15 +72,7 @@ fn media() -> &'static Media {
             &at("h264-aac.mp4"),
             &av(&[&h264[..], &["-c:a", "aac"]].concat()),
         );
-        let vp9 = [
-            "-c:v",
-            "libvpx-vp9",
-            "-deadline",
-            "realtime",
-            "-cpu-used",
-            "8",
-        ];
-        let vp9_opus = [&["-t", "3"][..], &vp9[..], &["-c:a", "libopus"]].concat();
+        let vp9_opus = [&["-t", "3"][..], &VP9[..], &["-c:a", "libopus"]].concat();
         ffmpeg(&at("vp9-opus.webm"), &av(&vp9_opus));
         ffmpeg(
             &at("h264-pcm.mov"),
@@ -636,19 +637,11 @@ async fn an_import_interrupted_by_a_crash_completes_after_the_restart() {
     let scratch = tempfile::tempdir().unwrap();
     // Long enough to be caught half way: ~10 s of transcoding here.
     let source = scratch.path().join("long.webm");
-    let vp9 = [
-        "-c:v",
-        "libvpx-vp9",
-        "-deadline",
-        "realtime",
-        "-cpu-used",
-        "8",
-    ];
     common::make_test_media(
         &source,
         "640x360",
         16,
-        &[&vp9[..], &["-c:a", "libopus"]].concat(),
+        &[&VP9[..], &["-c:a", "libopus"]].concat(),
     );
     let data = scratch.path().join("data");
     let (mut first, base) = common::spawn_server_process(&data, &[]);
