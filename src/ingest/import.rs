@@ -115,6 +115,9 @@ pub struct ImportTask {
     /// All media is published, waiting for the poster job: `ready` means
     /// the recording's folder is complete (the CLI moves it right after).
     finished: Option<Timeline>,
+    /// Failed while the poster job runs: the failure is recorded once it
+    /// ended, so unpublishing does not race its file.
+    failing: Option<String>,
 }
 
 /// Starts the task of an imported recording.
@@ -135,6 +138,7 @@ pub fn spawn(
         jobs,
         permit: None,
         finished: None,
+        failing: None,
     };
     tokio::spawn(task.run(cmd_rx, events_rx).instrument(span));
     handle
@@ -287,7 +291,10 @@ impl ImportTask {
             TranscodeEvent::Published(timeline) => self.core.on_published(&timeline),
             TranscodeEvent::Poster(outcome) => {
                 self.core.on_poster(outcome);
-                if let Some(timeline) = self.finished.take() {
+                if let Some(reason) = self.failing.take() {
+                    self.core.unpublish().await;
+                    self.core.fail(reason).await;
+                } else if let Some(timeline) = self.finished.take() {
                     self.core.mark_ready(&timeline).await;
                 }
             }
@@ -342,6 +349,10 @@ impl ImportTask {
             t.kill();
         }
         self.permit = None;
+        if self.core.poster_pending() {
+            self.failing = Some(reason);
+            return;
+        }
         self.core.unpublish().await;
         self.core.fail(reason).await;
     }

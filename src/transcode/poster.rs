@@ -56,10 +56,16 @@ pub fn make_poster(ffmpeg: &Path, hls_dir: &Path) -> Result<(), String> {
         .filter_errors()
         .collect();
     let status = child.wait().map_err(|e| e.to_string())?;
-    if !status.success() {
-        return Err(errors.last().cloned().unwrap_or_else(|| status.to_string()));
+    let made = if status.success() {
+        std::fs::rename(&tmp, hls_dir.join(POSTER_FILE)).map_err(|e| e.to_string())
+    } else {
+        Err(errors.last().cloned().unwrap_or_else(|| status.to_string()))
+    };
+    if made.is_err() {
+        // No half-written JPEG left beside the media.
+        let _ = std::fs::remove_file(&tmp);
     }
-    std::fs::rename(&tmp, hls_dir.join(POSTER_FILE)).map_err(|e| e.to_string())
+    made
 }
 
 #[cfg(test)]
