@@ -37,15 +37,6 @@ fn ffmpeg(out: &Path, args: &[&str]) {
 }
 
 const VIDEO: [&str; 4] = ["-f", "lavfi", "-i", "testsrc2=size=320x240:rate=30"];
-/// VP9 at libvpx's fastest: test files are made in seconds.
-const VP9: [&str; 6] = [
-    "-c:v",
-    "libvpx-vp9",
-    "-deadline",
-    "realtime",
-    "-cpu-used",
-    "8",
-];
 const AUDIO: [&str; 4] = ["-f", "lavfi", "-i", "sine=frequency=440:sample_rate=48000"];
 
 fn media() -> &'static Media {
@@ -72,7 +63,12 @@ fn media() -> &'static Media {
             &at("h264-aac.mp4"),
             &av(&[&h264[..], &["-c:a", "aac"]].concat()),
         );
-        let vp9_opus = [&["-t", "3"][..], &VP9[..], &["-c:a", "libopus"]].concat();
+        let vp9_opus = [
+            &["-t", "3"][..],
+            &common::VP9_FAST[..],
+            &["-c:a", "libopus"],
+        ]
+        .concat();
         ffmpeg(&at("vp9-opus.webm"), &av(&vp9_opus));
         ffmpeg(
             &at("h264-pcm.mov"),
@@ -641,7 +637,7 @@ async fn an_import_interrupted_by_a_crash_completes_after_the_restart() {
         &source,
         "640x360",
         16,
-        &[&VP9[..], &["-c:a", "libopus"]].concat(),
+        &[&common::VP9_FAST[..], &["-c:a", "libopus"]].concat(),
     );
     let data = scratch.path().join("data");
     let (mut first, base) = common::spawn_server_process(&data, &[]);

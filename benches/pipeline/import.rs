@@ -107,19 +107,10 @@ fn make_source(dir: &Path, kind: Kind, secs: u32) -> PathBuf {
         Kind::Transcode => (
             "import.webm",
             &[
-                "-c:v",
-                "libvpx-vp9",
-                "-deadline",
-                "realtime",
-                "-cpu-used",
-                "8",
-                "-row-mt",
-                "1",
-                "-b:v",
-                "4M",
-                "-c:a",
-                "libopus",
-            ],
+                &super::common::VP9_FAST[..],
+                &["-row-mt", "1", "-b:v", "4M", "-c:a", "libopus"],
+            ]
+            .concat(),
         ),
     };
     let path = dir.join(name);

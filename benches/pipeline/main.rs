@@ -313,16 +313,7 @@ async fn run_segcast(source: &Path, config: segcast::Config, realtime: bool) -> 
     // Media end of chunk i: where chunk i + 1 starts.
     let media_end_ms: Vec<u64> = cuts[1..].iter().map(|&(_, ms)| ms).collect();
 
-    let created: serde_json::Value = client
-        .post(format!("{base}/api/recordings"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let id = created["id"].as_str().unwrap().to_string();
-    let token = created["upload_token"].as_str().unwrap().to_string();
+    let (id, token) = common::Api::new(base.clone()).create("bench").await;
     let status_url = format!("{base}/api/recordings/{id}");
 
     // Fine polling for lag, coarse for cost: the poller runs in this

@@ -196,6 +196,16 @@ pub fn content_digest(bytes: &[u8]) -> String {
     )
 }
 
+/// VP9 at libvpx's fastest: test and benchmark sources are made in seconds.
+pub const VP9_FAST: [&str; 6] = [
+    "-c:v",
+    "libvpx-vp9",
+    "-deadline",
+    "realtime",
+    "-cpu-used",
+    "8",
+];
+
 /// Makes `out`: `secs` of ffmpeg's `testsrc2` picture at `size` and 30 fps
 /// with a 440 Hz tone, encoded with `codec_args` (codecs and format).
 pub fn make_test_media(out: &Path, size: &str, secs: u32, codec_args: &[&str]) {
