@@ -8,6 +8,7 @@
 
 pub mod batch;
 pub mod config;
+pub mod edge;
 pub mod error;
 pub mod http;
 pub mod ingest;

@@ -1,6 +1,12 @@
 //! Turns ffmpeg's fMP4 byte stream into published HLS files: the pure
 //! splitter and segmenter decide, this module writes.
 //!
+//! Every fragment is a part (LL-HLS, RFC 8216bis §4.4.4.9): its bytes go to
+//! the recording's [`LiveEdge`] in memory and the live playlist there lists
+//! it at once. A segment, once closed, is also written to disk; parts are
+//! never files of their own (a part of a closed segment is a byte range of
+//! its file), so live low latency costs no extra disk.
+//!
 //! Publication order is what keeps players safe (RFC 8216 §6.2.1: a
 //! playlist must only list segments that can be fetched): init and segment
 //! files are renamed into place first, the media playlist that lists them
@@ -15,14 +21,20 @@
 
 use std::io;
 use std::path::PathBuf;
+use std::sync::Arc;
 
-use crate::media::fmp4::{Piece, SplitError, Splitter};
-use crate::media::hls::{self, INIT_FILE, MEDIA_PLAYLIST_FILE, MULTIVARIANT_FILE};
+use bytes::Bytes;
+
+use crate::edge::LiveEdge;
+use crate::media::fmp4::{Fragment, Piece, SplitError, Splitter};
+use crate::media::hls::{
+    self, PlaylistSettings, INIT_FILE, MEDIA_PLAYLIST_FILE, MULTIVARIANT_FILE,
+};
+use crate::media::timeline::{ClosedSegment, Segment, Segmenter, StreamInfo, Timeline};
+use crate::store::write_atomic;
 
 /// The saved timeline of a rendition, for recovery.
 pub const TIMELINE_FILE: &str = "timeline.json";
-use crate::media::timeline::{ClosedSegment, Segment, Segmenter, StreamInfo, Timeline};
-use crate::store::write_atomic;
 
 #[derive(Debug, thiserror::Error)]
 pub enum PublishError {
@@ -39,6 +51,8 @@ pub enum PublishError {
 pub struct PublishSettings {
     pub dir: PathBuf,
     pub segment_target_ms: u64,
+    /// `PART-TARGET` of the live playlist: the encoder's fragment duration.
+    pub part_target_ms: u64,
     /// BANDWIDTH floor while live (see [`hls::render_multivariant`]).
     pub declared_bits_per_s: u64,
     /// Set when the encoder forces keyframes every this many ms, so
@@ -60,8 +74,15 @@ pub struct HlsPublisher {
     /// Segments below this seq were published by an earlier run: the
     /// re-encoded ones are checked and dropped, not written.
     replay_until: u64,
+    /// Parts of the segments closed so far: the index of the open
+    /// segment's first part.
+    closed_parts: u64,
     /// When the playlists were last written.
     playlists_written: Option<std::time::Instant>,
+    /// Segments were written that no playlist on disk lists yet.
+    unlisted_segments: bool,
+    /// Where live viewers are served from; `None` for the CLI importer.
+    edge: Option<Arc<LiveEdge>>,
 }
 
 impl HlsPublisher {
@@ -76,12 +97,29 @@ impl HlsPublisher {
             settings,
             splitter: Splitter::default(),
             segmenter: None,
+            closed_parts: published.closed_parts(),
             timeline: Timeline {
                 ended: false,
+                open: None,
                 ..published
             },
             replay_until,
             playlists_written: None,
+            unlisted_segments: false,
+            edge: None,
+        }
+    }
+
+    /// Also publishes every part and playlist to `edge`, for live viewers.
+    pub fn with_edge(mut self, edge: Arc<LiveEdge>) -> Self {
+        self.edge = Some(edge);
+        self
+    }
+
+    fn playlist_settings(&self) -> PlaylistSettings {
+        PlaylistSettings {
+            segment_target_ms: self.settings.segment_target_ms,
+            part_target_ms: self.settings.part_target_ms,
         }
     }
 
@@ -98,10 +136,10 @@ impl HlsPublisher {
         &self.timeline
     }
 
-    /// Feeds ffmpeg output; returns true when the playlists changed (a
-    /// segment was published and listed).
+    /// Feeds ffmpeg output; returns true when a new segment was listed.
     pub fn push(&mut self, bytes: &[u8]) -> Result<bool, PublishError> {
-        let mut published = false;
+        let mut segments = false;
+        let mut parts = false;
         for piece in self.splitter.push(bytes)? {
             match piece {
                 Piece::Init(init) => {
@@ -124,14 +162,62 @@ impl HlsPublisher {
                     }
                 }
                 Piece::Fragment(fragment) => {
-                    let segmenter = self.segmenter.as_mut().expect("splitter yields init first");
-                    for closed in segmenter.push(fragment) {
-                        published |= self.publish(closed)?;
-                    }
+                    let (segment, part) = self.push_fragment(fragment)?;
+                    segments |= segment;
+                    parts |= part;
                 }
             }
         }
-        Ok(published)
+        self.unlisted_segments |= segments;
+        // Rendered once per read of ffmpeg's output, after every piece in
+        // it: the first segment at once, then at most every interval.
+        let first = segments && self.timeline.segments.len() <= 1;
+        if !(segments || parts) || !(first || self.playlists_due()) {
+            return Ok(false);
+        }
+        if self.unlisted_segments {
+            self.write_playlists()?;
+            return Ok(true);
+        }
+        self.publish_edge(None);
+        Ok(false)
+    }
+
+    /// One fragment = one part: kept in memory for live viewers, and the
+    /// segments it closes written. Returns (a new segment was written, a
+    /// new part was added).
+    fn push_fragment(&mut self, fragment: Fragment) -> Result<(bool, bool), PublishError> {
+        let bytes = self
+            .edge
+            .is_some()
+            .then(|| Bytes::copy_from_slice(&fragment.bytes));
+        let segmenter = self.segmenter.as_mut().expect("splitter yields init first");
+        let pushed = segmenter.push(fragment);
+        let place = pushed.part;
+        let mut listed = false;
+        let mut closes_own = None;
+        for closed in pushed.closed {
+            if closed.segment.seq < place.seq {
+                listed |= self.publish(closed)?;
+            } else {
+                closes_own = Some(closed);
+            }
+        }
+        // Parts of a replayed segment were published by an earlier run.
+        let new_part = place.seq >= self.replay_until;
+        if let (true, Some(edge), Some(bytes)) = (new_part, &self.edge, bytes) {
+            edge.add_part(self.closed_parts + place.index as u64, place.seq, bytes);
+        }
+        self.timeline.open = self
+            .segmenter
+            .as_ref()
+            .and_then(Segmenter::open_segment)
+            .filter(|open| open.seq >= self.replay_until)
+            .cloned();
+        if let Some(closed) = closes_own {
+            listed |= self.publish(closed)?;
+        }
+        Ok((listed, new_part))
     }
 
     /// End of ffmpeg output: publishes the last segment and the final
@@ -142,12 +228,13 @@ impl HlsPublisher {
             self.publish(last)?;
         }
         self.timeline.ended = true;
+        self.timeline.open = None;
         self.write_playlists()?;
         Ok(self.timeline)
     }
 
-    /// Writes a closed segment and the playlists listing it; returns false
-    /// when the segment was already published by an earlier run.
+    /// Writes a closed segment; returns false when the segment was already
+    /// published by an earlier run.
     fn publish(&mut self, closed: ClosedSegment) -> Result<bool, PublishError> {
         let seq = closed.segment.seq;
         if seq < self.replay_until {
@@ -165,33 +252,53 @@ impl HlsPublisher {
         }
         let path = self.settings.dir.join(Segment::file_name(seq));
         write_atomic(&path, &closed.bytes, false)?;
-        self.timeline.segments.push(closed.segment);
-        let interval = std::time::Duration::from_millis(self.settings.playlist_interval_ms);
-        let due = self.timeline.segments.len() <= 1
-            || self
-                .playlists_written
-                .is_none_or(|at| at.elapsed() >= interval);
-        if due {
-            self.write_playlists()?;
+        if let Some(edge) = &self.edge {
+            edge.close_segment(seq, Bytes::from(closed.bytes), &closed.segment.parts);
         }
-        Ok(due)
+        self.closed_parts += closed.segment.parts.len() as u64;
+        self.timeline.segments.push(closed.segment);
+        Ok(true)
     }
 
+    /// Playlists are rewritten at most every `playlist_interval_ms`.
+    fn playlists_due(&self) -> bool {
+        let interval = std::time::Duration::from_millis(self.settings.playlist_interval_ms);
+        self.playlists_written
+            .is_none_or(|at| at.elapsed() >= interval)
+    }
+
+    /// Writes the saved timeline and the playlists to disk, then the edge.
+    /// The file keeps the playlist as of the last closed segment (what a
+    /// restart or a plain file server can vouch for); live viewers get the
+    /// edge's, which also lists the parts.
     fn write_playlists(&mut self) -> Result<(), PublishError> {
-        self.playlists_written = Some(std::time::Instant::now());
+        self.unlisted_segments = false;
         let dir = &self.settings.dir;
         let timeline = serde_json::to_vec(&self.timeline).map_err(io::Error::other)?;
         write_atomic(&dir.join(TIMELINE_FILE), &timeline, false)?;
-        let media = hls::render_media_playlist(&self.timeline, self.settings.segment_target_ms);
+        let on_disk = Timeline {
+            open: None,
+            ..self.timeline.clone()
+        };
+        let media = hls::render_media_playlist(&on_disk, &self.playlist_settings());
         write_atomic(&dir.join(MEDIA_PLAYLIST_FILE), media.as_bytes(), false)?;
         // The multivariant playlist changes only when the codecs become
         // known (init), with the first measured segment, and at the end.
+        let mut multivariant = None;
         if self.timeline.segments.len() <= 1 || self.timeline.ended {
-            let multivariant =
-                hls::render_multivariant(&self.timeline, self.settings.declared_bits_per_s);
-            write_atomic(&dir.join(MULTIVARIANT_FILE), multivariant.as_bytes(), false)?;
+            let text = hls::render_multivariant(&self.timeline, self.settings.declared_bits_per_s);
+            write_atomic(&dir.join(MULTIVARIANT_FILE), text.as_bytes(), false)?;
+            multivariant = Some(text);
         }
+        self.publish_edge(multivariant);
         Ok(())
+    }
+
+    fn publish_edge(&mut self, multivariant: Option<String>) {
+        self.playlists_written = Some(std::time::Instant::now());
+        if let Some(edge) = &self.edge {
+            edge.publish(&self.timeline, &self.playlist_settings(), multivariant);
+        }
     }
 }
 
@@ -207,6 +314,7 @@ mod tests {
         let mut publisher = HlsPublisher::new(PublishSettings {
             dir: tmp.path().to_path_buf(),
             segment_target_ms: 1000,
+            part_target_ms: 500,
             declared_bits_per_s: 1,
             keyframe_grid_ms: None,
             playlist_interval_ms: 0,
@@ -245,6 +353,7 @@ mod tests {
         PublishSettings {
             dir: dir.to_path_buf(),
             segment_target_ms: 1000,
+            part_target_ms: 500,
             declared_bits_per_s: 1,
             keyframe_grid_ms: None,
             playlist_interval_ms: 0,
@@ -262,8 +371,16 @@ mod tests {
             1,
             "one segment published before the 'crash'"
         );
-        let playlist_before =
-            std::fs::read_to_string(tmp.path().join(MEDIA_PLAYLIST_FILE)).unwrap();
+        let listed = |dir: &std::path::Path| {
+            let text = std::fs::read(dir.join(MEDIA_PLAYLIST_FILE)).unwrap();
+            let playlist = m3u8_rs::parse_media_playlist_res(&text).unwrap();
+            playlist
+                .segments
+                .into_iter()
+                .map(|s| (s.uri, s.duration.to_string()))
+                .collect::<Vec<_>>()
+        };
+        let listed_before = listed(tmp.path());
         // Proof of skipping: a replayed segment's file is never written again.
         std::fs::remove_file(tmp.path().join(Segment::file_name(0))).unwrap();
 
@@ -271,10 +388,9 @@ mod tests {
         let mut announced = 0;
         for chunk in FIXTURE.chunks(7000) {
             announced += usize::from(resumed.push(chunk).unwrap());
-            let playlist = std::fs::read_to_string(tmp.path().join(MEDIA_PLAYLIST_FILE)).unwrap();
             assert!(
-                playlist.starts_with(playlist_before.trim_end()),
-                "the playlist never loses a segment"
+                listed(tmp.path()).starts_with(&listed_before),
+                "the playlist never loses or changes a segment"
             );
         }
         let timeline = resumed.finish().unwrap();
@@ -293,6 +409,52 @@ mod tests {
         assert_eq!(
             timeline, from_scratch,
             "same segments as one uninterrupted run"
+        );
+    }
+
+    #[test]
+    fn every_fragment_is_listed_as_a_part_before_its_segment_closes() {
+        let tmp = tempfile::tempdir().unwrap();
+        let edge = Arc::new(LiveEdge::default());
+        let mut publisher = HlsPublisher::new(settings(tmp.path())).with_edge(edge.clone());
+        let mut most_open_parts = 0;
+        for chunk in FIXTURE.chunks(3000) {
+            publisher.push(chunk).unwrap();
+            let view = edge.view();
+            let Some(media) = &view.media else { continue };
+            let text = std::str::from_utf8(&media.bytes).unwrap();
+            // Every part the live playlist names can be fetched right now.
+            for uri in text.split("URI=\"part-").skip(1) {
+                let index: u64 = uri[..6].parse().unwrap();
+                let listed_as_hint =
+                    text.contains(&format!("PRELOAD-HINT:TYPE=PART,URI=\"part-{}", &uri[..6]));
+                assert!(
+                    listed_as_hint || edge.part(index).is_some(),
+                    "part {index}\n{text}"
+                );
+            }
+            most_open_parts = most_open_parts.max(view.position.open_parts);
+        }
+        assert!(
+            most_open_parts >= 1,
+            "parts were listed before a segment closed"
+        );
+        let timeline = publisher.finish().unwrap();
+        let mut index = 0;
+        for segment in &timeline.segments {
+            let file = std::fs::read(tmp.path().join(Segment::file_name(segment.seq))).unwrap();
+            let parts: Vec<u8> = (index..index + segment.parts.len() as u64)
+                .flat_map(|i| edge.part(i).unwrap().to_vec())
+                .collect();
+            assert_eq!(parts, file, "segment {} is its parts", segment.seq);
+            assert_eq!(edge.segment(segment.seq).unwrap(), file);
+            index += segment.parts.len() as u64;
+        }
+        assert!(edge.view().position.ended);
+        let text = edge.view().media.clone().unwrap().bytes;
+        assert!(
+            !std::str::from_utf8(&text).unwrap().contains("PART"),
+            "finished: no parts"
         );
     }
 
@@ -330,6 +492,7 @@ mod tests {
         let mut publisher = HlsPublisher::new(PublishSettings {
             dir: tmp.path().to_path_buf(),
             segment_target_ms: 1000,
+            part_target_ms: 500,
             declared_bits_per_s: 1,
             keyframe_grid_ms: None,
             playlist_interval_ms: 0,

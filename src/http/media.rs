@@ -6,30 +6,46 @@
 //! Content types follow RFC 8216 §4 (`application/vnd.apple.mpegurl`) and
 //! RFC 8216 §3.3 / ISO/IEC 23000-19 (`video/mp4`, `video/iso.segment`);
 //! byte ranges (RFC 9110 §14) come from tower-http's `ServeFile`.
+//!
+//! What live viewers fetch (playlists, parts, the newest segments) comes
+//! from the recording's edge in memory ([`super::live`]); the rest from
+//! disk, whole files in one trip to the blocking pool with `ETag` and
+//! `Last-Modified` (RFC 9110 §8.8), ranges through `ServeFile`.
+
+use std::path::PathBuf;
+use std::time::SystemTime;
 
 use axum::body::Body;
-use axum::extract::{Path, Request, State};
-use axum::http::{header, HeaderValue, Method, StatusCode};
+use axum::extract::{Path, Query, Request, State};
+use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::Router;
+use bytes::Bytes;
 use futures_util::StreamExt;
 use tower::ServiceExt;
 use tower_http::cors::{Any, CorsLayer};
 use tower_http::services::ServeFile;
 
+use super::live::{self, BlockingQuery};
 use super::AppState;
 use crate::error::{Error, Result};
+use crate::ingest::library::Recording;
 use crate::media::hls::{INIT_FILE, MEDIA_PLAYLIST_FILE, MULTIVARIANT_FILE};
-use crate::media::timeline::Segment;
+use crate::media::timeline::{Part, Segment, Timeline};
+use crate::publish::TIMELINE_FILE;
 use crate::transcode::poster::POSTER_FILE;
+
+/// Files up to this size are read whole in one blocking-pool trip; larger
+/// ones (an imported original) stream through `ServeFile`.
+const READ_WHOLE_MAX_BYTES: u64 = 16 << 20;
 
 pub fn router() -> Router<AppState> {
     let cors = CorsLayer::new()
         .allow_origin(Any)
         .allow_methods([Method::GET, Method::HEAD])
-        .allow_headers([header::RANGE])
-        .expose_headers([header::CONTENT_LENGTH, header::CONTENT_RANGE]);
+        .allow_headers([header::RANGE, header::IF_NONE_MATCH])
+        .expose_headers([header::CONTENT_LENGTH, header::CONTENT_RANGE, header::ETAG]);
     Router::new()
         .route("/media/{id}/{file}", get(serve))
         .layer(cors)
@@ -41,6 +57,8 @@ enum MediaFile {
     MediaPlaylist,
     Init,
     Segment(u64),
+    /// A part, by its index over the whole recording.
+    Part(u64),
     Poster,
     Original,
 }
@@ -72,13 +90,20 @@ impl MediaFile {
             POSTER_FILE => Some(Self::Poster),
             "original" => Some(Self::Original),
             _ => {
-                let digits = name.strip_prefix("seg-")?.strip_suffix(".m4s")?;
-                let seq = digits
-                    .parse()
-                    .ok()
-                    .filter(|_| digits.bytes().all(|b| b.is_ascii_digit()))?;
-                // Only the canonical spelling, so each segment has one URL.
-                (Segment::file_name(seq) == name).then_some(Self::Segment(seq))
+                // Only the canonical spellings, so each file has one URL.
+                let number = |prefix: &str| {
+                    let digits = name.strip_prefix(prefix)?.strip_suffix(".m4s")?;
+                    digits
+                        .parse::<u64>()
+                        .ok()
+                        .filter(|_| digits.bytes().all(|b| b.is_ascii_digit()))
+                };
+                if let Some(seq) = number("seg-") {
+                    (Segment::file_name(seq) == name).then_some(Self::Segment(seq))
+                } else {
+                    let index = number("part-")?;
+                    (Part::file_name(index) == name).then_some(Self::Part(index))
+                }
             }
         }
     }
@@ -87,7 +112,7 @@ impl MediaFile {
         match self {
             Self::Multivariant | Self::MediaPlaylist => "application/vnd.apple.mpegurl",
             Self::Init => "video/mp4",
-            Self::Segment(_) => "video/iso.segment",
+            Self::Segment(_) | Self::Part(_) => "video/iso.segment",
             Self::Poster => "image/jpeg",
             Self::Original => "application/octet-stream",
         }
@@ -95,7 +120,7 @@ impl MediaFile {
 
     fn cache(self) -> CachePolicy {
         match self {
-            Self::Init | Self::Segment(_) => CachePolicy::Immutable,
+            Self::Init | Self::Segment(_) | Self::Part(_) => CachePolicy::Immutable,
             _ => CachePolicy::Revalidate,
         }
     }
@@ -106,6 +131,7 @@ impl MediaFile {
             Self::MediaPlaylist => MEDIA_PLAYLIST_FILE.into(),
             Self::Init => INIT_FILE.into(),
             Self::Segment(seq) => Segment::file_name(seq),
+            Self::Part(index) => Part::file_name(index),
             Self::Poster => POSTER_FILE.into(),
             Self::Original => "original".into(),
         }
@@ -115,55 +141,187 @@ impl MediaFile {
 async fn serve(
     State(state): State<AppState>,
     Path((id, name)): Path<(String, String)>,
+    Query(blocking): Query<BlockingQuery>,
     request: Request,
 ) -> Result<Response> {
     let recording = state.library.get(&id)?;
     let file = MediaFile::parse(&name)
         .ok_or_else(|| Error::NotFound(format!("no media file '{name}'")))?;
-    if file == MediaFile::Original && recording.import().is_none() {
-        return original(&state, &id, recording.mime()).await;
-    }
-    if file == MediaFile::MediaPlaylist {
-        // The hot path of live viewing: from memory, no file system trip.
-        if let Some(playlist) = recording.media_playlist() {
-            return Ok((
-                [
-                    (
-                        header::CONTENT_TYPE,
-                        HeaderValue::from_static(file.content_type()),
-                    ),
-                    (header::CACHE_CONTROL, file.cache().header()),
-                ],
-                playlist,
-            )
-                .into_response());
+    let edge = recording.edge();
+    let from_memory = match file {
+        MediaFile::MediaPlaylist => {
+            live::media_playlist(edge, blocking.parse()?, request.headers()).await?
         }
+        MediaFile::Multivariant => live::multivariant(edge, request.headers()).await?,
+        MediaFile::Part(index) => match live::part(edge, index).await? {
+            Some(bytes) => Some(media_bytes(file, bytes)),
+            None => return part_from_disk(&state, &id, index).await,
+        },
+        // A segment is in memory only once closed (and only the newest).
+        MediaFile::Segment(seq) if !request.headers().contains_key(header::RANGE) => {
+            edge.segment(seq).map(|bytes| media_bytes(file, bytes))
+        }
+        MediaFile::Original if recording.import().is_none() => {
+            return original(&state, &id, recording.mime()).await;
+        }
+        _ => None,
+    };
+    match from_memory {
+        Some(response) => Ok(response),
+        None => from_disk(&state, &recording, &id, file, request).await,
     }
+}
+
+fn media_bytes(file: MediaFile, bytes: Bytes) -> Response {
+    (
+        [
+            (
+                header::CONTENT_TYPE,
+                HeaderValue::from_static(file.content_type()),
+            ),
+            (header::CACHE_CONTROL, file.cache().header()),
+        ],
+        bytes,
+    )
+        .into_response()
+}
+
+/// A part that left memory: the byte range of its segment file that the
+/// saved timeline names (parts are never files of their own).
+async fn part_from_disk(state: &AppState, id: &str, index: u64) -> Result<Response> {
+    let dir = state.library.store().hls_dir(id);
+    let read = tokio::task::spawn_blocking(move || -> std::io::Result<Option<Vec<u8>>> {
+        use std::os::unix::fs::FileExt;
+        let timeline: Timeline = match std::fs::read(dir.join(TIMELINE_FILE)) {
+            Ok(bytes) => serde_json::from_slice(&bytes).map_err(std::io::Error::other)?,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(e),
+        };
+        let Some((seq, offset, len)) = timeline.locate_part(index) else {
+            return Ok(None);
+        };
+        let file = std::fs::File::open(dir.join(Segment::file_name(seq)))?;
+        let mut bytes = vec![0; len as usize];
+        file.read_exact_at(&mut bytes, offset)?;
+        Ok(Some(bytes))
+    })
+    .await
+    .map_err(|e| Error::internal("reading a part", e))?
+    .map_err(|e| Error::internal("reading a part", e))?;
+    let bytes = read.ok_or_else(|| Error::NotFound(format!("part {index} is not published")))?;
+    Ok(media_bytes(MediaFile::Part(index), Bytes::from(bytes)))
+}
+
+async fn from_disk(
+    state: &AppState,
+    recording: &Recording,
+    id: &str,
+    file: MediaFile,
+    request: Request,
+) -> Result<Response> {
     let (path, mime) = match file {
         // An import's original is one file: served with ranges, like media.
         MediaFile::Original => (
-            state.library.store().original_path(&id),
+            state.library.store().original_path(id),
             recording
                 .mime()
                 .parse()
                 .unwrap_or(mime::APPLICATION_OCTET_STREAM),
         ),
         _ => (
-            state.library.store().hls_dir(&id).join(file.file_name()),
+            state.library.store().hls_dir(id).join(file.file_name()),
             file.content_type().parse().expect("static media type"),
         ),
     };
+    if !request.headers().contains_key(header::RANGE) {
+        if let Some(response) = whole_file(path.clone(), file, &mime, request.headers()).await? {
+            return Ok(response);
+        }
+    }
     let mut response = ServeFile::new_with_mime(&path, &mime)
         .oneshot(request)
         .await
         .map_err(|e| Error::internal("serving a media file", e))?;
     if response.status() == StatusCode::NOT_FOUND {
-        return Err(Error::NotFound(format!("'{name}' is not published (yet)")));
+        return Err(Error::NotFound(format!(
+            "'{}' is not published (yet)",
+            file.file_name()
+        )));
     }
     response
         .headers_mut()
         .insert(header::CACHE_CONTROL, file.cache().header());
     Ok(response.map(Body::new))
+}
+
+/// A whole file read in one blocking-pool trip (open, stat, read), with
+/// validators; `304` when the client's `If-None-Match` still matches.
+/// `None` for a file too large to read at once.
+async fn whole_file(
+    path: PathBuf,
+    file: MediaFile,
+    mime: &mime::Mime,
+    headers: &HeaderMap,
+) -> Result<Option<Response>> {
+    let read =
+        tokio::task::spawn_blocking(move || -> std::io::Result<Option<(Vec<u8>, SystemTime)>> {
+            use std::io::Read;
+            let mut handle = std::fs::File::open(&path)?;
+            let meta = handle.metadata()?;
+            if meta.len() > READ_WHOLE_MAX_BYTES {
+                return Ok(None);
+            }
+            let mut bytes = Vec::with_capacity(meta.len() as usize);
+            handle.read_to_end(&mut bytes)?;
+            Ok(Some((bytes, meta.modified()?)))
+        })
+        .await
+        .map_err(|e| Error::internal("reading a media file", e))?;
+    let (bytes, modified) = match read {
+        Ok(Some(read)) => read,
+        Ok(None) => return Ok(None),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            return Err(Error::NotFound(format!(
+                "'{}' is not published (yet)",
+                file.file_name()
+            )))
+        }
+        Err(e) => return Err(Error::internal("reading a media file", e)),
+    };
+    let etag = file_etag(bytes.len() as u64, modified);
+    let validators = [
+        (header::ETAG, HeaderValue::from_str(&etag).expect("hex")),
+        (
+            header::LAST_MODIFIED,
+            HeaderValue::from_str(&httpdate::fmt_http_date(modified)).expect("http date"),
+        ),
+        (header::CACHE_CONTROL, file.cache().header()),
+    ];
+    let unchanged = headers
+        .get(header::IF_NONE_MATCH)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.split(',').any(|tag| tag.trim() == etag));
+    if unchanged {
+        return Ok(Some((StatusCode::NOT_MODIFIED, validators).into_response()));
+    }
+    let content_type = HeaderValue::from_str(mime.as_ref()).expect("a valid media type");
+    Ok(Some(
+        (
+            validators,
+            [(header::CONTENT_TYPE, content_type)],
+            Bytes::from(bytes),
+        )
+            .into_response(),
+    ))
+}
+
+/// Size and modification time, as nginx and tower-http do: files are
+/// replaced by rename, never rewritten in place, so a change shows in both.
+fn file_etag(len: u64, modified: SystemTime) -> String {
+    let nanos = modified
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos());
+    format!("\"{len:x}-{nanos:x}\"")
 }
 
 /// The upload as received: the contiguous chunks, concatenated, streamed
@@ -206,7 +364,13 @@ mod tests {
             MediaFile::parse("seg-123456.m4s"),
             Some(MediaFile::Segment(123_456))
         );
+        assert_eq!(
+            MediaFile::parse("part-000042.m4s"),
+            Some(MediaFile::Part(42))
+        );
         for bad in [
+            "part-42.m4s",
+            "part-0000042.m4s",
             "seg-42.m4s",
             "seg-+0042.m4s",
             "seg-0004a.m4s",

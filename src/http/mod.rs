@@ -3,6 +3,7 @@
 
 pub mod digest;
 pub mod imports;
+mod live;
 mod media;
 mod pages;
 pub mod recordings;

@@ -269,6 +269,7 @@ impl ImportTask {
         let publish = PublishSettings {
             dir: self.core.store.hls_dir(self.core.id()),
             segment_target_ms: settings.segment_target_ms,
+            part_target_ms: settings.fragment_ms,
             declared_bits_per_s: declared_bits_per_s(&settings),
             // Encoded video has keyframes on the grid; copied video has
             // them where the source has, and segments follow those.
@@ -280,7 +281,7 @@ impl ImportTask {
         Transcoder::spawn(
             &self.core.config.ffmpeg,
             &import_args(&input, plan, &settings),
-            HlsPublisher::resume(publish, published),
+            HlsPublisher::resume(publish, published).with_edge(self.core.edge.clone()),
             self.core.events_tx.clone(),
             tracing::Span::current(),
         )

@@ -13,6 +13,7 @@ use subtle::ConstantTimeEq;
 use tokio::sync::{mpsc, oneshot, watch, Semaphore};
 
 use crate::config::Config;
+use crate::edge::LiveEdge;
 use crate::error::{Error, Result};
 use crate::store::{
     is_valid_id, ImportInfo, ImportOrigin, PutOutcome, RecordingMeta, State, Store,
@@ -38,7 +39,7 @@ pub struct Recording {
     token_sha256: [u8; 32],
     cmds: mpsc::Sender<Command>,
     status: watch::Receiver<RecordingStatus>,
-    playlist: watch::Receiver<Option<Bytes>>,
+    edge: Arc<LiveEdge>,
 }
 
 impl Recording {
@@ -56,9 +57,9 @@ impl Recording {
         self.status.borrow().clone()
     }
 
-    /// The media playlist as last published, when the task holds it.
-    pub fn media_playlist(&self) -> Option<Bytes> {
-        self.playlist.borrow().clone()
+    /// Playlists, parts and newest segments in memory (live recordings).
+    pub fn edge(&self) -> &Arc<LiveEdge> {
+        &self.edge
     }
 
     /// A watch on the status, for whoever waits for a state change.
@@ -155,7 +156,7 @@ impl Library {
             token_sha256,
             cmds: handle.cmds,
             status: handle.status,
-            playlist: handle.playlist,
+            edge: handle.edge,
         };
         recordings.insert(id, recording.clone());
         recording

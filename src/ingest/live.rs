@@ -148,6 +148,7 @@ impl LiveTask {
             .map_err(std::io::Error::other)?;
         self.timeline = saved.unwrap_or_default();
         self.core.on_published(&self.timeline);
+        self.core.resume_edge(&self.timeline);
         if self.chunks.received() > 0 {
             let contiguous = self.chunks.contiguous();
             tracing::info!(
@@ -246,13 +247,15 @@ impl LiveTask {
         let publish = PublishSettings {
             dir: self.core.store.hls_dir(self.core.id()),
             segment_target_ms: settings.segment_target_ms,
+            part_target_ms: settings.fragment_ms,
             declared_bits_per_s: declared_bits_per_s(&settings),
             // live_args forces keyframes on the segment grid.
             keyframe_grid_ms: Some(settings.segment_target_ms),
             // A segment every couple of seconds: list each at once.
             playlist_interval_ms: 0,
         };
-        let publisher = HlsPublisher::resume(publish, self.timeline.clone());
+        let publisher =
+            HlsPublisher::resume(publish, self.timeline.clone()).with_edge(self.core.edge.clone());
         Transcoder::spawn(
             &self.core.config.ffmpeg,
             &live_args(&settings),

@@ -5,14 +5,15 @@
 
 use std::sync::Arc;
 
-use bytes::Bytes;
 use tokio::sync::{mpsc, watch};
 
 use crate::config::Config;
+use crate::edge::LiveEdge;
 use crate::error::{Error, Result};
-use crate::media::hls::render_media_playlist;
+use crate::media::hls::{render_multivariant, PlaylistSettings};
 use crate::media::timeline::Timeline;
 use crate::store::{RecordingMeta, State, Store};
+use crate::transcode::args::{declared_bits_per_s, EncodeSettings};
 use crate::transcode::poster::{make_poster, POSTER_FILE};
 use crate::transcode::sidecar::TranscodeEvent;
 
@@ -24,10 +25,9 @@ use super::status::RecordingStatus;
 pub struct TaskHandle {
     pub cmds: mpsc::Sender<Command>,
     pub status: watch::Receiver<RecordingStatus>,
-    /// The media playlist as last published, kept in memory so viewers
-    /// polling a live recording never wait on the disk (`None` until the
-    /// task published something; the file on disk is served then).
-    pub playlist: watch::Receiver<Option<Bytes>>,
+    /// Playlists, parts and newest segments in memory, so live viewers
+    /// never wait on the disk, and blocking reloads wait on it.
+    pub edge: Arc<LiveEdge>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -49,7 +49,7 @@ pub struct TaskCore {
     pub progress: Option<f64>,
     poster: Poster,
     status: watch::Sender<RecordingStatus>,
-    playlist: watch::Sender<Option<Bytes>>,
+    pub edge: Arc<LiveEdge>,
 }
 
 impl TaskCore {
@@ -72,7 +72,7 @@ impl TaskCore {
             RecordingStatus::new(&meta, chunks, meta.duration_ms, meta.segments, has_poster)
                 .with_progress(progress);
         let (status, status_rx) = watch::channel(initial);
-        let (playlist, playlist_rx) = watch::channel(None);
+        let edge = Arc::new(LiveEdge::default());
         let core = Self {
             duration_ms: meta.duration_ms,
             segments: meta.segments,
@@ -87,12 +87,12 @@ impl TaskCore {
                 Poster::Missing
             },
             status,
-            playlist,
+            edge: edge.clone(),
         };
         let handle = TaskHandle {
             cmds,
             status: status_rx,
-            playlist: playlist_rx,
+            edge,
         };
         (core, handle, events_rx)
     }
@@ -110,18 +110,28 @@ impl TaskCore {
     }
 
     /// Media published so far; starts the poster once there is video.
+    /// (The publisher itself keeps the edge's playlists up to date.)
     pub fn on_published(&mut self, timeline: &Timeline) {
         self.duration_ms = timeline.duration_ms();
         self.segments = timeline.segments.len() as u64;
-        // The same function and inputs as the publisher's file: the same
-        // bytes. A timeline without an init segment has no playlist yet.
-        if timeline.info.timescale > 0 {
-            let text = render_media_playlist(timeline, self.config.segment_target_ms);
-            self.playlist.send_replace(Some(Bytes::from(text)));
-        }
         if self.poster == Poster::Missing && timeline.info.has_video {
             self.start_poster();
         }
+    }
+
+    /// Puts a saved timeline's live playlists on the edge, while no
+    /// publisher runs: before the first chunk (so the playlist URL answers
+    /// at once), and when a restarted server resumes a recording.
+    pub fn resume_edge(&self, timeline: &Timeline) {
+        let settings = PlaylistSettings {
+            segment_target_ms: self.config.segment_target_ms,
+            part_target_ms: self.config.fragment_ms,
+        };
+        let multivariant = (timeline.info.timescale > 0).then(|| {
+            let encode = EncodeSettings::from(&*self.config);
+            render_multivariant(timeline, declared_bits_per_s(&encode))
+        });
+        self.edge.publish(timeline, &settings, multivariant);
     }
 
     /// A poster frame is being made (its job writes into the hls folder).
@@ -169,7 +179,7 @@ impl TaskCore {
         if let Ok(Err(e)) | Err(e) = removed.map_err(std::io::Error::other) {
             tracing::error!(error = %e, "cannot remove the half-published media");
         }
-        self.playlist.send_replace(None);
+        self.edge.clear();
         self.duration_ms = 0;
         self.segments = 0;
         self.poster = Poster::Missing;

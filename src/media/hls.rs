@@ -3,6 +3,16 @@
 //! - Media playlist (§4.3.3): `EXT-X-VERSION:7` because fMP4 segments need
 //!   `EXT-X-MAP` (§4.3.2.5, §7); `EXT-X-PLAYLIST-TYPE:EVENT` while recording
 //!   (§4.3.3.5: segments are only appended) and `EXT-X-ENDLIST` once ended.
+//! - Low-Latency HLS while live (draft-pantos-hls-rfc8216bis §4.4.3.7-8,
+//!   §4.4.4.9, §4.4.5.3; the "RFC 8216bis" of Apple's LL-HLS):
+//!   `EXT-X-SERVER-CONTROL` (blocking reload, `PART-HOLD-BACK`),
+//!   `EXT-X-PART-INF`, `EXT-X-PART` for the segments of the last three
+//!   target durations and for the open segment, and one
+//!   `EXT-X-PRELOAD-HINT` for the next part. m3u8-rs (6.x) has none of
+//!   these tags: parts of closed segments ride on its per-segment
+//!   `unknown_tags` (written before `EXTINF`, where they belong), and the
+//!   header lines and the open segment's parts are added to its text here.
+//!   A finished playlist has no LL tags: there is no live edge to be near.
 //! - Multivariant playlist (§4.3.4.2): one variant with `CODECS`,
 //!   `RESOLUTION` and a measured `BANDWIDTH`, so players can pick decoders
 //!   before fetching any media.
@@ -12,7 +22,7 @@ use m3u8_rs::{
     WRITE_OPT_FLOAT_PRECISION,
 };
 
-use super::timeline::{Segment, Timeline};
+use super::timeline::{Part, Segment, Timeline};
 
 /// File names of the HLS rendition, relative to each other.
 pub const MULTIVARIANT_FILE: &str = "index.m3u8";
@@ -38,24 +48,58 @@ pub fn target_duration_s(timeline: &Timeline, configured_target_ms: u64) -> u64 
     longest.max(configured_target_ms.div_ceil(1000)).max(1)
 }
 
-pub fn render_media_playlist(timeline: &Timeline, configured_target_ms: u64) -> String {
+/// How a media playlist is rendered.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PlaylistSettings {
+    pub segment_target_ms: u64,
+    /// The part duration the encoder aims at (its fragment duration).
+    pub part_target_ms: u64,
+}
+
+/// Parts are listed for segments ending within this many target durations
+/// of the live edge (RFC 8216bis §4.4.4.9: at least three; MediaMTX and
+/// Apple's reference tools use the same window).
+const PART_WINDOW_TARGETS: u64 = 3;
+
+/// `PART-TARGET` in milliseconds: the configured part duration, or the
+/// longest part published if one came out longer (every part must fit).
+/// Rounded up: a part of 200.4 ms needs a target of 201.
+pub fn part_target_ms(timeline: &Timeline, configured_part_ms: u64) -> u64 {
+    let timescale = u64::from(timeline.info.timescale.max(1));
+    let longest_ms = (timeline.longest_part_ticks() * 1000).div_ceil(timescale);
+    longest_ms.max(configured_part_ms).max(1)
+}
+
+pub fn render_media_playlist(timeline: &Timeline, settings: &PlaylistSettings) -> String {
     let timescale = f64::from(timeline.info.timescale.max(1));
+    let target_s = target_duration_s(timeline, settings.segment_target_ms);
+    let live = !timeline.ended;
+    let window = live.then(|| PartWindow::new(timeline, target_s));
+    let mut part_index = 0;
     let segments = timeline
         .segments
         .iter()
-        .map(|s| MediaSegment {
-            uri: Segment::file_name(s.seq),
-            duration: (s.dur_ticks as f64 / timescale) as f32,
-            map: (s.seq == timeline.segments[0].seq).then(|| m3u8_rs::Map {
-                uri: INIT_FILE.into(),
+        .map(|s| {
+            let first_part = part_index;
+            part_index += s.parts.len() as u64;
+            MediaSegment {
+                uri: Segment::file_name(s.seq),
+                duration: (s.dur_ticks as f64 / timescale) as f32,
+                map: (s.seq == timeline.segments[0].seq).then(|| m3u8_rs::Map {
+                    uri: INIT_FILE.into(),
+                    ..Default::default()
+                }),
+                unknown_tags: match &window {
+                    Some(w) if w.lists(s) => part_tags(timeline, s, first_part),
+                    _ => Vec::new(),
+                },
                 ..Default::default()
-            }),
-            ..Default::default()
+            }
         })
         .collect();
     let playlist = MediaPlaylist {
         version: Some(HLS_VERSION),
-        target_duration: target_duration_s(timeline, configured_target_ms),
+        target_duration: target_s,
         media_sequence: timeline.segments.first().map_or(0, |s| s.seq),
         segments,
         end_list: timeline.ended,
@@ -66,7 +110,115 @@ pub fn render_media_playlist(timeline: &Timeline, configured_target_ms: u64) -> 
     // m3u8-rs only offers a process-wide precision; every writer here wants
     // the same value, so setting it on each render is race-free in effect.
     WRITE_OPT_FLOAT_PRECISION.store(EXTINF_DECIMALS, std::sync::atomic::Ordering::Relaxed);
-    write_text(|w| playlist.write_to(w))
+    let text = write_text(|w| playlist.write_to(w));
+    if !live {
+        return text;
+    }
+    add_low_latency_lines(text, timeline, settings, part_index)
+}
+
+/// Which closed segments get their parts listed: those ending within
+/// [`PART_WINDOW_TARGETS`] target durations of the live edge.
+struct PartWindow {
+    from_ticks: u64,
+}
+
+impl PartWindow {
+    fn new(timeline: &Timeline, target_s: u64) -> Self {
+        let edge_ticks = timeline
+            .open
+            .as_ref()
+            .or(timeline.segments.last())
+            .map_or(0, Segment::end_ticks);
+        let span = PART_WINDOW_TARGETS * target_s * u64::from(timeline.info.timescale.max(1));
+        Self {
+            from_ticks: edge_ticks.saturating_sub(span),
+        }
+    }
+
+    fn lists(&self, segment: &Segment) -> bool {
+        segment.end_ticks() > self.from_ticks
+    }
+}
+
+/// `#EXT-X-PART` tags of a segment whose first part has index `first`.
+fn part_tags(timeline: &Timeline, segment: &Segment, first: u64) -> Vec<m3u8_rs::ExtTag> {
+    let timescale = u64::from(timeline.info.timescale.max(1));
+    segment
+        .parts
+        .iter()
+        .zip(first..)
+        .map(|(part, index)| m3u8_rs::ExtTag {
+            tag: "X-PART".into(),
+            rest: Some(part_attributes(part, index, timescale)),
+        })
+        .collect()
+}
+
+fn part_attributes(part: &Part, index: u64, timescale: u64) -> String {
+    let independent = if part.independent {
+        ",INDEPENDENT=YES"
+    } else {
+        ""
+    };
+    format!(
+        "DURATION={},URI=\"{}\"{independent}",
+        seconds((part.dur_ticks * 1000 + timescale / 2) / timescale),
+        Part::file_name(index)
+    )
+}
+
+/// Milliseconds as decimal seconds with three digits.
+fn seconds(ms: u64) -> String {
+    format!("{}.{:03}", ms / 1000, ms % 1000)
+}
+
+/// The LL-HLS header lines after `EXT-X-TARGETDURATION`, and the open
+/// segment's parts and the preload hint at the end. `next_part` is the
+/// index of the open segment's first part.
+fn add_low_latency_lines(
+    text: String,
+    timeline: &Timeline,
+    settings: &PlaylistSettings,
+    mut next_part: u64,
+) -> String {
+    let part_target = part_target_ms(timeline, settings.part_target_ms);
+    // Three part targets: what RFC 8216bis §4.4.3.8 recommends, and the
+    // least that lets a player ride out one late part without stalling.
+    let header = format!(
+        "#EXT-X-SERVER-CONTROL:CAN-BLOCK-RELOAD=YES,PART-HOLD-BACK={}\n\
+         #EXT-X-PART-INF:PART-TARGET={}\n",
+        seconds(3 * part_target),
+        seconds(part_target)
+    );
+    let at = text
+        .find("#EXT-X-TARGETDURATION:")
+        .and_then(|start| text[start..].find('\n').map(|end| start + end + 1))
+        .expect("m3u8-rs always writes EXT-X-TARGETDURATION");
+    let mut out = String::with_capacity(text.len() + header.len() + 512);
+    out.push_str(&text[..at]);
+    out.push_str(&header);
+    out.push_str(&text[at..]);
+    let timescale = u64::from(timeline.info.timescale.max(1));
+    if timeline.segments.is_empty() && timeline.open.is_some() {
+        // m3u8-rs puts EXT-X-MAP on the first closed segment; the first
+        // parts come before there is one.
+        out.push_str(&format!("#EXT-X-MAP:URI=\"{INIT_FILE}\"\n"));
+    }
+    for part in timeline.open.iter().flat_map(|s| &s.parts) {
+        out.push_str("#EXT-X-PART:");
+        out.push_str(&part_attributes(part, next_part, timescale));
+        out.push('\n');
+        next_part += 1;
+    }
+    // Always present, even before the first part: without it hls.js
+    // (1.5-1.7) polls instead of blocking on the next part (gohlslib notes
+    // the same).
+    out.push_str(&format!(
+        "#EXT-X-PRELOAD-HINT:TYPE=PART,URI=\"{}\"\n",
+        Part::file_name(next_part)
+    ));
+    out
 }
 
 /// The multivariant playlist; `declared_bits_per_s` bounds BANDWIDTH from
@@ -126,6 +278,11 @@ mod tests {
         assert_eq!(actual, expected, "golden file {name} differs");
     }
 
+    const SETTINGS: PlaylistSettings = PlaylistSettings {
+        segment_target_ms: 2000,
+        part_target_ms: 500,
+    };
+
     fn timeline(durs_ticks: &[u64], ended: bool) -> Timeline {
         let mut start_ticks = 0;
         let segments = durs_ticks
@@ -159,19 +316,43 @@ mod tests {
             },
             segments,
             ended,
+            open: None,
         }
+    }
+
+    /// Like [`timeline`], but each segment in 0.5 s parts (keyframe first)
+    /// and an open segment of `open_parts` parts after them.
+    fn ll_timeline(segments: usize, open_parts: usize) -> Timeline {
+        let seg = |seq: u64, parts: usize| Segment {
+            seq,
+            start_ticks: seq * 180_000,
+            dur_ticks: parts as u64 * 45_000,
+            len_bytes: parts as u64 * 1000,
+            parts: (0..parts)
+                .map(|i| Part {
+                    dur_ticks: 45_000,
+                    independent: i == 0,
+                    offset_bytes: i as u64 * 1000,
+                    len_bytes: 1000,
+                })
+                .collect(),
+        };
+        let mut tl = timeline(&[], false);
+        tl.segments = (0..segments as u64).map(|s| seg(s, 4)).collect();
+        tl.open = (open_parts > 0).then(|| seg(segments as u64, open_parts));
+        tl
     }
 
     #[test]
     fn live_playlist_is_event_without_endlist() {
-        let text = render_media_playlist(&timeline(&[180_000, 183_000, 180_000], false), 2000);
+        let text = render_media_playlist(&timeline(&[180_000, 183_000, 180_000], false), &SETTINGS);
         assert_golden("media-live.m3u8", &text);
     }
 
     #[test]
     fn ended_playlist_has_endlist_and_round_trips() {
         let tl = timeline(&[180_000, 183_000, 180_000, 45_000], true);
-        let text = render_media_playlist(&tl, 2000);
+        let text = render_media_playlist(&tl, &SETTINGS);
         assert_golden("media-ended.m3u8", &text);
         let parsed = m3u8_rs::parse_media_playlist_res(text.as_bytes()).unwrap();
         assert!(parsed.end_list);
@@ -198,9 +379,75 @@ mod tests {
 
     #[test]
     fn empty_live_playlist_is_still_valid() {
-        let text = render_media_playlist(&timeline(&[], false), 2000);
+        let text = render_media_playlist(&timeline(&[], false), &SETTINGS);
         let parsed = m3u8_rs::parse_media_playlist_res(text.as_bytes()).unwrap();
         assert!(parsed.segments.is_empty() && !parsed.end_list);
+    }
+
+    #[test]
+    fn live_playlist_lists_recent_parts_the_open_segment_and_a_hint() {
+        // 5 closed segments of 2 s and 2 parts of the open one: the part
+        // window (3 × 2 s back from 10.5 s) reaches into segment 2.
+        let text = render_media_playlist(&ll_timeline(5, 2), &SETTINGS);
+        assert_golden("media-live-ll.m3u8", &text);
+        assert!(
+            !text.contains("part-000007.m4s"),
+            "segment 1 is outside the window"
+        );
+        assert!(text.contains("part-000008.m4s"), "segment 2 ends inside it");
+        let parsed = m3u8_rs::parse_media_playlist_res(text.as_bytes()).unwrap();
+        assert_eq!(parsed.segments.len(), 5, "parts are not segments");
+        assert!(!parsed.end_list);
+    }
+
+    #[test]
+    fn the_first_parts_come_with_the_init_segment() {
+        let text = render_media_playlist(&ll_timeline(0, 1), &SETTINGS);
+        let map = text.find("#EXT-X-MAP:URI=\"init.mp4\"").expect(&text);
+        let part = text.find("#EXT-X-PART:DURATION=0.500,URI=\"part-000000.m4s\",INDEPENDENT=YES");
+        assert!(part.is_some_and(|p| p > map), "{text}");
+        assert!(text.ends_with("#EXT-X-PRELOAD-HINT:TYPE=PART,URI=\"part-000001.m4s\"\n"));
+        // Before any media: valid, empty, already hinting part 0.
+        let empty = render_media_playlist(&ll_timeline(0, 0), &SETTINGS);
+        assert!(!empty.contains("#EXT-X-MAP"), "{empty}");
+        assert!(empty.contains("URI=\"part-000000.m4s\""), "{empty}");
+    }
+
+    #[test]
+    fn part_target_covers_the_longest_part_and_hold_back_is_three_of_them() {
+        let mut tl = ll_timeline(1, 1);
+        assert_eq!(part_target_ms(&tl, 500), 500);
+        tl.open.as_mut().unwrap().parts[0].dur_ticks = 45_036; // 500.4 ms
+        assert_eq!(part_target_ms(&tl, 500), 501);
+        let text = render_media_playlist(&tl, &SETTINGS);
+        assert!(
+            text.contains("#EXT-X-PART-INF:PART-TARGET=0.501\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains("CAN-BLOCK-RELOAD=YES,PART-HOLD-BACK=1.503\n"),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn a_finished_playlist_has_no_low_latency_tags() {
+        let mut tl = ll_timeline(3, 0);
+        tl.ended = true;
+        let text = render_media_playlist(&tl, &SETTINGS);
+        for tag in ["PART", "SERVER-CONTROL", "PRELOAD-HINT"] {
+            assert!(!text.contains(tag), "{tag} in {text}");
+        }
+        assert!(text.ends_with("#EXT-X-ENDLIST\n"));
+    }
+
+    #[test]
+    fn parts_are_located_in_their_segment_files() {
+        let tl = ll_timeline(3, 2);
+        assert_eq!(tl.closed_parts(), 12);
+        assert_eq!(tl.locate_part(0), Some((0, 0, 1000)));
+        assert_eq!(tl.locate_part(6), Some((1, 2000, 1000)));
+        assert_eq!(tl.locate_part(12), None, "open parts have no file yet");
     }
 
     #[test]

@@ -8,6 +8,12 @@
 //! LL-HLS `EXT-X-PART` (RFC 8216bis §4.4.4.9) and DASH chunks can be
 //! rendered from the same timeline without reshaping it.
 //!
+//! While a recording is live, the segment being filled is kept as
+//! [`Timeline::open`]: its parts are listed (LL-HLS) before the segment
+//! itself can be. Every part has one URI for its whole life, numbered across
+//! the recording ([`Part::file_name`]), so a preload hint always names the
+//! next part, whichever segment it turns out to belong to.
+//!
 //! All time is integer ticks of the primary track's timescale.
 
 use serde::{Deserialize, Serialize};
@@ -77,6 +83,18 @@ impl Segment {
     pub fn file_name(seq: u64) -> String {
         format!("seg-{seq:05}.m4s")
     }
+
+    pub fn end_ticks(&self) -> u64 {
+        self.start_ticks + self.dur_ticks
+    }
+}
+
+impl Part {
+    /// URI of the part with this index, counted from the recording's first
+    /// part (parts of every segment, in order).
+    pub fn file_name(index: u64) -> String {
+        format!("part-{index:06}.m4s")
+    }
 }
 
 /// Published state of one recording's media.
@@ -86,6 +104,10 @@ pub struct Timeline {
     pub segments: Vec<Segment>,
     /// No segment will be added: playlists carry `EXT-X-ENDLIST`.
     pub ended: bool,
+    /// The segment being filled, with the parts it has so far. Never
+    /// saved: its bytes exist only in memory until it closes.
+    #[serde(skip)]
+    pub open: Option<Segment>,
 }
 
 impl Timeline {
@@ -108,6 +130,37 @@ impl Timeline {
             .unwrap_or(0)
     }
 
+    /// Parts of all closed segments: the index of the open segment's first.
+    pub fn closed_parts(&self) -> u64 {
+        self.segments.iter().map(|s| s.parts.len() as u64).sum()
+    }
+
+    /// Longest part so far (closed or open), in ticks.
+    pub fn longest_part_ticks(&self) -> u64 {
+        self.segments
+            .iter()
+            .chain(&self.open)
+            .flat_map(|s| &s.parts)
+            .map(|p| p.dur_ticks)
+            .max()
+            .unwrap_or(0)
+    }
+
+    /// Where a part's bytes are: (segment seq, byte offset, length), for a
+    /// part of a closed segment (whose file exists).
+    pub fn locate_part(&self, index: u64) -> Option<(u64, u64, u64)> {
+        let mut first = 0;
+        for segment in &self.segments {
+            let count = segment.parts.len() as u64;
+            if index < first + count {
+                let part = segment.parts[(index - first) as usize];
+                return Some((segment.seq, part.offset_bytes, part.len_bytes));
+            }
+            first += count;
+        }
+        None
+    }
+
     pub fn average_bits_per_s(&self) -> u64 {
         let ticks = self.duration_ticks();
         let bytes: u64 = self.segments.iter().map(|s| s.len_bytes).sum();
@@ -115,6 +168,83 @@ impl Timeline {
             return 0;
         }
         bytes * 8 * u64::from(self.info.timescale.max(1)) / ticks
+    }
+}
+
+/// Where the fragment just pushed went: part `index` of segment `seq`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PartPlace {
+    pub seq: u64,
+    pub index: usize,
+}
+
+/// What one [`Segmenter::push`] did.
+#[derive(Debug)]
+pub struct Pushed {
+    /// Segments closed by this fragment (at most two: the open one at this
+    /// keyframe, and this one if it reaches the keyframe grid).
+    pub closed: Vec<ClosedSegment>,
+    /// Where the fragment is now a part.
+    pub part: PartPlace,
+}
+
+/// How far a live timeline has got, in the terms of a blocking playlist
+/// reload (RFC 8216bis §6.2.5.2, `_HLS_msn` / `_HLS_part`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct LivePosition {
+    /// Closed segments: media sequence numbers `0..segments` are listed.
+    pub segments: u64,
+    /// Parts of the newest closed segment.
+    pub last_segment_parts: u64,
+    /// Parts of the open segment (media sequence number `segments`).
+    pub open_parts: u64,
+    /// Index of the next part to come, counted over the whole recording.
+    pub next_part: u64,
+    pub ended: bool,
+}
+
+/// `_HLS_msn` more than this past the newest segment is a client error
+/// (RFC 8216bis §6.2.5.2: "plus two" → 400).
+const MSN_LOOKAHEAD: u64 = 2;
+
+impl LivePosition {
+    pub fn of(timeline: &Timeline) -> Self {
+        let open_parts = timeline.open.as_ref().map_or(0, |s| s.parts.len() as u64);
+        Self {
+            segments: timeline.segments.len() as u64,
+            last_segment_parts: timeline.segments.last().map_or(0, |s| s.parts.len() as u64),
+            open_parts,
+            next_part: timeline.closed_parts() + open_parts,
+            ended: timeline.ended,
+        }
+    }
+
+    /// Does a playlist at this position satisfy a request for segment
+    /// `msn` (complete), or for its part `part`? A part index past the
+    /// last part of a closed segment means part 0 of the next (§6.2.5.2).
+    /// A finished playlist satisfies everything: nothing more will come.
+    pub fn contains(&self, msn: u64, part: Option<u64>) -> bool {
+        if self.ended {
+            return true;
+        }
+        match part {
+            None => msn < self.segments,
+            Some(_) if msn + 1 < self.segments => true,
+            Some(part) if msn + 1 == self.segments => {
+                part < self.last_segment_parts || self.open_parts > 0
+            }
+            Some(part) => msn == self.segments && part < self.open_parts,
+        }
+    }
+
+    /// A request so far ahead that waiting for it makes no sense: 400.
+    pub fn too_far_ahead(&self, msn: u64) -> bool {
+        let newest = if self.open_parts > 0 {
+            self.segments
+        } else {
+            self.segments.saturating_sub(1)
+        };
+        !self.ended && msn > newest + MSN_LOOKAHEAD
     }
 }
 
@@ -165,18 +295,23 @@ impl Segmenter {
         self
     }
 
-    /// Adds a fragment; returns the segments it closes (at most two: the
-    /// open one at this keyframe, and this one if it reaches the grid).
-    pub fn push(&mut self, fragment: Fragment) -> Vec<ClosedSegment> {
+    /// Adds a fragment as the next part; says which segments it closed.
+    pub fn push(&mut self, fragment: Fragment) -> Pushed {
         let mut closed: Vec<ClosedSegment> = self.append(fragment).into_iter().collect();
-        if self
-            .open
-            .as_ref()
-            .is_some_and(|open| self.reaches_grid(&open.segment))
-        {
+        let open = self.open.as_ref().expect("append leaves a segment open");
+        let part = PartPlace {
+            seq: open.segment.seq,
+            index: open.segment.parts.len() - 1,
+        };
+        if self.reaches_grid(&open.segment) {
             closed.extend(self.open.take());
         }
-        closed
+        Pushed { closed, part }
+    }
+
+    /// The segment being filled, if any: its parts can be listed already.
+    pub fn open_segment(&self) -> Option<&Segment> {
+        self.open.as_ref().map(|o| &o.segment)
     }
 
     fn reaches_grid(&self, segment: &Segment) -> bool {
@@ -269,7 +404,7 @@ mod tests {
         let mut start = 0;
         let mut out = Vec::new();
         for &(dur, sync) in frags {
-            out.extend(segmenter.push(frag(start, dur, sync)));
+            out.extend(segmenter.push(frag(start, dur, sync)).closed);
             start += dur;
         }
         out.extend(segmenter.finish());
@@ -336,19 +471,25 @@ mod tests {
             (90_000, 45_000, false),
         ];
         for (start, dur, sync) in frags {
-            assert!(segmenter.push(frag(start, dur, sync)).is_empty());
+            assert!(segmenter.push(frag(start, dur, sync)).closed.is_empty());
         }
         // This fragment ends at 183_000 ≥ 180_000: closed now, not when the
         // next keyframe fragment arrives.
-        let closed = segmenter.push(frag(135_000, 48_000, false));
+        let pushed = segmenter.push(frag(135_000, 48_000, false));
+        assert_eq!(pushed.part, PartPlace { seq: 0, index: 3 });
+        let closed = pushed.closed;
         assert_eq!(closed.len(), 1);
         assert_eq!(
             (closed[0].segment.start_ticks, closed[0].segment.dur_ticks),
             (0, 183_000)
         );
         // The next segment starts at the keyframe and targets the 360_000 point.
-        assert!(segmenter.push(frag(183_000, 90_000, true)).is_empty());
-        let closed = segmenter.push(frag(273_000, 90_000, false));
+        assert!(segmenter
+            .push(frag(183_000, 90_000, true))
+            .closed
+            .is_empty());
+        assert_eq!(segmenter.open_segment().unwrap().parts.len(), 1);
+        let closed = segmenter.push(frag(273_000, 90_000, false)).closed;
         assert_eq!(
             (closed[0].segment.seq, closed[0].segment.dur_ticks),
             (1, 180_000)
@@ -359,9 +500,11 @@ mod tests {
     #[test]
     fn the_grid_counts_from_the_first_sample() {
         let mut segmenter = Segmenter::new(2, 1000, 0).with_keyframe_grid(1000);
-        assert!(segmenter.push(frag(5000, 600, true)).is_empty());
+        assert!(segmenter.push(frag(5000, 600, true)).closed.is_empty());
         assert_eq!(
-            segmenter.push(frag(5600, 400, false))[0].segment.dur_ticks,
+            segmenter.push(frag(5600, 400, false)).closed[0]
+                .segment
+                .dur_ticks,
             1000
         );
     }
@@ -369,8 +512,9 @@ mod tests {
     #[test]
     fn parts_record_byte_ranges_and_independence() {
         let mut segmenter = Segmenter::new(2, 1000, 7);
-        assert!(segmenter.push(frag(0, 50, true)).is_empty());
-        assert!(segmenter.push(frag(50, 50, false)).is_empty());
+        assert!(segmenter.push(frag(0, 50, true)).closed.is_empty());
+        let pushed = segmenter.push(frag(50, 50, false));
+        assert_eq!(pushed.part, PartPlace { seq: 7, index: 1 });
         let seg = segmenter.finish().unwrap().segment;
         assert_eq!(seg.seq, 7);
         assert_eq!(
@@ -390,6 +534,45 @@ mod tests {
                 },
             ]
         );
+    }
+
+    fn position(segments: u64, last_parts: u64, open_parts: u64) -> LivePosition {
+        LivePosition {
+            segments,
+            last_segment_parts: last_parts,
+            open_parts,
+            next_part: 0,
+            ended: false,
+        }
+    }
+
+    #[test]
+    fn blocking_requests_are_satisfied_by_whole_segments_or_parts() {
+        // Segments 0..=2 closed (2 has 4 parts), segment 3 open with 2 parts.
+        let at = position(3, 4, 2);
+        assert!(at.contains(2, None));
+        assert!(!at.contains(3, None), "segment 3 is not complete");
+        assert!(at.contains(3, Some(1)));
+        assert!(!at.contains(3, Some(2)), "part 3.2 does not exist yet");
+        assert!(at.contains(0, Some(9)), "old segments are complete");
+        // Past the last part of a closed segment = part 0 of the next one.
+        assert!(at.contains(2, Some(4)));
+        assert!(!position(3, 4, 0).contains(2, Some(4)));
+        assert!(!at.contains(4, Some(0)));
+        let ended = LivePosition { ended: true, ..at };
+        assert!(
+            ended.contains(99, Some(0)),
+            "the final playlist answers all"
+        );
+    }
+
+    #[test]
+    fn more_than_two_segments_ahead_is_refused() {
+        let at = position(3, 4, 2); // newest segment: 3 (open)
+        assert!(!at.too_far_ahead(5));
+        assert!(at.too_far_ahead(6));
+        let fresh = position(0, 0, 0);
+        assert!(!fresh.too_far_ahead(2) && fresh.too_far_ahead(3));
     }
 
     #[test]

@@ -90,6 +90,7 @@ mod tests {
         let mut publisher = crate::publish::HlsPublisher::new(crate::publish::PublishSettings {
             dir: tmp.path().to_path_buf(),
             segment_target_ms: 1000,
+            part_target_ms: 500,
             declared_bits_per_s: 1,
             keyframe_grid_ms: None,
             playlist_interval_ms: 0,

@@ -1,0 +1,220 @@
+//! Playlists and parts of a recording from its live edge in memory, with
+//! blocking playlist reload (RFC 8216bis §6.2.5.2: `_HLS_msn`, `_HLS_part`)
+//! and blocking preload-hinted part requests (§6.2.6).
+//!
+//! Waiting is on the edge's `tokio::sync::watch`, never by polling: the
+//! packager wakes every waiter when it lists a part. How long a request may
+//! wait is three target durations (§6.2.5.2: a server that cannot answer
+//! by then says so: 503).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use bytes::Bytes;
+use serde::Deserialize;
+use tokio::sync::watch;
+
+use crate::edge::{EdgeView, LiveEdge, Playlist};
+use crate::error::{Error, Result};
+
+/// What a player waiting on a live playlist may be told to wait before
+/// trying again, when nothing came within the blocking limit.
+const RETRY_AFTER_S: u32 = 1;
+/// A part request may wait for at most this many parts beyond the newest:
+/// the preload hint names the next one, a player may be one ahead of it.
+const PART_LOOKAHEAD: u64 = 2;
+
+/// The query of a blocking playlist reload.
+#[derive(Debug, Default, Deserialize)]
+pub struct BlockingQuery {
+    #[serde(rename = "_HLS_msn")]
+    msn: Option<String>,
+    #[serde(rename = "_HLS_part")]
+    part: Option<String>,
+}
+
+/// A validated blocking request: segment `msn`, or its part `part`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Blocking {
+    pub msn: u64,
+    pub part: Option<u64>,
+}
+
+impl BlockingQuery {
+    /// `None` when the request does not block; 400 for values that are not
+    /// plain integers, or `_HLS_part` without `_HLS_msn` (§6.2.5.2).
+    pub fn parse(&self) -> Result<Option<Blocking>> {
+        let number = |name: &str, value: &str| {
+            value
+                .parse::<u64>()
+                .ok()
+                .filter(|_| value.bytes().all(|b| b.is_ascii_digit()))
+                .ok_or_else(|| Error::BadRequest(format!("{name} must be a plain integer")))
+        };
+        match (&self.msn, &self.part) {
+            (None, None) => Ok(None),
+            (None, Some(_)) => Err(Error::BadRequest("_HLS_part needs _HLS_msn".into())),
+            (Some(msn), part) => Ok(Some(Blocking {
+                msn: number("_HLS_msn", msn)?,
+                part: part
+                    .as_deref()
+                    .map(|p| number("_HLS_part", p))
+                    .transpose()?,
+            })),
+        }
+    }
+}
+
+/// How long a blocked request waits: three target durations.
+fn wait_limit(view: &EdgeView) -> Duration {
+    Duration::from_secs(3 * view.target_duration_s.max(1))
+}
+
+/// Waits until `ready` holds for the edge's view, or the limit passes.
+async fn wait_for(edge: &LiveEdge, ready: impl Fn(&EdgeView) -> bool) -> Option<Arc<EdgeView>> {
+    let mut views: watch::Receiver<Arc<EdgeView>> = edge.subscribe();
+    let limit = wait_limit(&views.borrow());
+    let waited = tokio::time::timeout(limit, views.wait_for(|view| ready(view))).await;
+    match waited {
+        Ok(Ok(view)) => Some(view.clone()),
+        // The edge lives as long as the recording's handle we hold.
+        Ok(Err(_)) | Err(_) => None,
+    }
+}
+
+fn not_yet(what: &str) -> Error {
+    Error::Busy {
+        message: format!("{what} did not appear within the blocking limit; ask again"),
+        retry_after_s: RETRY_AFTER_S,
+    }
+}
+
+/// The live media playlist, once it satisfies `blocking`. `None` when the
+/// edge holds no playlist (the file on disk is the answer then).
+pub async fn media_playlist(
+    edge: &LiveEdge,
+    blocking: Option<Blocking>,
+    headers: &HeaderMap,
+) -> Result<Option<Response>> {
+    let view = edge.view();
+    if view.media.is_none() {
+        return Ok(None);
+    }
+    let view = match blocking {
+        None => view,
+        Some(Blocking { msn, part }) => {
+            if view.position.too_far_ahead(msn) {
+                return Err(Error::BadRequest(format!(
+                    "_HLS_msn={msn} is more than two segments past the newest"
+                )));
+            }
+            wait_for(edge, |v| v.position.contains(msn, part))
+                .await
+                .ok_or_else(|| not_yet("the requested segment or part"))?
+        }
+    };
+    let playlist = view
+        .media
+        .as_ref()
+        .expect("an edge never loses its playlist");
+    Ok(Some(playlist_response(playlist, headers)))
+}
+
+/// The multivariant playlist: it needs the codecs, so a request made
+/// before the first media waits for them (blocking, like a reload).
+pub async fn multivariant(edge: &LiveEdge, headers: &HeaderMap) -> Result<Option<Response>> {
+    let view = edge.view();
+    if view.media.is_none() {
+        return Ok(None);
+    }
+    let view = match view.multivariant {
+        Some(_) => view,
+        None => wait_for(edge, |v| v.multivariant.is_some())
+            .await
+            .ok_or_else(|| not_yet("the recording's first media"))?,
+    };
+    let playlist = view.multivariant.as_ref().expect("waited for it");
+    Ok(Some(playlist_response(playlist, headers)))
+}
+
+/// A part from memory, waiting for it if it is the next one to come.
+/// `None` when it is not in memory but exists (it is read from its
+/// segment file then).
+pub async fn part(edge: &LiveEdge, index: u64) -> Result<Option<Bytes>> {
+    if let Some(bytes) = edge.part(index) {
+        return Ok(Some(bytes));
+    }
+    let next = edge.view().position.next_part;
+    if index < next {
+        return Ok(None);
+    }
+    if index >= next + PART_LOOKAHEAD || edge.view().media.is_none() {
+        return Err(Error::NotFound(format!("part {index} is not published")));
+    }
+    let view = wait_for(edge, |v| v.position.next_part > index || v.position.ended)
+        .await
+        .ok_or_else(|| not_yet("the part"))?;
+    if view.position.next_part <= index {
+        return Err(Error::NotFound(format!(
+            "part {index} will not exist: the recording ended"
+        )));
+    }
+    Ok(edge.part(index))
+}
+
+/// A playlist answer: `304` when the client's validator still matches.
+fn playlist_response(playlist: &Playlist, headers: &HeaderMap) -> Response {
+    let etag = HeaderValue::from_str(&playlist.etag).expect("hex in quotes");
+    let base = [
+        (
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/vnd.apple.mpegurl"),
+        ),
+        (header::CACHE_CONTROL, HeaderValue::from_static("no-cache")),
+        (header::ETAG, etag),
+    ];
+    let matches = headers
+        .get(header::IF_NONE_MATCH)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.split(',').any(|tag| tag.trim() == playlist.etag));
+    if matches {
+        return (StatusCode::NOT_MODIFIED, base).into_response();
+    }
+    (base, playlist.bytes.clone()).into_response()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn query(msn: Option<&str>, part: Option<&str>) -> BlockingQuery {
+        BlockingQuery {
+            msn: msn.map(Into::into),
+            part: part.map(Into::into),
+        }
+    }
+
+    #[test]
+    fn blocking_queries_are_plain_integers() {
+        assert_eq!(query(None, None).parse().unwrap(), None);
+        assert_eq!(
+            query(Some("12"), Some("3")).parse().unwrap(),
+            Some(Blocking {
+                msn: 12,
+                part: Some(3)
+            })
+        );
+        for (msn, part) in [
+            (Some("-1"), None),
+            (Some("+1"), None),
+            (Some("1.5"), None),
+            (Some("1"), Some("x")),
+            (None, Some("0")),
+            (Some("99999999999999999999"), None),
+        ] {
+            assert!(query(msn, part).parse().is_err(), "{msn:?} {part:?}");
+        }
+    }
+}
