@@ -28,7 +28,7 @@ pub const RETRY_AFTER_S: u32 = 30;
 /// Wanted segment duration; ffmpeg is told to place keyframes on this grid.
 pub const DEFAULT_SEGMENT_TARGET_MS: u64 = 2000;
 /// ffmpeg cuts a fragment at least this often: the future LL-HLS part size.
-pub const DEFAULT_FRAGMENT_MS: u64 = 500;
+pub const DEFAULT_FRAGMENT_MS: u64 = 200;
 pub const DEFAULT_VIDEO_KBPS: u32 = 2500;
 pub const DEFAULT_AUDIO_KBPS: u32 = 128;
 /// x264 preset: `veryfast` keeps a 720p30 webcam well under one core.

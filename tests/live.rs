@@ -212,3 +212,157 @@ async fn a_restarted_server_lists_and_serves_its_recordings() {
     let bytes = std::fs::read(chunk_dir.join("0000.webm")).unwrap();
     assert_eq!(server.put(&id, &token, 0, bytes).await.status(), 200);
 }
+
+/// Sends `GET path` in the background: a request that is meant to block.
+fn spawn_get(server: &Server, path: String) -> tokio::task::JoinHandle<reqwest::Response> {
+    let (client, url) = (server.client.clone(), server.url(&path));
+    tokio::spawn(async move { client.get(url).send().await.unwrap() })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn low_latency_requests_block_until_their_media_exists() {
+    let server = Server::start(|c| c.segment_target_ms = 1000).await;
+    let source = std::fs::read(make_webm(server.data.path(), 6, "320x240")).unwrap();
+    let (id, token) = server.create("blocking").await;
+    let media = |query: &str| format!("/media/{id}/media.m3u8{query}");
+
+    // From the moment the recording exists: a valid, empty live playlist
+    // that already hints the first part (never a 404).
+    let empty = server.text(&media("")).await;
+    assert!(parse_media_playlist(&empty).segments.is_empty(), "{empty}");
+    assert!(empty.contains("CAN-BLOCK-RELOAD=YES"), "{empty}");
+    assert!(
+        empty.contains("#EXT-X-PRELOAD-HINT:TYPE=PART,URI=\"part-000000.m4s\""),
+        "{empty}"
+    );
+
+    // Asked before any media exists, these wait.
+    let hinted_part = spawn_get(&server, format!("/media/{id}/part-000000.m4s"));
+    let first_part = spawn_get(&server, media("?_HLS_msn=0&_HLS_part=0"));
+    let multivariant = spawn_get(&server, format!("/media/{id}/index.m3u8"));
+    let never_made = spawn_get(&server, media("?_HLS_msn=2"));
+    // More than two segments past the newest: refused at once.
+    let too_far = server.get(&media("?_HLS_msn=3")).await;
+    assert_eq!(too_far.status(), 400);
+    assert!(too_far.text().await.unwrap().contains("\"error\""));
+    assert_eq!(server.get(&media("?_HLS_part=1")).await.status(), 400);
+
+    // Nothing ever comes to this one: 503 after 3 target durations.
+    let (silent, _) = server.create("silent").await;
+    let started = std::time::Instant::now();
+    let unanswerable = spawn_get(&server, format!("/media/{silent}/media.m3u8?_HLS_msn=0"));
+
+    for waiting in [&hinted_part, &first_part, &multivariant, &never_made] {
+        assert!(!waiting.is_finished(), "answered before any media existed");
+    }
+    // About 0.9 s of media, so segment 2 (of 1 s segments) never exists.
+    let head = source[..source.len() * 15 / 100].to_vec();
+    assert_eq!(server.put(&id, &token, 0, head).await.status(), 201);
+
+    let part = hinted_part.await.unwrap();
+    assert_eq!(part.status(), 200);
+    assert_eq!(part.headers()["content-type"], "video/iso.segment");
+    let part = part.bytes().await.unwrap();
+    assert_eq!(&part[4..8], b"moof", "a part is a CMAF chunk");
+    let reload = first_part.await.unwrap().text().await.unwrap();
+    assert!(reload.contains("URI=\"part-000000.m4s\""), "{reload}");
+    assert!(reload.contains("#EXT-X-MAP:URI=\"init.mp4\""), "{reload}");
+    let multivariant = multivariant.await.unwrap().text().await.unwrap();
+    assert!(multivariant.contains("CODECS=\"avc1."), "{multivariant}");
+
+    // The recording ends while a request waits: it gets the final playlist.
+    assert!(!never_made.is_finished());
+    assert_eq!(server.finish(&id, &token, 1).await.status(), 202);
+    let last = never_made.await.unwrap().text().await.unwrap();
+    let last = parse_media_playlist(&last);
+    assert!(last.end_list && last.segments.len() < 3, "{last:?}");
+
+    let unanswerable = unanswerable.await.unwrap();
+    assert_eq!(unanswerable.status(), 503);
+    assert_eq!(unanswerable.headers()["retry-after"], "1");
+    assert!(started.elapsed() >= Duration::from_secs(3));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn parts_are_the_bytes_of_their_segments_from_memory_and_after_a_restart() {
+    let server = Server::start(|_| {}).await;
+    let source = std::fs::read(make_webm(server.data.path(), 6, "320x240")).unwrap();
+    let (id, token) = server.create("parts").await;
+    let chunks = cut_randomly(&source, 10, 7);
+    // Half the recording: its live playlist lists parts, which play.
+    for (seq, chunk) in chunks.iter().enumerate().take(5) {
+        server.put(&id, &token, seq as u64, chunk.clone()).await;
+    }
+    let live = server
+        .text(&format!("/media/{id}/media.m3u8?_HLS_msn=0&_HLS_part=3"))
+        .await;
+    assert!(live.contains("#EXT-X-PART:"), "{live}");
+    for (seq, chunk) in chunks.iter().enumerate().skip(5) {
+        server.put(&id, &token, seq as u64, chunk.clone()).await;
+    }
+    server.finish(&id, &token, chunks.len() as u64).await;
+    server
+        .wait_for(&id, READY_LIMIT, |s| s["state"] == "ready")
+        .await;
+
+    let hls = server.data.path().join(format!("recordings/{id}/hls"));
+    let timeline: Value =
+        serde_json::from_slice(&std::fs::read(hls.join("timeline.json")).unwrap()).unwrap();
+    let expected: Vec<Vec<u8>> = timeline["segments"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|segment| {
+            let seq = segment["seq"].as_u64().unwrap();
+            let file = std::fs::read(hls.join(format!("seg-{seq:05}.m4s"))).unwrap();
+            let parts = segment["parts"].as_array().unwrap().clone();
+            parts.into_iter().map(move |part| {
+                let offset = part["offset_bytes"].as_u64().unwrap() as usize;
+                let len = part["len_bytes"].as_u64().unwrap() as usize;
+                file[offset..offset + len].to_vec()
+            })
+        })
+        .collect();
+    assert!(
+        expected.len() >= 15,
+        "0.2 s parts of 6 s: {}",
+        expected.len()
+    );
+    let fetch_all = |server: &Server| {
+        let paths: Vec<String> = (0..expected.len())
+            .map(|i| format!("/media/{id}/part-{i:06}.m4s"))
+            .collect();
+        let api = common::Api::new(server.base.clone());
+        async move {
+            let mut out = Vec::new();
+            for path in paths {
+                let resp = api.get(&path).await;
+                assert_eq!(resp.status(), 200, "{path}");
+                out.push(resp.bytes().await.unwrap().to_vec());
+            }
+            out
+        }
+    };
+    assert!(fetch_all(&server).await == expected, "parts from memory");
+    let server = Server::start_in(server.stop().await, |_| {}).await;
+    assert!(fetch_all(&server).await == expected, "parts from disk");
+    let next = expected.len();
+    assert_eq!(
+        server
+            .get(&format!("/media/{id}/part-{next:06}.m4s"))
+            .await
+            .status(),
+        404,
+        "a finished recording has no next part"
+    );
+
+    // Validators: an unchanged playlist or segment revalidates with 304.
+    for file in ["media.m3u8", "seg-00000.m4s"] {
+        let url = server.url(&format!("/media/{id}/{file}"));
+        let first = server.client.get(&url).send().await.unwrap();
+        let etag = first.headers()["etag"].clone();
+        assert!(first.headers().contains_key("last-modified"), "{file}");
+        let again = server.client.get(&url).header("if-none-match", etag).send();
+        assert_eq!(again.await.unwrap().status(), 304, "{file}");
+    }
+}

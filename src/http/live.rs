@@ -146,11 +146,14 @@ pub async fn part(edge: &LiveEdge, index: u64) -> Result<Option<Bytes>> {
     if let Some(bytes) = edge.part(index) {
         return Ok(Some(bytes));
     }
-    let next = edge.view().position.next_part;
-    if index < next {
+    let view = edge.view();
+    let next = view.position.next_part;
+    // Not live in this server (e.g. finished before a restart), or an
+    // older part: its segment file has it.
+    if view.media.is_none() || index < next {
         return Ok(None);
     }
-    if index >= next + PART_LOOKAHEAD || edge.view().media.is_none() {
+    if index >= next + PART_LOOKAHEAD {
         return Err(Error::NotFound(format!("part {index} is not published")));
     }
     let view = wait_for(edge, |v| v.position.next_part > index || v.position.ended)

@@ -66,7 +66,13 @@ pub fn spawn(
     let chunks = ChunkSet::from_stored(stored_seqs);
     let span = tracing::info_span!("recording", id = %meta.id);
     let (cmd_tx, cmd_rx) = mpsc::channel(64);
+    let fresh = meta.state == State::Recording && chunks.received() == 0;
     let (core, handle, events_rx) = TaskCore::new(meta, &chunks, store, config, cmd_tx);
+    if fresh {
+        // Before the creator even has the id: the playlist URL answers
+        // (empty, live, hinting part 0) from the first request on.
+        core.resume_edge(&Timeline::default());
+    }
     let task = LiveTask {
         core,
         timeline: Timeline::default(),
