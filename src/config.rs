@@ -9,8 +9,8 @@ pub const DEFAULT_LISTEN: &str = "127.0.0.1:8080";
 pub const DEFAULT_DATA_DIR: &str = "media";
 /// Largest accepted chunk. MediaRecorder at 1 s timeslices sends ~50-500 KB.
 pub const DEFAULT_MAX_CHUNK_BYTES: u64 = 16 << 20;
-/// Highest seq + 1 a recording may use: a day of 1 s chunks, with room.
-pub const DEFAULT_MAX_CHUNKS: u64 = 100_000;
+/// Highest seq + 1 a recording may use: a day of 0.25 s chunks, with room.
+pub const DEFAULT_MAX_CHUNKS: u64 = 400_000;
 /// Bytes of chunks one recording may store: about 14 h of a 2.5 Mbit/s
 /// webcam, so a runaway or hostile uploader cannot fill the disk alone.
 pub const DEFAULT_MAX_RECORDING_BYTES: u64 = 16 << 30;

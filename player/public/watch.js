@@ -10,17 +10,23 @@ const durationEl = document.getElementById('duration');
 const message = document.getElementById('message');
 const STATUS_POLL_MS = 2000;
 
-// hls.js live tuning for 2 s segments published ~1-2 s after they are
-// recorded: start 2.5 s behind the playlist's end (closer would stall at
-// every segment boundary while the next one is still being packaged), and
-// catch up by playing slightly faster when more than 6 s behind.
+// hls.js in Low-Latency HLS mode: it reloads the playlist with blocking
+// requests (_HLS_msn/_HLS_part), loads 0.2 s parts as they are listed, and
+// keeps PART-HOLD-BACK (three parts) behind the live edge, as the playlist
+// says. liveSyncDuration must stay unset: it would override that.
 const HLS_CONFIG = {
-  liveSyncDuration: 2.5,
-  liveMaxLatencyDuration: 6,
-  maxLiveSyncPlaybackRate: 1.25,
+  lowLatencyMode: true,
+  // hls.js' own catch-up only speeds up with more than 1 s buffered ahead
+  // (latency-controller.ts), which a 0.6 s hold-back never has, and it
+  // resets any other rate: 1 turns it off, and catchUp() below does it.
+  maxLiveSyncPlaybackRate: 1,
+  // After a stall hls.js sits further back by this much (default 1 s, up
+  // to a target duration): one part is enough to ride out a late part
+  // without giving up the low latency for the rest of the session.
+  liveSyncOnStallIncrease: 0.2,
   backBufferLength: 30,
-  // Segments are listed only once complete: retry a playlist or segment
-  // that momentarily fails instead of giving up.
+  // A playlist or part that momentarily fails (a 503 from a blocking
+  // reload that waited too long) is retried instead of giving up.
   manifestLoadingMaxRetry: 6,
   levelLoadingMaxRetry: 6,
   fragLoadingMaxRetry: 6,
@@ -28,6 +34,22 @@ const HLS_CONFIG = {
 
 let hls = null;
 let playing = false;
+
+/** Catch-up after a stall or a slow start: while the player is further
+ * behind the live edge than hls.js' target (PART-HOLD-BACK) and has media
+ * buffered to spend, it plays a little faster; never when that would run
+ * the buffer dry. */
+const CATCH_UP = { maxRate: 1.25, toleranceS: 0.1, minAheadS: 0.3 };
+function catchUp() {
+  const live = hls?.latestLevelDetails?.live;
+  if (!live || hls.latency == null || hls.targetLatency == null || video.paused) return;
+  const excess = hls.latency - hls.targetLatency;
+  const { buffered } = video;
+  const ahead = buffered.length ? buffered.end(buffered.length - 1) - video.currentTime : 0;
+  const rate = excess > CATCH_UP.toleranceS && ahead > CATCH_UP.minAheadS ? Math.min(CATCH_UP.maxRate, 1 + excess / 2) : 1;
+  if (Math.abs(video.playbackRate - rate) > 0.01) video.playbackRate = rate;
+}
+video.addEventListener('timeupdate', catchUp);
 
 function show(text, kind = '') {
   message.textContent = text;
@@ -61,6 +83,8 @@ function startPlayback(status) {
   const src = status.hls;
   if (window.Hls && window.Hls.isSupported()) {
     hls = new window.Hls(HLS_CONFIG);
+    // For the console and the end-to-end tests (latency, targetLatency).
+    window.segcastHls = hls;
     hls.on(window.Hls.Events.ERROR, (_event, data) => recover(data));
     hls.loadSource(src);
     hls.attachMedia(video);

@@ -18,6 +18,25 @@ import {
 let server;
 let browser;
 
+/** End of the media the live playlist lists, in seconds: its segments plus
+ * the parts of the segment still being filled. */
+async function listedEndS(base, id) {
+  const text = await (await fetch(`${base}/media/${id}/media.m3u8`)).text();
+  let closed = 0;
+  let open = 0;
+  for (const line of text.split('\n')) {
+    if (line.startsWith('#EXTINF:')) {
+      closed += parseFloat(line.slice(8));
+      open = 0;
+    } else if (line.startsWith('#EXT-X-PART:')) {
+      open += parseFloat(/DURATION=([\d.]+)/.exec(line)[1]);
+    }
+  }
+  return closed + open;
+}
+
+const median = (values) => [...values].sort((a, b) => a - b)[Math.floor(values.length / 2)];
+
 before(async () => {
   server = await startServer();
   browser = await launchBrowser();
@@ -41,13 +60,27 @@ test('a recording is watchable while live, then ready and seekable', async () =>
   // behind the recording the player is.
   await watcher.waitForFunction(() => document.getElementById('video').currentTime > 0.5, null, { timeout: 30000 });
   const latencies = [];
+  const serverLags = [];
+  const playerHolds = [];
   let previous = -1;
   let advanced = 0;
   // At least 4 s of samples, even when a busy machine started playback late.
   const sampleUntil = Math.max(startedAt + 10000, Date.now() + 4000);
   while (Date.now() < sampleUntil) {
-    const t = await watcher.evaluate(() => document.getElementById('video').currentTime);
-    latencies.push((Date.now() - startedAt) / 1000 - t);
+    const [[t, hlsLatency, target, rate], listed] = await Promise.all([
+      watcher.evaluate(() => {
+        const hls = window.segcastHls;
+        return [document.getElementById('video').currentTime, hls?.latency, hls?.targetLatency, document.getElementById('video').playbackRate];
+      }),
+      listedEndS(server.base, id),
+    ]);
+    const elapsed = (Date.now() - startedAt) / 1000;
+    latencies.push(elapsed - t);
+    // The two halves of the chain: camera → part listed (browser, upload,
+    // ffmpeg, packager) and part listed → on screen (hls.js hold-back).
+    serverLags.push(elapsed - listed);
+    playerHolds.push(listed - t);
+    console.log(`sample elapsed ${elapsed.toFixed(2)} t ${t.toFixed(2)} listed ${listed.toFixed(2)} hls.latency ${hlsLatency?.toFixed(2)} target ${target?.toFixed(2)} rate ${rate}`);
     if (t > previous) advanced += 1;
     previous = t;
     await watcher.waitForTimeout(500);
@@ -83,6 +116,7 @@ test('a recording is watchable while live, then ready and seekable', async () =>
   latencies.sort((a, b) => a - b);
   const p50 = latencies[Math.floor(latencies.length / 2)];
   console.log(`near-live latency (recording elapsed − video.currentTime): p50 ${p50.toFixed(2)} s, max ${latencies.at(-1).toFixed(2)} s over ${latencies.length} samples`);
+  console.log(`  of which camera → listed in the playlist: p50 ${median(serverLags).toFixed(2)} s; listed → playing: p50 ${median(playerHolds).toFixed(2)} s`);
 
   const library = await context.newPage();
   await library.goto(`${server.base}/`);
