@@ -366,3 +366,81 @@ async fn parts_are_the_bytes_of_their_segments_from_memory_and_after_a_restart()
         assert_eq!(again.await.unwrap().status(), 304, "{file}");
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ffmpeg_follows_a_live_playlist_and_vlc_plays_the_finished_one() {
+    let server = Server::start(|_| {}).await;
+    let out = tempfile::tempdir().unwrap();
+    let source = std::fs::read(make_webm(server.data.path(), 8, "320x240")).unwrap();
+    let (id, token) = server.create("followed").await;
+    let url = server.url(&format!("/media/{id}/index.m3u8"));
+    // Uploaded at the pace it is recorded: 32 quarter-second chunks.
+    let pieces = source.len().div_ceil(32);
+    let mut chunks = source.chunks(pieces).enumerate();
+    let mut next_at = tokio::time::Instant::now();
+    let mut upload_next = || {
+        let (seq, chunk) = chunks.next()?;
+        Some((seq as u64, chunk.to_vec()))
+    };
+    let mut follower = None;
+    while let Some((seq, chunk)) = upload_next() {
+        tokio::time::sleep_until(next_at).await;
+        next_at += Duration::from_millis(250);
+        server.put(&id, &token, seq, chunk).await;
+        if follower.is_none() && server.status(&id).await["segments"].as_u64() >= Some(1) {
+            // ffmpeg reads the live LL-HLS playlist from its start, and ends
+            // with the recording's ENDLIST.
+            let (url, file) = (url.clone(), out.path().join("ffmpeg.mp4"));
+            follower = Some(tokio::task::spawn_blocking(move || {
+                let status = std::process::Command::new("ffmpeg")
+                    .args([
+                        "-v",
+                        "error",
+                        "-nostdin",
+                        "-live_start_index",
+                        "0",
+                        "-i",
+                        &url,
+                    ])
+                    .args(["-c", "copy", "-y"])
+                    .arg(&file)
+                    .status()
+                    .unwrap();
+                (status, file)
+            }));
+        }
+    }
+    let follower = follower.expect("a segment was published while uploading");
+    assert!(
+        !follower.is_finished(),
+        "ffmpeg stopped while the recording was live"
+    );
+    server.finish(&id, &token, 32).await;
+    let status = server
+        .wait_for(&id, READY_LIMIT, |s| s["state"] == "ready")
+        .await;
+    let duration_s = status["duration_s"].as_f64().unwrap();
+
+    let (exit, followed) = follower.await.unwrap();
+    assert!(exit.success(), "ffmpeg following the live playlist: {exit}");
+    let followed_s = common::probe_duration_s(&followed);
+    assert!(
+        (followed_s - duration_s).abs() < 0.3,
+        "ffmpeg got {followed_s} s of {duration_s} s"
+    );
+    let errors = decode_errors(&followed.display().to_string());
+    assert!(errors.is_empty(), "{errors}");
+
+    let vlc_url = url.clone();
+    let vlc_dir = out.path().to_path_buf();
+    let played = tokio::task::spawn_blocking(move || common::vlc_remux(&vlc_url, &vlc_dir))
+        .await
+        .unwrap();
+    let played_s = common::probe_duration_s(&played);
+    assert!(
+        (played_s - duration_s).abs() < 0.3,
+        "VLC played {played_s} s of {duration_s} s"
+    );
+    let errors = decode_errors(&played.display().to_string());
+    assert!(errors.is_empty(), "{errors}");
+}

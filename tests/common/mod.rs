@@ -397,3 +397,72 @@ pub async fn assert_contiguous_media(client: &reqwest::Client, base: &str, id: &
     }
     next_ticks.unwrap() as f64 / f64::from(timescale)
 }
+
+/// Plays `url` with VLC 3 (`cvlc`, no window, no sound card), remuxing what
+/// it plays into `dir/vlc.mkv`; returns that file. (Matroska: VLC's TS
+/// muxer cuts the last audio packet short when it exits at the end.) VLC refuses to run as
+/// root, so as root it runs as the unprivileged `segcast-vlc` user, made
+/// here if missing (`dir` is opened to it).
+pub fn vlc_remux(url: &str, dir: &Path) -> PathBuf {
+    use std::os::unix::fs::PermissionsExt;
+    let out = dir.join("vlc.mkv");
+    let sout = format!("#std{{access=file,mux=mkv,dst={}}}", out.display());
+    let mut command = if unsafe { libc::geteuid() } == 0 {
+        const USER: &str = "segcast-vlc";
+        let known = Command::new("id")
+            .arg(USER)
+            .output()
+            .unwrap()
+            .status
+            .success();
+        if !known {
+            let made = Command::new("useradd")
+                .args([
+                    "--system",
+                    "--no-create-home",
+                    "--shell",
+                    "/usr/sbin/nologin",
+                    USER,
+                ])
+                .status()
+                .unwrap();
+            assert!(made.success(), "cannot create the {USER} user for VLC");
+        }
+        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o777)).unwrap();
+        let mut c = Command::new("runuser");
+        c.args(["-u", USER, "--", "cvlc"]);
+        c
+    } else {
+        Command::new("cvlc")
+    };
+    let output = command
+        .args(["-I", "dummy", "--play-and-exit", url, "--sout", &sout])
+        .output()
+        .expect("VLC must be installed (scripts/test installs vlc-bin)");
+    assert!(
+        output.status.success(),
+        "cvlc failed: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    out
+}
+
+/// Duration of a media file in seconds, as ffprobe reads it.
+pub fn probe_duration_s(path: &Path) -> f64 {
+    let out = Command::new("ffprobe")
+        .args([
+            "-v",
+            "error",
+            "-show_entries",
+            "format=duration",
+            "-of",
+            "csv=p=0",
+        ])
+        .arg(path)
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    text.trim()
+        .parse()
+        .unwrap_or_else(|_| panic!("no duration for {}: {text}", path.display()))
+}
