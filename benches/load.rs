@@ -1,9 +1,10 @@
 //! Load test (run with `scripts/load-test`): on loopback, N recordings
 //! upload at real-time pace (chunks out of order and some twice, as flaky
-//! networks deliver them) while M viewers poll their playlists and fetch
-//! each new segment, like players at the live edge. It stops by itself once
-//! every recording has ended, and prints: recordings intact / started,
-//! request errors, playlist latency, and the server's RSS (the segcast
+//! networks deliver them) while M Low-Latency HLS viewers follow them at
+//! the live edge (blocking playlist reloads, every part). It stops by
+//! itself once every recording has ended, and prints: recordings intact /
+//! started, request errors, how long blocking reloads waited, and the
+//! server's RSS (the segcast
 //! process only; ffmpeg children are separate processes).
 //!
 //! `--recordings N` (8), `--pollers M` (200), `--seconds S` (60, the length
@@ -20,8 +21,8 @@ use rand::seq::SliceRandom;
 use rand::{Rng, SeedableRng};
 use serde_json::Value;
 
-/// A viewer reloads the playlist this often (hls.js at the live edge
-/// reloads every target duration; 1 s is a harsher load).
+/// Viewers start spread over this long, and a viewer whose request failed
+/// tries again after it.
 const POLL_EVERY: Duration = Duration::from_secs(1);
 /// Share of chunks sent a second time.
 const DUPLICATE_SHARE: f64 = 0.15;
@@ -101,7 +102,7 @@ fn main() {
         .build()
         .unwrap();
     println!(
-        "load: {} recordings of {} s {} VP8/Opus in {} chunks, {} viewers polling every {:?}",
+        "load: {} recordings of {} s {} VP8/Opus in {} chunks, {} LL-HLS viewers (blocking reloads, every part; start spread over {:?})",
         args.recordings,
         args.seconds,
         args.size,
@@ -311,8 +312,10 @@ async fn put_with_retry(
     Err(format!("chunk {seq} was never accepted"))
 }
 
-/// A viewer at the live edge: reloads the playlist, fetches each segment
-/// it has not seen yet.
+/// A Low-Latency HLS viewer at the live edge, as hls.js in low-latency
+/// mode is: a blocking reload for the part after the newest it knows
+/// (`_HLS_msn`/`_HLS_part`), then every part it has not fetched yet; it
+/// stops at `ENDLIST`. A first plain reload starts it at its phase.
 async fn poll(
     client: reqwest::Client,
     media: String,
@@ -320,31 +323,44 @@ async fn poll(
     counters: Arc<Counters>,
     stop: Arc<AtomicBool>,
 ) {
-    let mut seen = 0usize;
-    let mut next = tokio::time::Instant::now() + phase;
-    tokio::time::sleep_until(next).await;
+    tokio::time::sleep(phase).await;
+    let mut query = String::new();
+    let mut fetched_parts = 0u64;
     while !stop.load(Ordering::Relaxed) {
         let asked = Instant::now();
-        let playlist = client.get(format!("{media}media.m3u8")).send().await;
-        if counters.count(&playlist) {
-            let text = playlist.unwrap().text().await.unwrap_or_default();
-            let latency_us = asked.elapsed().as_micros() as u64;
-            counters
-                .playlist_latencies_us
-                .lock()
-                .unwrap()
-                .push(latency_us);
-            let uris: Vec<&str> = text.lines().filter(|l| l.starts_with("seg-")).collect();
-            for uri in uris.iter().skip(seen) {
-                let segment = client.get(format!("{media}{uri}")).send().await;
-                if counters.count(&segment) {
-                    let _ = segment.unwrap().bytes().await;
-                }
-            }
-            seen = seen.max(uris.len());
+        let playlist = client.get(format!("{media}media.m3u8{query}")).send().await;
+        if !counters.count(&playlist) {
+            tokio::time::sleep(POLL_EVERY).await;
+            continue;
         }
-        next += POLL_EVERY;
-        tokio::time::sleep_until(next).await;
+        let text = playlist.unwrap().text().await.unwrap_or_default();
+        let waited_us = asked.elapsed().as_micros() as u64;
+        counters
+            .playlist_latencies_us
+            .lock()
+            .unwrap()
+            .push(waited_us);
+        let edge = common::PlaylistEdge::parse(&text);
+        let new_parts: Vec<u64> = edge
+            .parts
+            .iter()
+            .copied()
+            .filter(|&i| i >= fetched_parts)
+            .collect();
+        for index in new_parts {
+            let part = client
+                .get(format!("{media}part-{index:06}.m4s"))
+                .send()
+                .await;
+            if counters.count(&part) {
+                let _ = part.unwrap().bytes().await;
+            }
+            fetched_parts = index + 1;
+        }
+        if edge.ended {
+            return;
+        }
+        query = edge.blocking_query();
     }
 }
 
@@ -383,14 +399,14 @@ fn print_report(args: &Args, report: &Report, baseline_kib: u64) {
         println!("    {failure}");
     }
     println!(
-        "  requests                   : {} ({} 5xx, {} other errors, {} 404 before the first segment)",
+        "  requests                   : {} ({} 5xx, {} other errors, {} 404)",
         c.requests.load(Ordering::Relaxed),
         c.server_errors.load(Ordering::Relaxed),
         c.other_errors.load(Ordering::Relaxed),
         c.not_yet_published.load(Ordering::Relaxed)
     );
     println!(
-        "  playlist latency           : p50 {:.2} ms, p99 {:.2} ms (n={})",
+        "  playlist answer (blocking) : p50 {:.2} ms, p99 {:.2} ms (n={})",
         percentile(&latencies, 0.5) as f64 / 1000.0,
         percentile(&latencies, 0.99) as f64 / 1000.0,
         latencies.len()

@@ -4,9 +4,11 @@
 //!     as fast as possible, until `ready`) versus plain
 //!     `ffmpeg … -f hls -hls_segment_type fmp4` with the same encoder
 //!     arguments, alternating runs, medians of wall and CPU time.
-//! (b) Live lag: the same kind of WebM cut into 1 s chunks at cluster
-//!     boundaries and uploaded at real-time pace; for each chunk, the time
-//!     from its upload until the published duration covers its media.
+//! (b) Live lag: the same kind of WebM cut into 0.25 s chunks at cluster
+//!     boundaries (as the record page's MediaRecorder timeslice) and
+//!     uploaded at real-time pace, followed by a player doing LL-HLS
+//!     blocking reloads; for each chunk, the time from its upload until the
+//!     playlist lists a part (and a segment) covering its media.
 //!
 //! (c), (d) Imports: see [`import`].
 //!
@@ -27,6 +29,10 @@ use segcast::transcode::args::{encode_args, EncodeSettings};
 const PACKAGE_SECS: u32 = 60;
 const LAG_SECS: u32 = 30;
 const RUNS: usize = 3;
+/// The record page's MediaRecorder timeslice (player/public/record.js).
+const LAG_SLICE_MS: u64 = 250;
+/// Packaging runs upload as fast as they can: the cut size barely matters.
+const PACKAGE_SLICE_MS: u64 = 1000;
 
 fn main() {
     let args: Vec<String> = std::env::args().collect();
@@ -52,36 +58,39 @@ fn main() {
     let config = segcast::Config::with_data_dir(work.path().join("data"));
     let settings = EncodeSettings::from(&config);
     if !lag_only {
-        let source = make_source(work.path(), package_secs);
+        let source = make_source(work.path(), package_secs, PACKAGE_SLICE_MS);
         let size = std::fs::metadata(&source).unwrap().len();
         println!("source: {package_secs} s 1280x720@30 VP8/Opus WebM, {size} bytes");
         let (mut plain, mut ours) = (Vec::new(), Vec::new());
         for run in 0..runs {
             let out = work.path().join(format!("plain-{run}"));
             plain.push(run_plain_ffmpeg(&source, &settings, &out));
-            ours.push(rt.block_on(run_segcast(&source, config.clone(), false)));
+            ours.push(rt.block_on(run_segcast(
+                &source,
+                config.clone(),
+                PACKAGE_SLICE_MS,
+                false,
+            )));
             println!("run {run}: plain {}  segcast {}", plain[run], ours[run]);
         }
         report_packaging(package_secs, runs, &plain, &ours);
     }
 
-    let lag_source = make_source(work.path(), lag_secs);
-    let live = rt.block_on(run_segcast(&lag_source, config, true));
+    let lag_source = make_source(work.path(), lag_secs, LAG_SLICE_MS);
+    let live = rt.block_on(run_segcast(&lag_source, config, LAG_SLICE_MS, true));
     println!(
-        "\n(b) live lag, {lag_secs} s uploaded in ~1 s chunks at real-time pace, {} ms segments",
-        settings.segment_target_ms
+        "\n(b) live lag, {lag_secs} s uploaded in ~{LAG_SLICE_MS} ms chunks at real-time pace, \
+         {} ms segments, {} ms parts",
+        settings.segment_target_ms, settings.fragment_ms
     );
     println!(
-        "    chunk upload → playlist covers its media : {}",
-        p50_max(&live.lags_ms)
+        "    chunk upload → a part covering its media listed    : {}   (target ≤ part + 200 ms = {} ms)",
+        p50_max(&live.lags_ms),
+        settings.fragment_ms + 200
     );
     println!(
-        "    last chunk of a segment → segment listed : {}",
-        p50_max(&live.publish_delays_ms)
-    );
-    println!(
-        "    (target: ≤ segment {} ms + 300 ms)",
-        settings.segment_target_ms
+        "    chunk upload → a segment covering its media listed : {}",
+        p50_max(&live.segment_lags_ms)
     );
     if !lag_only {
         import::run(&rt, work.path(), package_secs, runs);
@@ -115,10 +124,10 @@ fn p50_max(ms: &[u64]) -> String {
 struct Cost {
     wall_s: f64,
     cpu_s: f64,
-    /// Per chunk: upload → published duration covers the chunk's media.
+    /// Per chunk: upload → a listed part covers the chunk's media.
     lags_ms: Vec<u64>,
-    /// Per segment: upload of the chunk that completes it → published.
-    publish_delays_ms: Vec<u64>,
+    /// Per chunk: upload → a listed segment covers the chunk's media.
+    segment_lags_ms: Vec<u64>,
 }
 
 impl Cost {
@@ -153,11 +162,13 @@ fn cpu_s() -> f64 {
     usage(libc::RUSAGE_SELF) + usage(libc::RUSAGE_CHILDREN)
 }
 
-fn make_source(dir: &Path, secs: u32) -> PathBuf {
-    let path = dir.join(format!("source-{secs}.webm"));
+/// A 720p VP8/Opus WebM whose clusters last `cluster_ms`, so it can be cut
+/// at cluster starts like a MediaRecorder with that timeslice.
+fn make_source(dir: &Path, secs: u32, cluster_ms: u64) -> PathBuf {
+    let path = dir.join(format!("source-{secs}-{cluster_ms}.webm"));
     let vp8 = ["-c:v", "libvpx", "-deadline", "realtime", "-cpu-used", "8"];
     let rate = ["-b:v", "2M", "-g", "150"];
-    // 1 s clusters, like MediaRecorder's 1 s timeslices.
+    let cluster = cluster_ms.to_string();
     let webm = [
         "-c:a",
         "libopus",
@@ -166,7 +177,7 @@ fn make_source(dir: &Path, secs: u32) -> PathBuf {
         "-live",
         "1",
         "-cluster_time_limit",
-        "1000",
+        &cluster,
     ];
     common::make_test_media(&path, "1280x720", secs, &[&vp8[..], &rate, &webm].concat());
     path
@@ -289,25 +300,31 @@ fn clusters(bytes: &[u8]) -> Vec<(usize, u64)> {
         .collect()
 }
 
-/// Uploads `source` to an in-process segcast in chunks cut at clusters;
-/// with `realtime`, each chunk is sent when its media would be recorded.
-async fn run_segcast(source: &Path, config: segcast::Config, realtime: bool) -> Cost {
+/// Uploads `source` to an in-process segcast in chunks cut at clusters
+/// every `slice_ms`; with `realtime`, each chunk is sent when its media
+/// would be recorded, and a player follows the live playlist.
+async fn run_segcast(
+    source: &Path,
+    config: segcast::Config,
+    slice_ms: u64,
+    realtime: bool,
+) -> Cost {
     let server = InProcess::start(config).await;
     let base = server.base.clone();
     let client = reqwest::Client::new();
     let bytes = std::fs::read(source).unwrap();
-    // One chunk per ~1 s of clusters, cut at a cluster start, as a
-    // MediaRecorder with a 1 s timeslice would; the first carries the header.
-    // Cuts follow a fixed 1 s clock, like a timeslice, so they do not drift.
+    // One chunk per timeslice of clusters, cut at a cluster start, as a
+    // MediaRecorder would; the first carries the header. Cuts follow a
+    // fixed clock, like a timeslice, so they do not drift.
     let mut cuts = vec![(0usize, 0u64)];
-    let mut next_cut_ms = 1000;
+    let mut next_cut_ms = slice_ms;
     for (at, ms) in clusters(&bytes) {
         if ms >= next_cut_ms {
             cuts.push((at, ms));
-            next_cut_ms = (ms / 1000 + 1) * 1000;
+            next_cut_ms = (ms / slice_ms + 1) * slice_ms;
         }
     }
-    let total_ms = cuts.last().unwrap().1 + 1000;
+    let total_ms = cuts.last().unwrap().1 + slice_ms;
     cuts.push((bytes.len(), total_ms));
     let chunks: Vec<&[u8]> = cuts.windows(2).map(|w| &bytes[w[0].0..w[1].0]).collect();
     // Media end of chunk i: where chunk i + 1 starts.
@@ -316,28 +333,14 @@ async fn run_segcast(source: &Path, config: segcast::Config, realtime: bool) -> 
     let (id, token) = common::Api::new(base.clone()).create("bench").await;
     let status_url = format!("{base}/api/recordings/{id}");
 
-    // Fine polling for lag, coarse for cost: the poller runs in this
-    // process, so its CPU would count as segcast's.
-    let poll = Duration::from_millis(if realtime { 5 } else { 25 });
-    // Published duration over time, watched while the upload goes on.
-    let poller = {
-        let (client, url) = (client.clone(), status_url.clone());
-        tokio::spawn(async move {
-            let mut seen: Vec<(Instant, f64)> = Vec::new();
-            loop {
-                let status: serde_json::Value =
-                    client.get(&url).send().await.unwrap().json().await.unwrap();
-                let duration_s = status["duration_s"].as_f64().unwrap();
-                if seen.last().is_none_or(|&(_, d)| d != duration_s) {
-                    seen.push((Instant::now(), duration_s));
-                }
-                if status["state"] != "recording" {
-                    return seen;
-                }
-                tokio::time::sleep(poll).await;
-            }
-        })
-    };
+    // Coarse status polling for cost: the poller runs in this process, so
+    // its CPU would count as segcast's.
+    let poll = Duration::from_millis(25);
+    // What a live player sees, as it happens: blocking reloads, no polling.
+    let follower = realtime.then(|| {
+        let url = format!("{base}/media/{id}/media.m3u8");
+        tokio::spawn(follow_playlist(client.clone(), url))
+    });
     let (start, cpu) = (Instant::now(), cpu_s());
     let mut sent_at = Vec::new();
     for (seq, chunk) in chunks.iter().enumerate() {
@@ -369,7 +372,10 @@ async fn run_segcast(source: &Path, config: segcast::Config, realtime: bool) -> 
     .await;
     assert_eq!(done["state"], "ready", "{done}");
     let (wall_s, cpu_s) = (start.elapsed().as_secs_f64(), cpu_s() - cpu);
-    let seen = poller.await.unwrap();
+    let seen = match follower {
+        Some(follower) => follower.await.unwrap(),
+        None => Vec::new(),
+    };
     if std::env::var_os("BENCH_TRACE").is_some() {
         let rel = |t: &Instant| t.saturating_duration_since(start).as_millis();
         println!(
@@ -378,48 +384,65 @@ async fn run_segcast(source: &Path, config: segcast::Config, realtime: bool) -> 
         );
         println!("media end ms: {media_end_ms:?}");
         println!(
-            "published (ms, duration_s): {:?}",
-            seen.iter().map(|(t, d)| (rel(t), *d)).collect::<Vec<_>>()
+            "listed (ms, segments s, parts s): {:?}",
+            seen.iter()
+                .map(|(t, s, p)| (rel(t), *s, *p))
+                .collect::<Vec<_>>()
         );
     }
     // Every chunk but the last (which only the finish can publish): the
-    // first moment the published duration reached the end of its media.
-    let lags_ms = sent_at[..sent_at.len() - 1]
-        .iter()
-        .enumerate()
-        .map(|(seq, sent)| {
-            let media_end_s = media_end_ms[seq] as f64 / 1000.0 - 0.05;
-            let covered = seen
-                .iter()
-                .find(|(_, d)| *d >= media_end_s)
-                .map_or(Instant::now(), |&(t, _)| t);
-            covered.saturating_duration_since(*sent).as_millis() as u64
-        })
-        .collect();
-    // A segment ending at media time E needs media past E: it can only be
-    // published once the first chunk whose media ends after E is uploaded.
-    let publish_delays_ms = seen
-        .windows(2)
-        .filter_map(|w| {
-            let (published, duration_s) = w[1];
-            let needed = media_end_ms
-                .iter()
-                .position(|&end| end as f64 / 1000.0 > duration_s + 0.01)?;
-            Some(
-                published
-                    .saturating_duration_since(sent_at[needed])
-                    .as_millis() as u64,
-            )
-        })
-        .collect();
+    // first moment the playlist listed media up to the end of its media.
+    // A frame's worth (1/30 s) short counts as covered: a part ends where
+    // its last frame does, a chunk where the next one starts.
+    let lag = |listed: fn(&(Instant, f64, f64)) -> f64| -> Vec<u64> {
+        sent_at[..sent_at.len() - 1]
+            .iter()
+            .enumerate()
+            .map(|(seq, sent)| {
+                let media_end_s = media_end_ms[seq] as f64 / 1000.0 - 0.034;
+                let covered = seen
+                    .iter()
+                    .find(|entry| listed(entry) >= media_end_s)
+                    .map_or(Instant::now(), |&(t, _, _)| t);
+                covered.saturating_duration_since(*sent).as_millis() as u64
+            })
+            .collect()
+    };
     let cost = Cost {
         wall_s,
         cpu_s,
-        lags_ms,
-        publish_delays_ms,
+        lags_ms: if realtime { lag(|e| e.2) } else { Vec::new() },
+        segment_lags_ms: if realtime { lag(|e| e.1) } else { Vec::new() },
     };
     server.stop().await;
     cost
+}
+
+/// Follows a live media playlist as an LL-HLS player does (a blocking
+/// reload for the next part each time) until `ENDLIST`; returns when each
+/// change was seen, with the media listed in whole segments and in parts.
+async fn follow_playlist(client: reqwest::Client, url: String) -> Vec<(Instant, f64, f64)> {
+    let mut seen: Vec<(Instant, f64, f64)> = Vec::new();
+    let mut query = String::new();
+    loop {
+        let resp = client.get(format!("{url}{query}")).send().await.unwrap();
+        if resp.status() == 503 {
+            continue; // waited its limit (a slow start): ask again
+        }
+        assert!(resp.status().is_success(), "{}", resp.status());
+        let edge = common::PlaylistEdge::parse(&resp.text().await.unwrap());
+        let now = (Instant::now(), edge.segments_end_s, edge.parts_end_s);
+        if seen
+            .last()
+            .is_none_or(|last| (last.1, last.2) != (now.1, now.2))
+        {
+            seen.push(now);
+        }
+        if edge.ended {
+            return seen;
+        }
+        query = edge.blocking_query();
+    }
 }
 
 async fn wait_status(

@@ -466,3 +466,59 @@ pub fn probe_duration_s(path: &Path) -> f64 {
         .parse()
         .unwrap_or_else(|_| panic!("no duration for {}: {text}", path.display()))
 }
+
+/// What a player reads from a live LL-HLS playlist (RFC 8216bis): the
+/// parts it lists, the part to block for next, and how much media it lists.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PlaylistEdge {
+    /// Indices of the `part-NNNNNN.m4s` it lists, in order.
+    pub parts: Vec<u64>,
+    /// `_HLS_msn` / `_HLS_part` of the next part (§6.2.5.2).
+    pub next_msn: u64,
+    pub next_part: u64,
+    /// Media listed: whole segments, and with the open segment's parts.
+    pub segments_end_s: f64,
+    pub parts_end_s: f64,
+    pub ended: bool,
+}
+
+impl PlaylistEdge {
+    pub fn parse(text: &str) -> Self {
+        let mut edge = Self {
+            parts: Vec::new(),
+            next_msn: 0,
+            next_part: 0,
+            segments_end_s: 0.0,
+            parts_end_s: 0.0,
+            ended: text.contains("#EXT-X-ENDLIST"),
+        };
+        let mut open_s = 0.0;
+        for line in text.lines() {
+            if let Some(extinf) = line.strip_prefix("#EXTINF:") {
+                let duration: f64 = extinf.trim_end_matches(',').parse().unwrap_or(0.0);
+                edge.segments_end_s += duration;
+                edge.next_msn += 1;
+                edge.next_part = 0;
+                open_s = 0.0;
+            } else if let Some(attributes) = line.strip_prefix("#EXT-X-PART:") {
+                edge.next_part += 1;
+                let attribute = |name: &str| {
+                    let rest = attributes.split(name).nth(1)?;
+                    Some(rest.split([',', '"']).find(|s| !s.is_empty())?.to_string())
+                };
+                open_s += attribute("DURATION=")
+                    .and_then(|d| d.parse().ok())
+                    .unwrap_or(0.0);
+                let index = attribute("URI=\"part-").and_then(|i| i[..6].parse::<u64>().ok());
+                edge.parts.extend(index);
+            }
+        }
+        edge.parts_end_s = edge.segments_end_s + open_s;
+        edge
+    }
+
+    /// The query of the blocking reload for the next part.
+    pub fn blocking_query(&self) -> String {
+        format!("?_HLS_msn={}&_HLS_part={}", self.next_msn, self.next_part)
+    }
+}
