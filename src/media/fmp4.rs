@@ -67,6 +67,7 @@ pub struct TrackInfo {
     pub codec: String,
     default_sample_dur_ticks: u32,
     default_sample_flags: u32,
+    pub(super) default_sample_size: u32,
 }
 
 /// ftyp + moov: what a player fetches once through `#EXT-X-MAP`.
@@ -248,7 +249,7 @@ impl Splitter {
     }
 }
 
-fn decode_box<T: Atom>(boxed: &[u8]) -> Result<T, SplitError> {
+pub(super) fn decode_box<T: Atom>(boxed: &[u8]) -> Result<T, SplitError> {
     T::decode(&mut &boxed[..]).map_err(|e| SplitError::Decode {
         kind: T::KIND.to_string(),
         reason: e.to_string(),
@@ -277,6 +278,7 @@ fn parse_init(ftyp: Vec<u8>, moov_bytes: &[u8]) -> Result<InitSegment, SplitErro
             codec: codec.map(rfc6381_codec).unwrap_or_default(),
             default_sample_dur_ticks: defaults.map_or(0, |t| t.default_sample_duration),
             default_sample_flags: defaults.map_or(0, |t| t.default_sample_flags),
+            default_sample_size: defaults.map_or(0, |t| t.default_sample_size),
         });
     }
     let mut bytes = ftyp;
@@ -285,7 +287,7 @@ fn parse_init(ftyp: Vec<u8>, moov_bytes: &[u8]) -> Result<InitSegment, SplitErro
 }
 
 /// The body of a complete box (after its 8- or 16-byte header).
-fn box_body(boxed: &[u8]) -> Result<&[u8], SplitError> {
+pub(super) fn box_body(boxed: &[u8]) -> Result<&[u8], SplitError> {
     let mut cursor = boxed;
     let kind = || {
         FourCC::new(
@@ -305,8 +307,22 @@ fn box_body(boxed: &[u8]) -> Result<&[u8], SplitError> {
 }
 
 /// The child boxes of kind `kind` in a container box, each whole.
-fn children<'a>(boxed: &'a [u8], kind: &[u8; 4]) -> Result<Vec<&'a [u8]>, SplitError> {
-    let mut rest = box_body(boxed)?;
+pub(super) fn children<'a>(boxed: &'a [u8], kind: &[u8; 4]) -> Result<Vec<&'a [u8]>, SplitError> {
+    Ok(all_children(boxed)?
+        .into_iter()
+        .filter(|(k, _)| k.as_ref() == kind)
+        .map(|(_, child)| child)
+        .collect())
+}
+
+/// Every child box of a container box, each whole, with its kind.
+pub(super) fn all_children(boxed: &[u8]) -> Result<Vec<(FourCC, &[u8])>, SplitError> {
+    boxes_in(box_body(boxed)?)
+}
+
+/// The boxes that `bytes` consists of, each whole, with its kind.
+pub(super) fn boxes_in(bytes: &[u8]) -> Result<Vec<(FourCC, &[u8])>, SplitError> {
+    let mut rest = bytes;
     let mut found = Vec::new();
     while !rest.is_empty() {
         let mut cursor = rest;
@@ -323,16 +339,17 @@ fn children<'a>(boxed: &'a [u8], kind: &[u8; 4]) -> Result<Vec<&'a [u8]>, SplitE
                 kind: header.kind.to_string(),
             });
         }
-        if header.kind.as_ref() == kind {
-            found.push(&rest[..len]);
-        }
+        found.push((header.kind, &rest[..len]));
         rest = &rest[len..];
     }
     Ok(found)
 }
 
 /// The first box found by following `path` (child kinds) down from `boxed`.
-fn descend<'a>(boxed: &'a [u8], path: &[&[u8; 4]]) -> Result<Option<&'a [u8]>, SplitError> {
+pub(super) fn descend<'a>(
+    boxed: &'a [u8],
+    path: &[&[u8; 4]],
+) -> Result<Option<&'a [u8]>, SplitError> {
     let mut current = boxed;
     for kind in path {
         match children(current, kind)?.first() {
@@ -343,7 +360,7 @@ fn descend<'a>(boxed: &'a [u8], path: &[&[u8; 4]]) -> Result<Option<&'a [u8]>, S
     Ok(Some(current))
 }
 
-fn required<'a>(boxed: &'a [u8], path: &[&[u8; 4]]) -> Result<&'a [u8], SplitError> {
+pub(super) fn required<'a>(boxed: &'a [u8], path: &[&[u8; 4]]) -> Result<&'a [u8], SplitError> {
     descend(boxed, path)?.ok_or_else(|| SplitError::Decode {
         kind: "trak".into(),
         reason: format!(

@@ -1,6 +1,7 @@
 //! The pure media core: fMP4 splitting, segmenting, the timeline and
 //! playlist rendering. No I/O, no async: plain functions over plain types.
 
+pub mod cmaf;
 pub mod fmp4;
 pub mod hls;
 pub mod timeline;
