@@ -17,7 +17,8 @@ use sha2::{Digest, Sha256};
 use tokio::sync::watch;
 
 use crate::media::hls::{self, PlaylistSettings};
-use crate::media::timeline::{LivePosition, Part, Timeline};
+use crate::media::names::TrackFiles;
+use crate::media::timeline::{LivePosition, Part, Rendition};
 
 /// Closed segments (and their parts) kept in memory besides the open one:
 /// the part window of a playlist spans three target durations, and a part
@@ -49,13 +50,30 @@ impl Playlist {
 /// What a reader sees of the edge at one moment.
 #[derive(Debug, Clone, Default)]
 pub struct EdgeView {
-    /// `None` until the task publishes anything (the file on disk, if any,
-    /// is served then: a finished recording after a restart).
-    pub media: Option<Playlist>,
+    /// Each track's media playlist and position, primary first. Empty
+    /// until the task publishes anything (the files on disk, if any, are
+    /// served then: a finished recording after a restart).
+    pub tracks: Vec<TrackView>,
     /// `None` until the codecs are known (the init segment).
     pub multivariant: Option<Playlist>,
-    pub position: LivePosition,
     pub target_duration_s: u64,
+}
+
+#[derive(Debug, Clone)]
+pub struct TrackView {
+    pub media: Playlist,
+    pub position: LivePosition,
+}
+
+impl EdgeView {
+    /// Whether this server publishes the recording (else: disk).
+    pub fn is_live(&self) -> bool {
+        !self.tracks.is_empty()
+    }
+
+    pub fn track(&self, files: TrackFiles) -> Option<&TrackView> {
+        self.tracks.get(files.index())
+    }
 }
 
 #[derive(Default)]
@@ -70,14 +88,15 @@ struct Recent {
 
 pub struct LiveEdge {
     view: watch::Sender<Arc<EdgeView>>,
-    recent: Mutex<Recent>,
+    /// Per track, by [`TrackFiles::index`].
+    recent: [Mutex<Recent>; 2],
 }
 
 impl Default for LiveEdge {
     fn default() -> Self {
         Self {
             view: watch::Sender::new(Arc::default()),
-            recent: Mutex::default(),
+            recent: Default::default(),
         }
     }
 }
@@ -91,36 +110,55 @@ impl LiveEdge {
         self.view.subscribe()
     }
 
-    /// Renders the playlists of `timeline` and wakes every waiting request.
-    /// `multivariant` is given when it changed; otherwise the last stays.
+    /// Renders the playlists of every track and wakes every waiting
+    /// request. `multivariant` is given when it changed; otherwise the last
+    /// stays.
     pub fn publish(
         &self,
-        timeline: &Timeline,
+        rendition: &Rendition,
         settings: &PlaylistSettings,
         multivariant: Option<String>,
     ) {
-        let media = Playlist::new(hls::render_media_playlist(timeline, settings));
+        let tracks = rendition
+            .tracks
+            .iter()
+            .enumerate()
+            .map(|(index, timeline)| TrackView {
+                media: Playlist::new(hls::render_media_playlist(
+                    timeline,
+                    settings,
+                    TrackFiles::at(index),
+                )),
+                position: LivePosition::of(timeline),
+            })
+            .collect();
         let previous = self.view();
         let multivariant = multivariant
             .map(Playlist::new)
             .or_else(|| previous.multivariant.clone());
+        let primary = rendition.primary();
         self.view.send_replace(Arc::new(EdgeView {
-            media: Some(media),
+            tracks,
             multivariant,
-            position: LivePosition::of(timeline),
-            target_duration_s: hls::target_duration_s(timeline, settings.segment_target_ms),
+            target_duration_s: hls::target_duration_s(primary, settings.segment_target_ms),
         }));
     }
 
     /// Forgets everything (an import that failed is unpublished).
     pub fn clear(&self) {
-        *self.recent.lock().expect("edge lock") = Recent::default();
+        for recent in &self.recent {
+            *recent.lock().expect("edge lock") = Recent::default();
+        }
         self.view.send_replace(Arc::default());
     }
 
+    fn recent(&self, files: TrackFiles) -> std::sync::MutexGuard<'_, Recent> {
+        self.recent[files.index()].lock().expect("edge lock")
+    }
+
     /// Keeps the bytes of part `index`, which belongs to segment `seq`.
-    pub fn add_part(&self, index: u64, seq: u64, bytes: Bytes) {
-        let mut recent = self.recent.lock().expect("edge lock");
+    pub fn add_part(&self, files: TrackFiles, index: u64, seq: u64, bytes: Bytes) {
+        let mut recent = self.recent(files);
         recent.parts.insert(index, bytes);
         let entry = recent.segments.entry(seq).or_insert((index, 0));
         entry.1 = entry.1.max(index + 1 - entry.0);
@@ -132,19 +170,14 @@ impl LiveEdge {
         }
     }
 
-    pub fn part(&self, index: u64) -> Option<Bytes> {
-        self.recent
-            .lock()
-            .expect("edge lock")
-            .parts
-            .get(&index)
-            .cloned()
+    pub fn part(&self, files: TrackFiles, index: u64) -> Option<Bytes> {
+        self.recent(files).parts.get(&index).cloned()
     }
 
     /// Segment `seq` was closed and written as `bytes`: its parts become
     /// slices of that one buffer, so memory holds each byte once.
-    pub fn close_segment(&self, seq: u64, bytes: Bytes, parts: &[Part]) {
-        let mut recent = self.recent.lock().expect("edge lock");
+    pub fn close_segment(&self, files: TrackFiles, seq: u64, bytes: Bytes, parts: &[Part]) {
+        let mut recent = self.recent(files);
         let Some(&(first, _)) = recent.segments.get(&seq) else {
             return;
         };
@@ -161,13 +194,8 @@ impl LiveEdge {
     }
 
     /// A closed segment's bytes, if it is one of the newest.
-    pub fn segment(&self, seq: u64) -> Option<Bytes> {
-        self.recent
-            .lock()
-            .expect("edge lock")
-            .closed
-            .get(&seq)
-            .cloned()
+    pub fn segment(&self, files: TrackFiles, seq: u64) -> Option<Bytes> {
+        self.recent(files).closed.get(&seq).cloned()
     }
 }
 
@@ -189,28 +217,38 @@ mod tests {
             .collect();
         for seq in 0..8u64 {
             for i in 0..3u8 {
-                edge.add_part(index, seq, Bytes::from(vec![i; 2]));
+                edge.add_part(TrackFiles::Audio, index, seq, Bytes::from(vec![i; 2]));
                 index += 1;
             }
             if seq < 7 {
-                edge.close_segment(seq, Bytes::from(vec![seq as u8; 6]), &parts);
+                edge.close_segment(
+                    TrackFiles::Audio,
+                    seq,
+                    Bytes::from(vec![seq as u8; 6]),
+                    &parts,
+                );
             }
         }
+        let audio = TrackFiles::Audio;
         assert_eq!(
-            edge.part(22).unwrap(),
+            edge.part(audio, 22).unwrap(),
             vec![1, 1],
             "the open segment's part"
         );
         assert_eq!(
-            edge.part(19).unwrap(),
+            edge.part(audio, 19).unwrap(),
             vec![6, 6],
             "a closed segment's part is a slice of its bytes"
         );
-        assert_eq!(edge.segment(6).unwrap(), vec![6; 6]);
+        assert_eq!(edge.segment(audio, 6).unwrap(), vec![6; 6]);
         let oldest_kept = 7 - RECENT_SEGMENTS as u64;
-        assert!(edge.segment(oldest_kept).is_some());
-        assert!(edge.segment(oldest_kept - 1).is_none());
-        assert!(edge.part(0).is_none());
+        assert!(edge.segment(audio, oldest_kept).is_some());
+        assert!(edge.segment(audio, oldest_kept - 1).is_none());
+        assert!(edge.part(audio, 0).is_none());
+        assert!(
+            edge.part(TrackFiles::Primary, 22).is_none(),
+            "tracks are apart"
+        );
     }
 
     #[test]

@@ -26,11 +26,15 @@ use std::sync::Arc;
 use bytes::Bytes;
 
 use crate::edge::LiveEdge;
-use crate::media::fmp4::{Fragment, Piece, SplitError, Splitter};
-use crate::media::hls::{
-    self, PlaylistSettings, INIT_FILE, MEDIA_PLAYLIST_FILE, MULTIVARIANT_FILE,
+use crate::media::cmaf::{track_fragment, track_init};
+use crate::media::fmp4::{
+    Fragment, InitSegment, Piece, SplitError, Splitter, TrackInfo, TrackKind,
 };
-use crate::media::timeline::{ClosedSegment, Segment, Segmenter, StreamInfo, Timeline};
+use crate::media::hls::{self, PlaylistSettings, MULTIVARIANT_FILE};
+use crate::media::names::TrackFiles;
+use crate::media::timeline::{
+    ClosedSegment, Rendition, Segmenter, StreamInfo, Timeline, TrackSegments,
+};
 use crate::store::write_atomic;
 
 /// The saved timeline of a rendition, for recovery.
@@ -66,17 +70,40 @@ pub struct PublishSettings {
     pub playlist_interval_ms: u64,
 }
 
+/// One track's output: its segments in the making, its timeline, and
+/// where its files go.
+struct TrackOut {
+    files: TrackFiles,
+    /// `None` for muxed media (every track in one file).
+    track: Option<TrackInfo>,
+    cut: TrackSegments,
+    timeline: Timeline,
+    /// Parts of the segments closed so far: the index of the open
+    /// segment's first part.
+    closed_parts: u64,
+}
+
+impl TrackOut {
+    fn is_audio(&self) -> bool {
+        self.track
+            .as_ref()
+            .is_some_and(|t| matches!(t.kind, TrackKind::Audio { .. }))
+    }
+}
+
 pub struct HlsPublisher {
     settings: PublishSettings,
     splitter: Splitter,
     segmenter: Option<Segmenter>,
-    timeline: Timeline,
+    /// Each track in files of its own (always, for new media).
+    separate: bool,
+    tracks: Vec<TrackOut>,
+    /// What an earlier run published, until the init segment says which
+    /// tracks there are.
+    resumed: Vec<Timeline>,
     /// Segments below this seq were published by an earlier run: the
     /// re-encoded ones are checked and dropped, not written.
     replay_until: u64,
-    /// Parts of the segments closed so far: the index of the open
-    /// segment's first part.
-    closed_parts: u64,
     /// When the playlists were last written.
     playlists_written: Option<std::time::Instant>,
     /// Segments were written that no playlist on disk lists yet.
@@ -87,22 +114,21 @@ pub struct HlsPublisher {
 
 impl HlsPublisher {
     pub fn new(settings: PublishSettings) -> Self {
-        Self::resume(settings, Timeline::default())
+        Self::resume(settings, Rendition::default())
     }
 
     /// Continues a rendition whose first segments `published` lists.
-    pub fn resume(settings: PublishSettings, published: Timeline) -> Self {
-        let replay_until = published.segments.len() as u64;
+    pub fn resume(settings: PublishSettings, published: Rendition) -> Self {
+        let replay_until = published.primary().segments.len() as u64;
+        // A rendition begun before tracks were separate stays muxed.
+        let separate = published.separate || published.tracks.is_empty();
         Self {
             settings,
             splitter: Splitter::default(),
             segmenter: None,
-            closed_parts: published.closed_parts(),
-            timeline: Timeline {
-                ended: false,
-                open: None,
-                ..published
-            },
+            separate,
+            tracks: Vec::new(),
+            resumed: published.tracks,
             replay_until,
             playlists_written: None,
             unlisted_segments: false,
@@ -123,17 +149,27 @@ impl HlsPublisher {
         }
     }
 
-    /// Reads a saved timeline; `None` when there is none (or it is unusable,
-    /// in which case the rendition is rebuilt from scratch).
-    pub fn load_timeline(dir: &std::path::Path) -> Option<Timeline> {
+    /// Reads a saved rendition; `None` when there is none (or it is
+    /// unusable, in which case the media is rebuilt from scratch).
+    pub fn load_rendition(dir: &std::path::Path) -> Option<Rendition> {
         let bytes = std::fs::read(dir.join(TIMELINE_FILE)).ok()?;
-        serde_json::from_slice(&bytes)
+        Rendition::from_json(&bytes)
             .map_err(|e| tracing::warn!(error = %e, "ignoring an unreadable timeline"))
             .ok()
     }
 
-    pub fn timeline(&self) -> &Timeline {
-        &self.timeline
+    /// What is published so far, every track.
+    pub fn rendition(&self) -> Rendition {
+        if self.tracks.is_empty() {
+            return Rendition {
+                separate: self.separate,
+                tracks: self.resumed.clone(),
+            };
+        }
+        Rendition {
+            separate: self.separate,
+            tracks: self.tracks.iter().map(|t| t.timeline.clone()).collect(),
+        }
     }
 
     /// Feeds ffmpeg output; returns true when a new segment was listed.
@@ -142,25 +178,7 @@ impl HlsPublisher {
         let mut parts = false;
         for piece in self.splitter.push(bytes)? {
             match piece {
-                Piece::Init(init) => {
-                    let primary = init.primary_track().ok_or(PublishError::NoTracks)?;
-                    self.timeline.info = StreamInfo::from_init(&init);
-                    let replaying = self.replay_until > 0;
-                    let target_ticks =
-                        self.settings.segment_target_ms * u64::from(primary.timescale) / 1000;
-                    let mut segmenter = Segmenter::new(primary.track_id, target_ticks, 0);
-                    if let Some(grid_ms) = self.settings.keyframe_grid_ms {
-                        segmenter = segmenter
-                            .with_keyframe_grid(grid_ms * u64::from(primary.timescale) / 1000);
-                    }
-                    self.segmenter = Some(segmenter);
-                    write_atomic(&self.settings.dir.join(INIT_FILE), &init.bytes, false)?;
-                    // Playlists exist from here on, so the hls URL works
-                    // (empty, live) before the first segment is complete.
-                    if !replaying {
-                        self.write_playlists()?;
-                    }
-                }
+                Piece::Init(init) => self.start(&init)?,
                 Piece::Fragment(fragment) => {
                     let (segment, part) = self.push_fragment(fragment)?;
                     segments |= segment;
@@ -171,7 +189,7 @@ impl HlsPublisher {
         self.unlisted_segments |= segments;
         // Rendered once per read of ffmpeg's output, after every piece in
         // it: the first segment at once, then at most every interval.
-        let first = segments && self.timeline.segments.len() <= 1;
+        let first = segments && self.tracks[0].timeline.segments.len() <= 1;
         if !(segments || parts) || !(first || self.playlists_due()) {
             return Ok(false);
         }
@@ -183,80 +201,167 @@ impl HlsPublisher {
         Ok(false)
     }
 
-    /// One fragment = one part: kept in memory for live viewers, and the
-    /// segments it closes written. Returns (a new segment was written, a
-    /// new part was added).
+    /// The init segment says which tracks there are: one output each (the
+    /// primary track and the first audio track), or one muxed output.
+    fn start(&mut self, init: &InitSegment) -> Result<(), PublishError> {
+        let primary = init.primary_track().ok_or(PublishError::NoTracks)?;
+        let replaying = self.replay_until > 0;
+        let target_ticks = self.settings.segment_target_ms * u64::from(primary.timescale) / 1000;
+        let mut segmenter = Segmenter::new(primary.track_id, target_ticks, 0);
+        if let Some(grid_ms) = self.settings.keyframe_grid_ms {
+            segmenter = segmenter.with_keyframe_grid(grid_ms * u64::from(primary.timescale) / 1000);
+        }
+        self.segmenter = Some(segmenter);
+        let chosen: Vec<Option<&TrackInfo>> = if self.separate {
+            let audio = init.tracks.iter().find(|t| {
+                t.track_id != primary.track_id && matches!(t.kind, TrackKind::Audio { .. })
+            });
+            std::iter::once(primary).chain(audio).map(Some).collect()
+        } else {
+            vec![None]
+        };
+        let mut resumed = std::mem::take(&mut self.resumed).into_iter();
+        self.tracks.clear();
+        for (index, track) in chosen.into_iter().enumerate() {
+            let files = TrackFiles::at(index);
+            let (info, init_bytes) = match track {
+                Some(t) => (
+                    StreamInfo::from_track(t),
+                    track_init(&init.bytes, t.track_id)?,
+                ),
+                None => (StreamInfo::from_init(init), init.bytes.clone()),
+            };
+            write_atomic(&self.settings.dir.join(files.init()), &init_bytes, false)?;
+            let published = resumed.next().unwrap_or_default();
+            self.tracks.push(TrackOut {
+                files,
+                track: track.cloned(),
+                cut: TrackSegments::new(track.map(|t| t.track_id)),
+                closed_parts: published.closed_parts(),
+                timeline: Timeline {
+                    info,
+                    ended: false,
+                    open: None,
+                    ..published
+                },
+            });
+        }
+        // Playlists exist from here on, so the hls URL works (empty, live)
+        // before the first segment is complete.
+        if !replaying {
+            self.write_playlists()?;
+        }
+        Ok(())
+    }
+
+    /// One fragment = one part of each track: kept in memory for live
+    /// viewers, and the segments it closes written. Returns (a new segment
+    /// was written, a new part was added).
     fn push_fragment(&mut self, fragment: Fragment) -> Result<(bool, bool), PublishError> {
-        let bytes = self
-            .edge
-            .is_some()
-            .then(|| Bytes::copy_from_slice(&fragment.bytes));
+        let primary_run = *fragment
+            .runs
+            .first()
+            .expect("the splitter only yields fragments with a traf");
+        let mut own_bytes = Vec::with_capacity(self.tracks.len());
+        for out in &self.tracks {
+            own_bytes.push(match &out.track {
+                Some(track) => track_fragment(&fragment.bytes, track)?
+                    .map(|bytes| (bytes, *fragment.run(track.track_id).expect("has a traf"))),
+                None => Some((fragment.bytes.clone(), primary_run)),
+            });
+        }
         let segmenter = self.segmenter.as_mut().expect("splitter yields init first");
         let pushed = segmenter.push(fragment);
         let place = pushed.part;
-        let mut listed = false;
-        let mut closes_own = None;
-        for closed in pushed.closed {
-            if closed.segment.seq < place.seq {
-                listed |= self.publish(closed)?;
-            } else {
-                closes_own = Some(closed);
-            }
-        }
+        let closes_before = pushed.closed.iter().any(|c| c.segment.seq < place.seq);
+        let closes_own = pushed.closed.iter().any(|c| c.segment.seq == place.seq);
         // Parts of a replayed segment were published by an earlier run.
         let new_part = place.seq >= self.replay_until;
-        if let (true, Some(edge), Some(bytes)) = (new_part, &self.edge, bytes) {
-            edge.add_part(self.closed_parts + place.index as u64, place.seq, bytes);
-        }
-        self.timeline.open = self
-            .segmenter
-            .as_ref()
-            .and_then(Segmenter::open_segment)
-            .filter(|open| open.seq >= self.replay_until)
-            .cloned();
-        if let Some(closed) = closes_own {
-            listed |= self.publish(closed)?;
+        let mut listed = false;
+        for (index, own) in own_bytes.into_iter().enumerate() {
+            if closes_before {
+                listed |= self.close(index)?;
+            }
+            let out = &mut self.tracks[index];
+            if let Some((bytes, run)) = own {
+                let audio = out.is_audio();
+                let part = out.cut.add(place.seq, &bytes, &run, audio);
+                if let (true, Some(edge)) = (new_part, &self.edge) {
+                    let part_index = out.closed_parts + part as u64;
+                    edge.add_part(out.files, part_index, place.seq, Bytes::from(bytes));
+                }
+            }
+            out.timeline.open = out
+                .cut
+                .open_segment()
+                .filter(|open| open.seq >= self.replay_until)
+                .cloned();
+            if closes_own {
+                listed |= self.close(index)?;
+            }
         }
         Ok((listed, new_part))
     }
 
-    /// End of ffmpeg output: publishes the last segment and the final
-    /// playlists with `EXT-X-ENDLIST`.
-    pub fn finish(mut self) -> Result<Timeline, PublishError> {
-        self.splitter.finish()?;
-        if let Some(last) = self.segmenter.as_mut().and_then(Segmenter::finish) {
-            self.publish(last)?;
+    /// Closes track `index`'s open segment and writes it.
+    fn close(&mut self, index: usize) -> Result<bool, PublishError> {
+        let closed = self.tracks[index].cut.close();
+        self.tracks[index].timeline.open = None;
+        match closed {
+            Some(closed) => self.publish(index, closed),
+            None => Ok(false),
         }
-        self.timeline.ended = true;
-        self.timeline.open = None;
-        self.write_playlists()?;
-        Ok(self.timeline)
     }
 
-    /// Writes a closed segment; returns false when the segment was already
-    /// published by an earlier run.
-    fn publish(&mut self, closed: ClosedSegment) -> Result<bool, PublishError> {
+    /// End of ffmpeg output: publishes the last segment and the final
+    /// playlists with `EXT-X-ENDLIST`.
+    pub fn finish(mut self) -> Result<Rendition, PublishError> {
+        self.splitter.finish()?;
+        if let Some(segmenter) = self.segmenter.as_mut() {
+            segmenter.finish();
+        }
+        for index in 0..self.tracks.len() {
+            self.close(index)?;
+        }
+        for out in &mut self.tracks {
+            out.timeline.ended = true;
+            out.timeline.open = None;
+        }
+        self.write_playlists()?;
+        Ok(self.rendition())
+    }
+
+    /// Writes a closed segment of track `index`; returns false when the
+    /// segment was already published by an earlier run.
+    fn publish(&mut self, index: usize, closed: ClosedSegment) -> Result<bool, PublishError> {
         let seq = closed.segment.seq;
+        let out = &mut self.tracks[index];
         if seq < self.replay_until {
-            let earlier = &self.timeline.segments[seq as usize];
-            if earlier.dur_ticks != closed.segment.dur_ticks {
-                // Kept as published: players may hold it already.
-                tracing::warn!(
-                    seq,
-                    before = earlier.dur_ticks,
-                    now = closed.segment.dur_ticks,
-                    "re-encoded segment differs"
-                );
+            if let Some(earlier) = out.timeline.segments.get(seq as usize) {
+                if earlier.dur_ticks != closed.segment.dur_ticks {
+                    // Kept as published: players may hold it already.
+                    tracing::warn!(
+                        seq,
+                        before = earlier.dur_ticks,
+                        now = closed.segment.dur_ticks,
+                        "re-encoded segment differs"
+                    );
+                }
             }
             return Ok(false);
         }
-        let path = self.settings.dir.join(Segment::file_name(seq));
+        let path = self.settings.dir.join(out.files.segment(seq));
         write_atomic(&path, &closed.bytes, false)?;
         if let Some(edge) = &self.edge {
-            edge.close_segment(seq, Bytes::from(closed.bytes), &closed.segment.parts);
+            edge.close_segment(
+                out.files,
+                seq,
+                Bytes::from(closed.bytes),
+                &closed.segment.parts,
+            );
         }
-        self.closed_parts += closed.segment.parts.len() as u64;
-        self.timeline.segments.push(closed.segment);
+        out.closed_parts += closed.segment.parts.len() as u64;
+        out.timeline.segments.push(closed.segment);
         Ok(true)
     }
 
@@ -268,25 +373,30 @@ impl HlsPublisher {
     }
 
     /// Writes the saved timeline and the playlists to disk, then the edge.
-    /// The file keeps the playlist as of the last closed segment (what a
+    /// The files keep the playlists as of the last closed segment (what a
     /// restart or a plain file server can vouch for); live viewers get the
-    /// edge's, which also lists the parts.
+    /// edge's, which also list the parts.
     fn write_playlists(&mut self) -> Result<(), PublishError> {
         self.unlisted_segments = false;
         let dir = &self.settings.dir;
-        let timeline = serde_json::to_vec(&self.timeline).map_err(io::Error::other)?;
-        write_atomic(&dir.join(TIMELINE_FILE), &timeline, false)?;
-        let on_disk = Timeline {
-            open: None,
-            ..self.timeline.clone()
-        };
-        let media = hls::render_media_playlist(&on_disk, &self.playlist_settings());
-        write_atomic(&dir.join(MEDIA_PLAYLIST_FILE), media.as_bytes(), false)?;
+        let rendition = self.rendition();
+        let saved = serde_json::to_vec(&rendition).map_err(io::Error::other)?;
+        write_atomic(&dir.join(TIMELINE_FILE), &saved, false)?;
+        let settings = self.playlist_settings();
+        for out in &self.tracks {
+            let on_disk = Timeline {
+                open: None,
+                ..out.timeline.clone()
+            };
+            let media = hls::render_media_playlist(&on_disk, &settings, out.files);
+            write_atomic(&dir.join(out.files.playlist()), media.as_bytes(), false)?;
+        }
         // The multivariant playlist changes only when the codecs become
         // known (init), with the first measured segment, and at the end.
         let mut multivariant = None;
-        if self.timeline.segments.len() <= 1 || self.timeline.ended {
-            let text = hls::render_multivariant(&self.timeline, self.settings.declared_bits_per_s);
+        let primary = rendition.primary();
+        if primary.segments.len() <= 1 || primary.ended {
+            let text = hls::render_multivariant(&rendition, self.settings.declared_bits_per_s);
             write_atomic(&dir.join(MULTIVARIANT_FILE), text.as_bytes(), false)?;
             multivariant = Some(text);
         }
@@ -297,7 +407,7 @@ impl HlsPublisher {
     fn publish_edge(&mut self, multivariant: Option<String>) {
         self.playlists_written = Some(std::time::Instant::now());
         if let Some(edge) = &self.edge {
-            edge.publish(&self.timeline, &self.playlist_settings(), multivariant);
+            edge.publish(&self.rendition(), &self.playlist_settings(), multivariant);
         }
     }
 }
@@ -305,7 +415,9 @@ impl HlsPublisher {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::media::hls::MEDIA_PLAYLIST_FILE;
 
+    const PRIMARY: TrackFiles = TrackFiles::Primary;
     const FIXTURE: &[u8] = include_bytes!("../tests/fixtures/frag-3s-kf1s.mp4");
 
     #[test]
@@ -331,22 +443,37 @@ mod tests {
             "{live}"
         );
 
-        let timeline = publisher.finish().unwrap();
-        assert_eq!(timeline.segments.len(), 3);
-        assert!(
-            (3000..=3033).contains(&timeline.duration_ms()),
-            "{}",
-            timeline.duration_ms()
-        );
-        let ended = std::fs::read_to_string(tmp.path().join(MEDIA_PLAYLIST_FILE)).unwrap();
-        assert!(ended.ends_with("#EXT-X-ENDLIST\n"), "{ended}");
-        for seg in &timeline.segments {
-            let bytes = std::fs::read(tmp.path().join(Segment::file_name(seg.seq))).unwrap();
-            assert_eq!(bytes.len() as u64, seg.len_bytes);
-            assert_eq!(&bytes[4..8], b"moof");
+        let rendition = publisher.finish().unwrap();
+        assert!(rendition.separate);
+        assert_eq!(rendition.tracks.len(), 2, "video and audio apart");
+        for (index, timeline) in rendition.tracks.iter().enumerate() {
+            let files = TrackFiles::at(index);
+            assert_eq!(timeline.segments.len(), 3);
+            assert!(
+                (2980..=3033).contains(&timeline.duration_ms()),
+                "{}",
+                timeline.duration_ms()
+            );
+            let ended = std::fs::read_to_string(tmp.path().join(files.playlist())).unwrap();
+            assert!(ended.ends_with("#EXT-X-ENDLIST\n"), "{ended}");
+            for seg in &timeline.segments {
+                let bytes = std::fs::read(tmp.path().join(files.segment(seg.seq))).unwrap();
+                assert_eq!(bytes.len() as u64, seg.len_bytes);
+                assert_eq!(&bytes[4..8], b"moof");
+            }
         }
+        assert_eq!(rendition.tracks[0].info.codecs, "avc1.64000b");
+        assert_eq!(rendition.tracks[1].info.codecs, "mp4a.40.2");
         let multivariant = std::fs::read_to_string(tmp.path().join(MULTIVARIANT_FILE)).unwrap();
         assert!(multivariant.contains("RESOLUTION=160x90"), "{multivariant}");
+        assert!(
+            multivariant.contains("CODECS=\"avc1.64000b,mp4a.40.2\""),
+            "{multivariant}"
+        );
+        assert!(
+            multivariant.contains("URI=\"audio.m3u8\""),
+            "{multivariant}"
+        );
     }
 
     fn settings(dir: &std::path::Path) -> PublishSettings {
@@ -365,9 +492,9 @@ mod tests {
         let tmp = tempfile::tempdir().unwrap();
         let mut first = HlsPublisher::new(settings(tmp.path()));
         first.push(&FIXTURE[..FIXTURE.len() * 2 / 3]).unwrap();
-        let before_crash = HlsPublisher::load_timeline(tmp.path()).unwrap();
+        let before_crash = HlsPublisher::load_rendition(tmp.path()).unwrap();
         assert_eq!(
-            before_crash.segments.len(),
+            before_crash.primary().segments.len(),
             1,
             "one segment published before the 'crash'"
         );
@@ -382,7 +509,7 @@ mod tests {
         };
         let listed_before = listed(tmp.path());
         // Proof of skipping: a replayed segment's file is never written again.
-        std::fs::remove_file(tmp.path().join(Segment::file_name(0))).unwrap();
+        std::fs::remove_file(tmp.path().join(PRIMARY.segment(0))).unwrap();
 
         let mut resumed = HlsPublisher::resume(settings(tmp.path()), before_crash.clone());
         let mut announced = 0;
@@ -395,10 +522,13 @@ mod tests {
         }
         let timeline = resumed.finish().unwrap();
         assert_eq!(announced, 1, "only segment 1 is new before the end");
-        assert_eq!(timeline.segments[0], before_crash.segments[0]);
-        assert_eq!(timeline.segments.len(), 3);
-        assert!(!tmp.path().join(Segment::file_name(0)).exists());
-        assert!(tmp.path().join(Segment::file_name(2)).exists());
+        for (index, track) in timeline.tracks.iter().enumerate() {
+            assert_eq!(track.segments[0], before_crash.tracks[index].segments[0]);
+            assert_eq!(track.segments.len(), 3);
+        }
+        assert!(!tmp.path().join(PRIMARY.segment(0)).exists());
+        assert!(tmp.path().join(PRIMARY.segment(2)).exists());
+        assert!(tmp.path().join(TrackFiles::Audio.segment(2)).exists());
 
         let from_scratch = {
             let other = tempfile::tempdir().unwrap();
@@ -421,41 +551,43 @@ mod tests {
         for chunk in FIXTURE.chunks(3000) {
             publisher.push(chunk).unwrap();
             let view = edge.view();
-            let Some(media) = &view.media else { continue };
-            let text = std::str::from_utf8(&media.bytes).unwrap();
-            // Every part the live playlist names can be fetched right now.
-            for uri in text.split("URI=\"part-").skip(1) {
-                let index: u64 = uri[..6].parse().unwrap();
-                let listed_as_hint =
-                    text.contains(&format!("PRELOAD-HINT:TYPE=PART,URI=\"part-{}", &uri[..6]));
-                assert!(
-                    listed_as_hint || edge.part(index).is_some(),
-                    "part {index}\n{text}"
-                );
+            for (track, files) in view.tracks.iter().zip(TrackFiles::ALL) {
+                let text = std::str::from_utf8(&track.media.bytes).unwrap();
+                // Every part the live playlist names can be fetched right now.
+                let uri_start = format!("URI=\"{}", files.part(0).trim_end_matches("000000.m4s"));
+                for uri in text.split(&uri_start).skip(1) {
+                    let index: u64 = uri[..6].parse().unwrap();
+                    let hint = format!("PRELOAD-HINT:TYPE=PART,{uri_start}{}", &uri[..6]);
+                    assert!(
+                        text.contains(&hint) || edge.part(files, index).is_some(),
+                        "part {index}\n{text}"
+                    );
+                }
+                most_open_parts = most_open_parts.max(track.position.open_parts);
             }
-            most_open_parts = most_open_parts.max(view.position.open_parts);
         }
         assert!(
             most_open_parts >= 1,
             "parts were listed before a segment closed"
         );
-        let timeline = publisher.finish().unwrap();
-        let mut index = 0;
-        for segment in &timeline.segments {
-            let file = std::fs::read(tmp.path().join(Segment::file_name(segment.seq))).unwrap();
-            let parts: Vec<u8> = (index..index + segment.parts.len() as u64)
-                .flat_map(|i| edge.part(i).unwrap().to_vec())
-                .collect();
-            assert_eq!(parts, file, "segment {} is its parts", segment.seq);
-            assert_eq!(edge.segment(segment.seq).unwrap(), file);
-            index += segment.parts.len() as u64;
+        let rendition = publisher.finish().unwrap();
+        for (timeline, files) in rendition.tracks.iter().zip(TrackFiles::ALL) {
+            let mut index = 0;
+            for segment in &timeline.segments {
+                let file = std::fs::read(tmp.path().join(files.segment(segment.seq))).unwrap();
+                let parts: Vec<u8> = (index..index + segment.parts.len() as u64)
+                    .flat_map(|i| edge.part(files, i).unwrap().to_vec())
+                    .collect();
+                assert_eq!(parts, file, "segment {} is its parts", segment.seq);
+                assert_eq!(edge.segment(files, segment.seq).unwrap(), file);
+                index += segment.parts.len() as u64;
+            }
+            let view = edge.view();
+            let track = view.track(files).unwrap();
+            assert!(track.position.ended);
+            let text = std::str::from_utf8(&track.media.bytes).unwrap();
+            assert!(!text.contains("PART"), "finished: no parts");
         }
-        assert!(edge.view().position.ended);
-        let text = edge.view().media.clone().unwrap().bytes;
-        assert!(
-            !std::str::from_utf8(&text).unwrap().contains("PART"),
-            "finished: no parts"
-        );
     }
 
     #[test]
@@ -476,14 +608,14 @@ mod tests {
         let playlist = std::fs::read_to_string(tmp.path().join(MEDIA_PLAYLIST_FILE)).unwrap();
         assert!(!playlist.contains("seg-00001.m4s"), "{playlist}");
         assert!(
-            tmp.path().join(Segment::file_name(1)).exists(),
+            tmp.path().join(PRIMARY.segment(1)).exists(),
             "written, not yet listed"
         );
-        let timeline = publisher.finish().unwrap();
+        let rendition = publisher.finish().unwrap();
         let ended = std::fs::read_to_string(tmp.path().join(MEDIA_PLAYLIST_FILE)).unwrap();
-        assert_eq!(timeline.segments.len(), 3);
+        assert_eq!(rendition.primary().segments.len(), 3);
         assert!(ended.contains("seg-00002.m4s") && ended.ends_with("#EXT-X-ENDLIST\n"));
-        assert_eq!(HlsPublisher::load_timeline(tmp.path()).unwrap(), timeline);
+        assert_eq!(HlsPublisher::load_rendition(tmp.path()).unwrap(), rendition);
     }
 
     #[test]

@@ -230,7 +230,8 @@ async fn unknown_ids_and_traversal_attempts_are_404() {
         "/media/..%2F..%2Fetc/passwd".to_string(),
         "/media/ABC/index.m3u8".to_string(),
         format!("/media/{id}/../recording.json"),
-        format!("/media/{id}/media.m3u8"), // not published yet
+        format!("/media/{id}/seg-00000.m4s"), // not published yet
+        format!("/media/{id}/audio-seg-00000.m4s"),
     ] {
         let resp = server.get(&path).await;
         assert_ne!(resp.status(), StatusCode::OK, "{path}");

@@ -306,39 +306,45 @@ async fn parts_are_the_bytes_of_their_segments_from_memory_and_after_a_restart()
         .await;
 
     let hls = server.data.path().join(format!("recordings/{id}/hls"));
-    let timeline: Value =
+    let rendition: Value =
         serde_json::from_slice(&std::fs::read(hls.join("timeline.json")).unwrap()).unwrap();
-    let expected: Vec<Vec<u8>> = timeline["segments"]
-        .as_array()
-        .unwrap()
+    let tracks = rendition["tracks"].as_array().unwrap();
+    assert_eq!(tracks.len(), 2, "video and audio, each in files of its own");
+    // Every part of every track: (URL, the bytes of its segment file it is).
+    let expected: Vec<(String, Vec<u8>)> = tracks
         .iter()
-        .flat_map(|segment| {
-            let seq = segment["seq"].as_u64().unwrap();
-            let file = std::fs::read(hls.join(format!("seg-{seq:05}.m4s"))).unwrap();
-            let parts = segment["parts"].as_array().unwrap().clone();
-            parts.into_iter().map(move |part| {
-                let offset = part["offset_bytes"].as_u64().unwrap() as usize;
-                let len = part["len_bytes"].as_u64().unwrap() as usize;
-                file[offset..offset + len].to_vec()
-            })
+        .zip(["", "audio-"])
+        .flat_map(|(track, prefix)| {
+            let mut index = 0;
+            let mut out = Vec::new();
+            for segment in track["segments"].as_array().unwrap() {
+                let seq = segment["seq"].as_u64().unwrap();
+                let file = std::fs::read(hls.join(format!("{prefix}seg-{seq:05}.m4s"))).unwrap();
+                for part in segment["parts"].as_array().unwrap() {
+                    let offset = part["offset_bytes"].as_u64().unwrap() as usize;
+                    let len = part["len_bytes"].as_u64().unwrap() as usize;
+                    let url = format!("/media/{id}/{prefix}part-{index:06}.m4s");
+                    out.push((url, file[offset..offset + len].to_vec()));
+                    index += 1;
+                }
+            }
+            out
         })
         .collect();
-    assert!(
-        expected.len() >= 15,
-        "0.2 s parts of 6 s: {}",
-        expected.len()
-    );
+    let video_parts = expected
+        .iter()
+        .filter(|(url, _)| !url.contains("audio-"))
+        .count();
+    assert!(video_parts >= 15, "0.2 s parts of 6 s: {video_parts}");
     let fetch_all = |server: &Server| {
-        let paths: Vec<String> = (0..expected.len())
-            .map(|i| format!("/media/{id}/part-{i:06}.m4s"))
-            .collect();
         let api = common::Api::new(server.base.clone());
+        let urls: Vec<String> = expected.iter().map(|(url, _)| url.clone()).collect();
         async move {
             let mut out = Vec::new();
-            for path in paths {
-                let resp = api.get(&path).await;
-                assert_eq!(resp.status(), 200, "{path}");
-                out.push(resp.bytes().await.unwrap().to_vec());
+            for url in urls {
+                let resp = api.get(&url).await;
+                assert_eq!(resp.status(), 200, "{url}");
+                out.push((url, resp.bytes().await.unwrap().to_vec()));
             }
             out
         }
@@ -346,10 +352,9 @@ async fn parts_are_the_bytes_of_their_segments_from_memory_and_after_a_restart()
     assert!(fetch_all(&server).await == expected, "parts from memory");
     let server = Server::start_in(server.stop().await, |_| {}).await;
     assert!(fetch_all(&server).await == expected, "parts from disk");
-    let next = expected.len();
     assert_eq!(
         server
-            .get(&format!("/media/{id}/part-{next:06}.m4s"))
+            .get(&format!("/media/{id}/part-{video_parts:06}.m4s"))
             .await
             .status(),
         404,
@@ -423,6 +428,13 @@ async fn ffmpeg_follows_a_live_playlist_and_vlc_plays_the_finished_one() {
 
     let (exit, followed) = follower.await.unwrap();
     assert!(exit.success(), "ffmpeg following the live playlist: {exit}");
+    let mut kinds = common::stream_kinds(&followed);
+    kinds.sort();
+    assert_eq!(
+        kinds,
+        ["audio", "video"],
+        "ffmpeg took the audio rendition too"
+    );
     let followed_s = common::probe_duration_s(&followed);
     assert!(
         (followed_s - duration_s).abs() < 0.3,
@@ -436,6 +448,13 @@ async fn ffmpeg_follows_a_live_playlist_and_vlc_plays_the_finished_one() {
     let played = tokio::task::spawn_blocking(move || common::vlc_remux(&vlc_url, &vlc_dir))
         .await
         .unwrap();
+    let mut kinds = common::stream_kinds(&played);
+    kinds.sort();
+    assert_eq!(
+        kinds,
+        ["audio", "video"],
+        "VLC played the audio rendition too"
+    );
     let played_s = common::probe_duration_s(&played);
     assert!(
         (played_s - duration_s).abs() < 0.3,

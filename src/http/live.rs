@@ -18,6 +18,7 @@ use tokio::sync::watch;
 
 use crate::edge::{EdgeView, LiveEdge, Playlist};
 use crate::error::{Error, Result};
+use crate::media::names::TrackFiles;
 
 /// What a player waiting on a live playlist may be told to wait before
 /// trying again, when nothing came within the blocking limit.
@@ -91,42 +92,44 @@ fn not_yet(what: &str) -> Error {
     }
 }
 
-/// The live media playlist, once it satisfies `blocking`. `None` when the
-/// edge holds no playlist (the file on disk is the answer then).
+/// A track's live media playlist, once it satisfies `blocking`. `None`
+/// when the edge holds no playlist (the file on disk is the answer then).
 pub async fn media_playlist(
     edge: &LiveEdge,
+    files: TrackFiles,
     blocking: Option<Blocking>,
     headers: &HeaderMap,
 ) -> Result<Option<Response>> {
     let view = edge.view();
-    if view.media.is_none() {
+    let Some(track) = view.track(files) else {
         return Ok(None);
-    }
+    };
     let view = match blocking {
         None => view,
         Some(Blocking { msn, part }) => {
-            if view.position.too_far_ahead(msn) {
+            if track.position.too_far_ahead(msn) {
                 return Err(Error::BadRequest(format!(
                     "_HLS_msn={msn} is more than two segments past the newest"
                 )));
             }
-            wait_for(edge, |v| v.position.contains(msn, part))
+            let has = |v: &EdgeView| {
+                v.track(files)
+                    .is_some_and(|t| t.position.contains(msn, part))
+            };
+            wait_for(edge, has)
                 .await
                 .ok_or_else(|| not_yet("the requested segment or part"))?
         }
     };
-    let playlist = view
-        .media
-        .as_ref()
-        .expect("an edge never loses its playlist");
-    Ok(Some(playlist_response(playlist, headers)))
+    let track = view.track(files).expect("an edge never loses a track");
+    Ok(Some(playlist_response(&track.media, headers)))
 }
 
 /// The multivariant playlist: it needs the codecs, so a request made
 /// before the first media waits for them (blocking, like a reload).
 pub async fn multivariant(edge: &LiveEdge, headers: &HeaderMap) -> Result<Option<Response>> {
     let view = edge.view();
-    if view.media.is_none() {
+    if !view.is_live() {
         return Ok(None);
     }
     let view = match view.multivariant {
@@ -142,29 +145,38 @@ pub async fn multivariant(edge: &LiveEdge, headers: &HeaderMap) -> Result<Option
 /// A part from memory, waiting for it if it is the next one to come.
 /// `None` when it is not in memory but exists (it is read from its
 /// segment file then).
-pub async fn part(edge: &LiveEdge, index: u64) -> Result<Option<Bytes>> {
-    if let Some(bytes) = edge.part(index) {
+pub async fn part(edge: &LiveEdge, files: TrackFiles, index: u64) -> Result<Option<Bytes>> {
+    if let Some(bytes) = edge.part(files, index) {
         return Ok(Some(bytes));
     }
     let view = edge.view();
-    let next = view.position.next_part;
     // Not live in this server (e.g. finished before a restart), or an
     // older part: its segment file has it.
-    if view.media.is_none() || index < next {
+    let Some(next) = view.track(files).map(|t| t.position.next_part) else {
+        return Ok(None);
+    };
+    if index < next {
         return Ok(None);
     }
     if index >= next + PART_LOOKAHEAD {
         return Err(Error::NotFound(format!("part {index} is not published")));
     }
-    let view = wait_for(edge, |v| v.position.next_part > index || v.position.ended)
+    let arrived = |v: &EdgeView| {
+        v.track(files)
+            .is_some_and(|t| t.position.next_part > index || t.position.ended)
+    };
+    let view = wait_for(edge, arrived)
         .await
         .ok_or_else(|| not_yet("the part"))?;
-    if view.position.next_part <= index {
+    if view
+        .track(files)
+        .is_some_and(|t| t.position.next_part <= index)
+    {
         return Err(Error::NotFound(format!(
             "part {index} will not exist: the recording ended"
         )));
     }
-    Ok(edge.part(index))
+    Ok(edge.part(files, index))
 }
 
 /// A playlist answer: `304` when the client's validator still matches.

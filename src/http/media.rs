@@ -31,8 +31,9 @@ use super::live::{self, BlockingQuery};
 use super::AppState;
 use crate::error::{Error, Result};
 use crate::ingest::library::Recording;
-use crate::media::hls::{INIT_FILE, MEDIA_PLAYLIST_FILE, MULTIVARIANT_FILE};
-use crate::media::timeline::{Part, Segment, Timeline};
+use crate::media::hls::MULTIVARIANT_FILE;
+use crate::media::names::TrackFiles;
+use crate::media::timeline::Rendition;
 use crate::publish::TIMELINE_FILE;
 use crate::transcode::poster::POSTER_FILE;
 
@@ -54,11 +55,11 @@ pub fn router() -> Router<AppState> {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum MediaFile {
     Multivariant,
-    MediaPlaylist,
-    Init,
-    Segment(u64),
+    MediaPlaylist(TrackFiles),
+    Init(TrackFiles),
+    Segment(TrackFiles, u64),
     /// A part, by its index over the whole recording.
-    Part(u64),
+    Part(TrackFiles, u64),
     Poster,
     Original,
 }
@@ -84,35 +85,39 @@ impl CachePolicy {
 impl MediaFile {
     fn parse(name: &str) -> Option<Self> {
         match name {
-            MULTIVARIANT_FILE => Some(Self::Multivariant),
-            MEDIA_PLAYLIST_FILE => Some(Self::MediaPlaylist),
-            INIT_FILE => Some(Self::Init),
-            POSTER_FILE => Some(Self::Poster),
-            "original" => Some(Self::Original),
-            _ => {
-                // Only the canonical spellings, so each file has one URL.
-                let number = |prefix: &str| {
-                    let digits = name.strip_prefix(prefix)?.strip_suffix(".m4s")?;
-                    digits
-                        .parse::<u64>()
-                        .ok()
-                        .filter(|_| digits.bytes().all(|b| b.is_ascii_digit()))
-                };
-                if let Some(seq) = number("seg-") {
-                    (Segment::file_name(seq) == name).then_some(Self::Segment(seq))
-                } else {
-                    let index = number("part-")?;
-                    (Part::file_name(index) == name).then_some(Self::Part(index))
-                }
-            }
+            MULTIVARIANT_FILE => return Some(Self::Multivariant),
+            POSTER_FILE => return Some(Self::Poster),
+            "original" => return Some(Self::Original),
+            _ => {}
+        }
+        if let Some(files) = TrackFiles::ALL.into_iter().find(|f| f.playlist() == name) {
+            return Some(Self::MediaPlaylist(files));
+        }
+        let (files, rest) = TrackFiles::split(name);
+        if rest == "init.mp4" {
+            return Some(Self::Init(files));
+        }
+        // Only the canonical spellings, so each file has one URL.
+        let number = |prefix: &str| {
+            let digits = rest.strip_prefix(prefix)?.strip_suffix(".m4s")?;
+            digits
+                .parse::<u64>()
+                .ok()
+                .filter(|_| digits.bytes().all(|b| b.is_ascii_digit()))
+        };
+        if let Some(seq) = number("seg-") {
+            (files.segment(seq) == name).then_some(Self::Segment(files, seq))
+        } else {
+            let index = number("part-")?;
+            (files.part(index) == name).then_some(Self::Part(files, index))
         }
     }
 
     fn content_type(self) -> &'static str {
         match self {
-            Self::Multivariant | Self::MediaPlaylist => "application/vnd.apple.mpegurl",
-            Self::Init => "video/mp4",
-            Self::Segment(_) | Self::Part(_) => "video/iso.segment",
+            Self::Multivariant | Self::MediaPlaylist(_) => "application/vnd.apple.mpegurl",
+            Self::Init(_) => "video/mp4",
+            Self::Segment(..) | Self::Part(..) => "video/iso.segment",
             Self::Poster => "image/jpeg",
             Self::Original => "application/octet-stream",
         }
@@ -120,7 +125,7 @@ impl MediaFile {
 
     fn cache(self) -> CachePolicy {
         match self {
-            Self::Init | Self::Segment(_) | Self::Part(_) => CachePolicy::Immutable,
+            Self::Init(_) | Self::Segment(..) | Self::Part(..) => CachePolicy::Immutable,
             _ => CachePolicy::Revalidate,
         }
     }
@@ -128,10 +133,10 @@ impl MediaFile {
     fn file_name(self) -> String {
         match self {
             Self::Multivariant => MULTIVARIANT_FILE.into(),
-            Self::MediaPlaylist => MEDIA_PLAYLIST_FILE.into(),
-            Self::Init => INIT_FILE.into(),
-            Self::Segment(seq) => Segment::file_name(seq),
-            Self::Part(index) => Part::file_name(index),
+            Self::MediaPlaylist(files) => files.playlist().into(),
+            Self::Init(files) => files.init(),
+            Self::Segment(files, seq) => files.segment(seq),
+            Self::Part(files, index) => files.part(index),
             Self::Poster => POSTER_FILE.into(),
             Self::Original => "original".into(),
         }
@@ -149,18 +154,19 @@ async fn serve(
         .ok_or_else(|| Error::NotFound(format!("no media file '{name}'")))?;
     let edge = recording.edge();
     let from_memory = match file {
-        MediaFile::MediaPlaylist => {
-            live::media_playlist(edge, blocking.parse()?, request.headers()).await?
+        MediaFile::MediaPlaylist(files) => {
+            let blocking = blocking.parse()?;
+            live::media_playlist(edge, files, blocking, request.headers()).await?
         }
         MediaFile::Multivariant => live::multivariant(edge, request.headers()).await?,
-        MediaFile::Part(index) => match live::part(edge, index).await? {
+        MediaFile::Part(files, index) => match live::part(edge, files, index).await? {
             Some(bytes) => Some(media_bytes(file, bytes)),
-            None => return part_from_disk(&state, &id, index).await,
+            None => return part_from_disk(&state, &id, files, index).await,
         },
         // A segment is in memory only once closed (and only the newest).
-        MediaFile::Segment(seq) if !request.headers().contains_key(header::RANGE) => {
-            edge.segment(seq).map(|bytes| media_bytes(file, bytes))
-        }
+        MediaFile::Segment(files, seq) if !request.headers().contains_key(header::RANGE) => edge
+            .segment(files, seq)
+            .map(|bytes| media_bytes(file, bytes)),
         MediaFile::Original if recording.import().is_none() => {
             return original(&state, &id, recording.mime()).await;
         }
@@ -188,19 +194,28 @@ fn media_bytes(file: MediaFile, bytes: Bytes) -> Response {
 
 /// A part that left memory: the byte range of its segment file that the
 /// saved timeline names (parts are never files of their own).
-async fn part_from_disk(state: &AppState, id: &str, index: u64) -> Result<Response> {
+async fn part_from_disk(
+    state: &AppState,
+    id: &str,
+    files: TrackFiles,
+    index: u64,
+) -> Result<Response> {
     let dir = state.library.store().hls_dir(id);
     let read = tokio::task::spawn_blocking(move || -> std::io::Result<Option<Vec<u8>>> {
         use std::os::unix::fs::FileExt;
-        let timeline: Timeline = match std::fs::read(dir.join(TIMELINE_FILE)) {
-            Ok(bytes) => serde_json::from_slice(&bytes).map_err(std::io::Error::other)?,
+        let rendition = match std::fs::read(dir.join(TIMELINE_FILE)) {
+            Ok(bytes) => Rendition::from_json(&bytes).map_err(std::io::Error::other)?,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
             Err(e) => return Err(e),
         };
-        let Some((seq, offset, len)) = timeline.locate_part(index) else {
+        let located = rendition
+            .tracks
+            .get(files.index())
+            .and_then(|timeline| timeline.locate_part(index));
+        let Some((seq, offset, len)) = located else {
             return Ok(None);
         };
-        let file = std::fs::File::open(dir.join(Segment::file_name(seq)))?;
+        let file = std::fs::File::open(dir.join(files.segment(seq)))?;
         let mut bytes = vec![0; len as usize];
         file.read_exact_at(&mut bytes, offset)?;
         Ok(Some(bytes))
@@ -209,7 +224,10 @@ async fn part_from_disk(state: &AppState, id: &str, index: u64) -> Result<Respon
     .map_err(|e| Error::internal("reading a part", e))?
     .map_err(|e| Error::internal("reading a part", e))?;
     let bytes = read.ok_or_else(|| Error::NotFound(format!("part {index} is not published")))?;
-    Ok(media_bytes(MediaFile::Part(index), Bytes::from(bytes)))
+    Ok(media_bytes(
+        MediaFile::Part(files, index),
+        Bytes::from(bytes),
+    ))
 }
 
 async fn from_disk(
@@ -356,19 +374,43 @@ mod tests {
             MediaFile::parse("index.m3u8"),
             Some(MediaFile::Multivariant)
         );
+        use TrackFiles::{Audio, Primary};
         assert_eq!(
             MediaFile::parse("seg-00042.m4s"),
-            Some(MediaFile::Segment(42))
+            Some(MediaFile::Segment(Primary, 42))
         );
         assert_eq!(
             MediaFile::parse("seg-123456.m4s"),
-            Some(MediaFile::Segment(123_456))
+            Some(MediaFile::Segment(Primary, 123_456))
         );
         assert_eq!(
             MediaFile::parse("part-000042.m4s"),
-            Some(MediaFile::Part(42))
+            Some(MediaFile::Part(Primary, 42))
+        );
+        assert_eq!(
+            MediaFile::parse("audio-part-000042.m4s"),
+            Some(MediaFile::Part(Audio, 42))
+        );
+        assert_eq!(
+            MediaFile::parse("audio-seg-00001.m4s"),
+            Some(MediaFile::Segment(Audio, 1))
+        );
+        assert_eq!(
+            MediaFile::parse("audio-init.mp4"),
+            Some(MediaFile::Init(Audio))
+        );
+        assert_eq!(
+            MediaFile::parse("audio.m3u8"),
+            Some(MediaFile::MediaPlaylist(Audio))
+        );
+        assert_eq!(
+            MediaFile::parse("media.m3u8"),
+            Some(MediaFile::MediaPlaylist(Primary))
         );
         for bad in [
+            "audio-media.m3u8",
+            "audio-audio-init.mp4",
+            "audio-seg-42.m4s",
             "part-42.m4s",
             "part-0000042.m4s",
             "seg-42.m4s",
@@ -386,9 +428,19 @@ mod tests {
 
     #[test]
     fn segments_are_immutable_and_playlists_revalidate() {
-        assert_eq!(MediaFile::Segment(1).cache(), CachePolicy::Immutable);
-        assert_eq!(MediaFile::Init.content_type(), "video/mp4");
-        assert_eq!(MediaFile::Segment(1).content_type(), "video/iso.segment");
-        assert_eq!(MediaFile::MediaPlaylist.cache().header(), "no-cache");
+        let primary = TrackFiles::Primary;
+        assert_eq!(
+            MediaFile::Segment(primary, 1).cache(),
+            CachePolicy::Immutable
+        );
+        assert_eq!(MediaFile::Init(primary).content_type(), "video/mp4");
+        assert_eq!(
+            MediaFile::Segment(primary, 1).content_type(),
+            "video/iso.segment"
+        );
+        assert_eq!(
+            MediaFile::MediaPlaylist(primary).cache().header(),
+            "no-cache"
+        );
     }
 }

@@ -17,7 +17,7 @@ use tracing::Instrument;
 
 use crate::config::Config;
 use crate::error::Error;
-use crate::media::timeline::Timeline;
+use crate::media::timeline::Rendition;
 use crate::publish::{HlsPublisher, PublishSettings};
 use crate::store::{ImportInfo, ImportOrigin, RecordingMeta, State, Store};
 use crate::transcode::args::{declared_bits_per_s, import_args, EncodeSettings};
@@ -114,7 +114,7 @@ pub struct ImportTask {
     permit: Option<OwnedSemaphorePermit>,
     /// All media is published, waiting for the poster job: `ready` means
     /// the recording's folder is complete (the CLI moves it right after).
-    finished: Option<Timeline>,
+    finished: Option<Rendition>,
     /// Failed while the poster job runs: the failure is recorded once it
     /// ended, so unpublishing does not race its file.
     failing: Option<String>,
@@ -246,7 +246,7 @@ impl ImportTask {
         );
         self.source_duration_ms = plan.duration_ms;
         let dir = self.core.store.hls_dir(self.core.id());
-        let saved = tokio::task::spawn_blocking(move || HlsPublisher::load_timeline(&dir))
+        let saved = tokio::task::spawn_blocking(move || HlsPublisher::load_rendition(&dir))
             .await
             .ok()
             .flatten();
@@ -264,7 +264,7 @@ impl ImportTask {
         }
     }
 
-    fn start_transcoder(&self, plan: &ImportPlan, published: Timeline) -> io::Result<Transcoder> {
+    fn start_transcoder(&self, plan: &ImportPlan, published: Rendition) -> io::Result<Transcoder> {
         let settings = EncodeSettings::from(&*self.core.config);
         let publish = PublishSettings {
             dir: self.core.store.hls_dir(self.core.id()),
@@ -310,12 +310,12 @@ impl ImportTask {
                 self.transcoder = None;
                 self.permit = None;
                 match outcome {
-                    Ok(timeline) if timeline.segments.is_empty() => {
+                    Ok(timeline) if timeline.primary().segments.is_empty() => {
                         self.fail("ffmpeg produced no media from this file".into())
                             .await
                     }
                     Ok(timeline) => {
-                        self.check_complete(timeline.duration_ms());
+                        self.check_complete(timeline.primary().duration_ms());
                         self.core.on_published(&timeline);
                         if self.core.poster_pending() {
                             self.finished = Some(timeline);

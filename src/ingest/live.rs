@@ -14,7 +14,7 @@ use tracing::Instrument;
 
 use crate::config::Config;
 use crate::error::{Error, Result};
-use crate::media::timeline::Timeline;
+use crate::media::timeline::Rendition;
 use crate::publish::{HlsPublisher, PublishSettings};
 use crate::store::{PutOutcome, RecordingMeta, State, Store};
 use crate::transcode::args::{declared_bits_per_s, live_args, EncodeSettings};
@@ -47,7 +47,7 @@ pub enum Command {
 pub struct LiveTask {
     core: TaskCore,
     /// What has been published so far; a restarted ffmpeg resumes from it.
-    timeline: Timeline,
+    timeline: Rendition,
     ffmpeg_starts: u32,
     chunks: ChunkSet,
     /// Sum of the stored chunks' sizes, against `--max-recording-bytes`.
@@ -71,11 +71,11 @@ pub fn spawn(
     if fresh {
         // Before the creator even has the id: the playlist URL answers
         // (empty, live, hinting part 0) from the first request on.
-        core.resume_edge(&Timeline::default());
+        core.resume_edge(&Rendition::default());
     }
     let task = LiveTask {
         core,
-        timeline: Timeline::default(),
+        timeline: Rendition::default(),
         ffmpeg_starts: 0,
         chunks,
         stored_bytes: 0,
@@ -149,7 +149,7 @@ impl LiveTask {
             .await
             .map_err(std::io::Error::other)??;
         let dir = self.core.store.hls_dir(self.core.id());
-        let saved = tokio::task::spawn_blocking(move || HlsPublisher::load_timeline(&dir))
+        let saved = tokio::task::spawn_blocking(move || HlsPublisher::load_rendition(&dir))
             .await
             .map_err(std::io::Error::other)?;
         self.timeline = saved.unwrap_or_default();
@@ -158,7 +158,7 @@ impl LiveTask {
         if self.chunks.received() > 0 {
             let contiguous = self.chunks.contiguous();
             tracing::info!(
-                segments = self.timeline.segments.len(),
+                segments = self.timeline.primary().segments.len(),
                 contiguous,
                 "resuming from stored chunks"
             );

@@ -11,7 +11,7 @@ use crate::config::Config;
 use crate::edge::LiveEdge;
 use crate::error::{Error, Result};
 use crate::media::hls::{render_multivariant, PlaylistSettings};
-use crate::media::timeline::Timeline;
+use crate::media::timeline::Rendition;
 use crate::store::{RecordingMeta, State, Store};
 use crate::transcode::args::{declared_bits_per_s, EncodeSettings};
 use crate::transcode::poster::{make_poster, POSTER_FILE};
@@ -111,7 +111,8 @@ impl TaskCore {
 
     /// Media published so far; starts the poster once there is video.
     /// (The publisher itself keeps the edge's playlists up to date.)
-    pub fn on_published(&mut self, timeline: &Timeline) {
+    pub fn on_published(&mut self, rendition: &Rendition) {
+        let timeline = rendition.primary();
         self.duration_ms = timeline.duration_ms();
         self.segments = timeline.segments.len() as u64;
         if self.poster == Poster::Missing && timeline.info.has_video {
@@ -122,16 +123,27 @@ impl TaskCore {
     /// Puts a saved timeline's live playlists on the edge, while no
     /// publisher runs: before the first chunk (so the playlist URL answers
     /// at once), and when a restarted server resumes a recording.
-    pub fn resume_edge(&self, timeline: &Timeline) {
+    pub fn resume_edge(&self, rendition: &Rendition) {
+        // Nothing published yet: one empty live track, so the media
+        // playlist answers (and hints part 0) from the start.
+        let empty = Rendition {
+            separate: true,
+            tracks: vec![Default::default()],
+        };
+        let rendition = if rendition.tracks.is_empty() {
+            &empty
+        } else {
+            rendition
+        };
         let settings = PlaylistSettings {
             segment_target_ms: self.config.segment_target_ms,
             part_target_ms: self.config.fragment_ms,
         };
-        let multivariant = (timeline.info.timescale > 0).then(|| {
+        let multivariant = (rendition.primary().info.timescale > 0).then(|| {
             let encode = EncodeSettings::from(&*self.config);
-            render_multivariant(timeline, declared_bits_per_s(&encode))
+            render_multivariant(rendition, declared_bits_per_s(&encode))
         });
-        self.edge.publish(timeline, &settings, multivariant);
+        self.edge.publish(rendition, &settings, multivariant);
     }
 
     /// A poster frame is being made (its job writes into the hls folder).
@@ -151,7 +163,7 @@ impl TaskCore {
     }
 
     /// All media is published: the recording is `ready`.
-    pub async fn mark_ready(&mut self, timeline: &Timeline) {
+    pub async fn mark_ready(&mut self, timeline: &Rendition) {
         self.on_published(timeline);
         self.meta.state = State::Ready;
         self.meta.duration_ms = self.duration_ms;

@@ -15,19 +15,25 @@
 //!   A finished playlist has no LL tags: there is no live edge to be near.
 //! - Multivariant playlist (§4.3.4.2): one variant with `CODECS`,
 //!   `RESOLUTION` and a measured `BANDWIDTH`, so players can pick decoders
-//!   before fetching any media.
+//!   before fetching any media; when audio is a track of its own, an
+//!   `EXT-X-MEDIA` audio rendition (§4.3.4.1) that the variant names in
+//!   `AUDIO`, so HLS lists the very files the DASH manifest lists.
 
 use m3u8_rs::{
-    MasterPlaylist, MediaPlaylist, MediaPlaylistType, MediaSegment, Resolution, VariantStream,
-    WRITE_OPT_FLOAT_PRECISION,
+    AlternativeMedia, AlternativeMediaType, MasterPlaylist, MediaPlaylist, MediaPlaylistType,
+    MediaSegment, Resolution, VariantStream, WRITE_OPT_FLOAT_PRECISION,
 };
 
-use super::timeline::{Part, Segment, Timeline};
+use super::names::TrackFiles;
+use super::timeline::{Part, Rendition, Segment, Timeline};
 
-/// File names of the HLS rendition, relative to each other.
+/// File names of the HLS rendition, relative to each other (per track:
+/// [`TrackFiles`]).
 pub const MULTIVARIANT_FILE: &str = "index.m3u8";
 pub const MEDIA_PLAYLIST_FILE: &str = "media.m3u8";
 pub const INIT_FILE: &str = "init.mp4";
+/// `GROUP-ID` of the audio rendition.
+const AUDIO_GROUP: &str = "audio";
 
 /// fMP4 segments in HLS need protocol version 7 (RFC 8216 §7).
 const HLS_VERSION: usize = 7;
@@ -70,7 +76,12 @@ pub fn part_target_ms(timeline: &Timeline, configured_part_ms: u64) -> u64 {
     longest_ms.max(configured_part_ms).max(1)
 }
 
-pub fn render_media_playlist(timeline: &Timeline, settings: &PlaylistSettings) -> String {
+/// The media playlist of one track, whose files are `files`.
+pub fn render_media_playlist(
+    timeline: &Timeline,
+    settings: &PlaylistSettings,
+    files: TrackFiles,
+) -> String {
     let timescale = f64::from(timeline.info.timescale.max(1));
     let target_s = target_duration_s(timeline, settings.segment_target_ms);
     let live = !timeline.ended;
@@ -83,14 +94,14 @@ pub fn render_media_playlist(timeline: &Timeline, settings: &PlaylistSettings) -
             let first_part = part_index;
             part_index += s.parts.len() as u64;
             MediaSegment {
-                uri: Segment::file_name(s.seq),
+                uri: files.segment(s.seq),
                 duration: (s.dur_ticks as f64 / timescale) as f32,
                 map: (s.seq == timeline.segments[0].seq).then(|| m3u8_rs::Map {
-                    uri: INIT_FILE.into(),
+                    uri: files.init(),
                     ..Default::default()
                 }),
                 unknown_tags: match &window {
-                    Some(w) if w.lists(s) => part_tags(timeline, s, first_part),
+                    Some(w) if w.lists(s) => part_tags(timeline, s, first_part, files),
                     _ => Vec::new(),
                 },
                 ..Default::default()
@@ -114,7 +125,7 @@ pub fn render_media_playlist(timeline: &Timeline, settings: &PlaylistSettings) -
     if !live {
         return text;
     }
-    add_low_latency_lines(text, timeline, settings, part_index)
+    add_low_latency_lines(text, timeline, settings, part_index, files)
 }
 
 /// Which closed segments get their parts listed: those ending within
@@ -142,7 +153,12 @@ impl PartWindow {
 }
 
 /// `#EXT-X-PART` tags of a segment whose first part has index `first`.
-fn part_tags(timeline: &Timeline, segment: &Segment, first: u64) -> Vec<m3u8_rs::ExtTag> {
+fn part_tags(
+    timeline: &Timeline,
+    segment: &Segment,
+    first: u64,
+    files: TrackFiles,
+) -> Vec<m3u8_rs::ExtTag> {
     let timescale = u64::from(timeline.info.timescale.max(1));
     segment
         .parts
@@ -150,21 +166,20 @@ fn part_tags(timeline: &Timeline, segment: &Segment, first: u64) -> Vec<m3u8_rs:
         .zip(first..)
         .map(|(part, index)| m3u8_rs::ExtTag {
             tag: "X-PART".into(),
-            rest: Some(part_attributes(part, index, timescale)),
+            rest: Some(part_attributes(part, files.part(index), timescale)),
         })
         .collect()
 }
 
-fn part_attributes(part: &Part, index: u64, timescale: u64) -> String {
+fn part_attributes(part: &Part, uri: String, timescale: u64) -> String {
     let independent = if part.independent {
         ",INDEPENDENT=YES"
     } else {
         ""
     };
     format!(
-        "DURATION={},URI=\"{}\"{independent}",
+        "DURATION={},URI=\"{uri}\"{independent}",
         seconds((part.dur_ticks * 1000 + timescale / 2) / timescale),
-        Part::file_name(index)
     )
 }
 
@@ -181,6 +196,7 @@ fn add_low_latency_lines(
     timeline: &Timeline,
     settings: &PlaylistSettings,
     mut next_part: u64,
+    files: TrackFiles,
 ) -> String {
     let part_target = part_target_ms(timeline, settings.part_target_ms);
     // Three part targets: what RFC 8216bis §4.4.3.8 recommends, and the
@@ -203,11 +219,11 @@ fn add_low_latency_lines(
     if timeline.segments.is_empty() && timeline.open.is_some() {
         // m3u8-rs puts EXT-X-MAP on the first closed segment; the first
         // parts come before there is one.
-        out.push_str(&format!("#EXT-X-MAP:URI=\"{INIT_FILE}\"\n"));
+        out.push_str(&format!("#EXT-X-MAP:URI=\"{}\"\n", files.init()));
     }
     for part in timeline.open.iter().flat_map(|s| &s.parts) {
         out.push_str("#EXT-X-PART:");
-        out.push_str(&part_attributes(part, next_part, timescale));
+        out.push_str(&part_attributes(part, files.part(next_part), timescale));
         out.push('\n');
         next_part += 1;
     }
@@ -216,15 +232,16 @@ fn add_low_latency_lines(
     // the same).
     out.push_str(&format!(
         "#EXT-X-PRELOAD-HINT:TYPE=PART,URI=\"{}\"\n",
-        Part::file_name(next_part)
+        files.part(next_part)
     ));
     out
 }
 
 /// The multivariant playlist; `declared_bits_per_s` bounds BANDWIDTH from
 /// below while live, when only the first segments have been measured.
-pub fn render_multivariant(timeline: &Timeline, declared_bits_per_s: u64) -> String {
-    let info = &timeline.info;
+pub fn render_multivariant(rendition: &Rendition, declared_bits_per_s: u64) -> String {
+    let primary = rendition.primary();
+    let info = &primary.info;
     let resolution = match (info.width, info.height) {
         (Some(w), Some(h)) => Some(Resolution {
             width: w.into(),
@@ -232,23 +249,42 @@ pub fn render_multivariant(timeline: &Timeline, declared_bits_per_s: u64) -> Str
         }),
         _ => None,
     };
-    let peak = timeline.peak_bits_per_s();
+    // Audio in a rendition of its own: the variant plays both at once.
+    let audio = (rendition.separate && rendition.tracks.len() > 1).then(|| AlternativeMedia {
+        media_type: AlternativeMediaType::Audio,
+        uri: Some(TrackFiles::Audio.playlist().into()),
+        group_id: AUDIO_GROUP.into(),
+        name: "audio".into(),
+        default: true,
+        autoselect: true,
+        ..Default::default()
+    });
+    let peak: u64 = rendition.tracks.iter().map(Timeline::peak_bits_per_s).sum();
+    let average: u64 = rendition
+        .tracks
+        .iter()
+        .map(Timeline::average_bits_per_s)
+        .sum();
+    let ended = rendition.ended();
+    let codecs = rendition.codecs();
     let variant = VariantStream {
         uri: MEDIA_PLAYLIST_FILE.into(),
-        bandwidth: if timeline.ended {
+        bandwidth: if ended {
             peak
         } else {
             peak.max(declared_bits_per_s)
         },
-        average_bandwidth: timeline.ended.then(|| timeline.average_bits_per_s()),
-        codecs: (!info.codecs.is_empty()).then(|| info.codecs.clone()),
+        average_bandwidth: ended.then_some(average),
+        codecs: (!codecs.is_empty()).then_some(codecs),
         resolution,
+        audio: audio.as_ref().map(|_| AUDIO_GROUP.into()),
         ..Default::default()
     };
     let playlist = MasterPlaylist {
         version: Some(HLS_VERSION),
         independent_segments: true,
         variants: vec![variant],
+        alternatives: audio.into_iter().collect(),
         ..Default::default()
     };
     write_text(|w| playlist.write_to(w))
@@ -345,14 +381,18 @@ mod tests {
 
     #[test]
     fn live_playlist_is_event_without_endlist() {
-        let text = render_media_playlist(&timeline(&[180_000, 183_000, 180_000], false), &SETTINGS);
+        let text = render_media_playlist(
+            &timeline(&[180_000, 183_000, 180_000], false),
+            &SETTINGS,
+            TrackFiles::Primary,
+        );
         assert_golden("media-live.m3u8", &text);
     }
 
     #[test]
     fn ended_playlist_has_endlist_and_round_trips() {
         let tl = timeline(&[180_000, 183_000, 180_000, 45_000], true);
-        let text = render_media_playlist(&tl, &SETTINGS);
+        let text = render_media_playlist(&tl, &SETTINGS, TrackFiles::Primary);
         assert_golden("media-ended.m3u8", &text);
         let parsed = m3u8_rs::parse_media_playlist_res(text.as_bytes()).unwrap();
         assert!(parsed.end_list);
@@ -379,7 +419,7 @@ mod tests {
 
     #[test]
     fn empty_live_playlist_is_still_valid() {
-        let text = render_media_playlist(&timeline(&[], false), &SETTINGS);
+        let text = render_media_playlist(&timeline(&[], false), &SETTINGS, TrackFiles::Primary);
         let parsed = m3u8_rs::parse_media_playlist_res(text.as_bytes()).unwrap();
         assert!(parsed.segments.is_empty() && !parsed.end_list);
     }
@@ -388,7 +428,7 @@ mod tests {
     fn live_playlist_lists_recent_parts_the_open_segment_and_a_hint() {
         // 5 closed segments of 2 s and 2 parts of the open one: the part
         // window (3 × 2 s back from 10.5 s) reaches into segment 2.
-        let text = render_media_playlist(&ll_timeline(5, 2), &SETTINGS);
+        let text = render_media_playlist(&ll_timeline(5, 2), &SETTINGS, TrackFiles::Primary);
         assert_golden("media-live-ll.m3u8", &text);
         assert!(
             !text.contains("part-000007.m4s"),
@@ -402,13 +442,13 @@ mod tests {
 
     #[test]
     fn the_first_parts_come_with_the_init_segment() {
-        let text = render_media_playlist(&ll_timeline(0, 1), &SETTINGS);
+        let text = render_media_playlist(&ll_timeline(0, 1), &SETTINGS, TrackFiles::Primary);
         let map = text.find("#EXT-X-MAP:URI=\"init.mp4\"").expect(&text);
         let part = text.find("#EXT-X-PART:DURATION=0.500,URI=\"part-000000.m4s\",INDEPENDENT=YES");
         assert!(part.is_some_and(|p| p > map), "{text}");
         assert!(text.ends_with("#EXT-X-PRELOAD-HINT:TYPE=PART,URI=\"part-000001.m4s\"\n"));
         // Before any media: valid, empty, already hinting part 0.
-        let empty = render_media_playlist(&ll_timeline(0, 0), &SETTINGS);
+        let empty = render_media_playlist(&ll_timeline(0, 0), &SETTINGS, TrackFiles::Primary);
         assert!(!empty.contains("#EXT-X-MAP"), "{empty}");
         assert!(empty.contains("URI=\"part-000000.m4s\""), "{empty}");
     }
@@ -419,7 +459,7 @@ mod tests {
         assert_eq!(part_target_ms(&tl, 500), 500);
         tl.open.as_mut().unwrap().parts[0].dur_ticks = 45_036; // 500.4 ms
         assert_eq!(part_target_ms(&tl, 500), 501);
-        let text = render_media_playlist(&tl, &SETTINGS);
+        let text = render_media_playlist(&tl, &SETTINGS, TrackFiles::Primary);
         assert!(
             text.contains("#EXT-X-PART-INF:PART-TARGET=0.501\n"),
             "{text}"
@@ -434,7 +474,7 @@ mod tests {
     fn a_finished_playlist_has_no_low_latency_tags() {
         let mut tl = ll_timeline(3, 0);
         tl.ended = true;
-        let text = render_media_playlist(&tl, &SETTINGS);
+        let text = render_media_playlist(&tl, &SETTINGS, TrackFiles::Primary);
         for tag in ["PART", "SERVER-CONTROL", "PRELOAD-HINT"] {
             assert!(!text.contains(tag), "{tag} in {text}");
         }
@@ -452,13 +492,40 @@ mod tests {
 
     #[test]
     fn multivariant_declares_codecs_resolution_and_bandwidth() {
+        let muxed = |timeline: Timeline| Rendition {
+            separate: false,
+            tracks: vec![timeline],
+        };
         assert_golden(
             "multivariant-live.m3u8",
-            &render_multivariant(&timeline(&[180_000], false), 3_000_000),
+            &render_multivariant(&muxed(timeline(&[180_000], false)), 3_000_000),
         );
         assert_golden(
             "multivariant-ended.m3u8",
-            &render_multivariant(&timeline(&[180_000, 90_000], true), 3_000_000),
+            &render_multivariant(&muxed(timeline(&[180_000, 90_000], true)), 3_000_000),
+        );
+        // Audio apart: an EXT-X-MEDIA rendition the variant names.
+        let mut video = timeline(&[180_000, 90_000], true);
+        video.info.codecs = "avc1.64001f".into();
+        let mut audio = timeline(&[180_000, 90_000], true);
+        audio.info = StreamInfo {
+            timescale: 48_000,
+            codecs: "mp4a.40.2".into(),
+            has_audio: true,
+            ..Default::default()
+        };
+        let separate = Rendition {
+            separate: true,
+            tracks: vec![video, audio],
+        };
+        let text = render_multivariant(&separate, 3_000_000);
+        assert_golden("multivariant-separate.m3u8", &text);
+        let parsed = m3u8_rs::parse_master_playlist_res(text.as_bytes()).unwrap();
+        assert_eq!(parsed.alternatives[0].uri.as_deref(), Some("audio.m3u8"));
+        assert_eq!(parsed.variants[0].audio.as_deref(), Some("audio"));
+        assert_eq!(
+            parsed.variants[0].codecs.as_deref(),
+            Some("avc1.64001f,mp4a.40.2")
         );
     }
 }

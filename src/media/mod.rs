@@ -4,4 +4,5 @@
 pub mod cmaf;
 pub mod fmp4;
 pub mod hls;
+pub mod names;
 pub mod timeline;

@@ -12,13 +12,14 @@
 //! [`Timeline::open`]: its parts are listed (LL-HLS) before the segment
 //! itself can be. Every part has one URI for its whole life, numbered across
 //! the recording ([`Part::file_name`]), so a preload hint always names the
-//! next part, whichever segment it turns out to belong to.
+//! next part, whichever segment it turns out to belong to. File names are
+//! in [`super::names`].
 //!
 //! All time is integer ticks of the primary track's timescale.
 
 use serde::{Deserialize, Serialize};
 
-use super::fmp4::{Fragment, InitSegment};
+use super::fmp4::{Fragment, InitSegment, TrackInfo, TrackRun};
 
 /// What every playlist needs from the init segment.
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
@@ -33,6 +34,24 @@ pub struct StreamInfo {
 }
 
 impl StreamInfo {
+    /// One track on its own (a CMAF track file).
+    pub fn from_track(track: &TrackInfo) -> Self {
+        use super::fmp4::TrackKind;
+        let (width, height) = match track.kind {
+            TrackKind::Video { width, height } => (Some(width), Some(height)),
+            _ => (None, None),
+        };
+        Self {
+            timescale: track.timescale.max(1),
+            codecs: track.codec.clone(),
+            width,
+            height,
+            has_video: width.is_some(),
+            has_audio: matches!(track.kind, TrackKind::Audio { .. }),
+        }
+    }
+
+    /// All tracks of an init segment together (muxed files).
     pub fn from_init(init: &InitSegment) -> Self {
         use super::fmp4::TrackKind;
         let primary = init.primary_track();
@@ -79,21 +98,8 @@ pub struct Segment {
 }
 
 impl Segment {
-    /// File name of a segment: deterministic, so it can be recomputed.
-    pub fn file_name(seq: u64) -> String {
-        format!("seg-{seq:05}.m4s")
-    }
-
     pub fn end_ticks(&self) -> u64 {
         self.start_ticks + self.dur_ticks
-    }
-}
-
-impl Part {
-    /// URI of the part with this index, counted from the recording's first
-    /// part (parts of every segment, in order).
-    pub fn file_name(index: u64) -> String {
-        format!("part-{index:06}.m4s")
     }
 }
 
@@ -168,6 +174,111 @@ impl Timeline {
             return 0;
         }
         bytes * 8 * u64::from(self.info.timescale.max(1)) / ticks
+    }
+}
+
+/// Every track of a recording's media, each with its own timeline: the
+/// primary track first (video when there is any, see
+/// [`InitSegment::primary_track`]), then audio. Their segments are cut from
+/// the same fragments, so they have the same numbers and boundaries.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct Rendition {
+    /// Each track in files of its own (CMAF). `false` for media packaged
+    /// before segcast 0.2: one track of muxed audio and video.
+    pub separate: bool,
+    pub tracks: Vec<Timeline>,
+}
+
+impl Rendition {
+    /// Reads `timeline.json`: a rendition, or the single muxed timeline
+    /// that earlier versions saved (still played, still continued).
+    pub fn from_json(bytes: &[u8]) -> serde_json::Result<Self> {
+        serde_json::from_slice::<Self>(bytes).or_else(|_| {
+            let muxed: Timeline = serde_json::from_slice(bytes)?;
+            Ok(Self {
+                separate: false,
+                tracks: vec![muxed],
+            })
+        })
+    }
+
+    /// The primary track's timeline (empty before the init segment).
+    pub fn primary(&self) -> &Timeline {
+        static EMPTY: std::sync::OnceLock<Timeline> = std::sync::OnceLock::new();
+        self.tracks
+            .first()
+            .unwrap_or_else(|| EMPTY.get_or_init(Timeline::default))
+    }
+
+    /// Codecs of all tracks, for the multivariant playlist's `CODECS`.
+    pub fn codecs(&self) -> String {
+        self.tracks
+            .iter()
+            .map(|t| t.info.codecs.as_str())
+            .filter(|c| !c.is_empty())
+            .collect::<Vec<_>>()
+            .join(",")
+    }
+
+    pub fn ended(&self) -> bool {
+        self.tracks.first().is_some_and(|t| t.ended)
+    }
+}
+
+/// Builds one track's segments from its own fragment bytes, closing them
+/// where the [`Segmenter`] closes the primary track's (so every track's
+/// segment `n` covers the same fragments).
+#[derive(Debug)]
+pub struct TrackSegments {
+    /// `None`: every track, muxed, as ffmpeg wrote them.
+    pub track_id: Option<u32>,
+    open: Option<ClosedSegment>,
+}
+
+impl TrackSegments {
+    pub fn new(track_id: Option<u32>) -> Self {
+        Self {
+            track_id,
+            open: None,
+        }
+    }
+
+    /// Adds this track's bytes of one fragment as the next part of segment
+    /// `seq`; returns the part's index within it. `run` is the track's
+    /// timing in that fragment (or the primary's, for muxed files).
+    pub fn add(&mut self, seq: u64, bytes: &[u8], run: &TrackRun, audio: bool) -> usize {
+        let open = self.open.get_or_insert_with(|| ClosedSegment {
+            segment: Segment {
+                seq,
+                start_ticks: run.base_decode_ticks,
+                dur_ticks: 0,
+                len_bytes: 0,
+                parts: Vec::new(),
+            },
+            bytes: Vec::new(),
+        });
+        let segment = &mut open.segment;
+        segment.parts.push(Part {
+            dur_ticks: run.dur_ticks,
+            // Every audio frame decodes on its own.
+            independent: audio || (run.starts_with_sync && run.samples > 0),
+            offset_bytes: segment.len_bytes,
+            len_bytes: bytes.len() as u64,
+        });
+        segment.dur_ticks += run.dur_ticks;
+        segment.len_bytes += bytes.len() as u64;
+        open.bytes.extend_from_slice(bytes);
+        segment.parts.len() - 1
+    }
+
+    /// The segment being filled, if any.
+    pub fn open_segment(&self) -> Option<&Segment> {
+        self.open.as_ref().map(|o| &o.segment)
+    }
+
+    /// Closes the open segment (the primary track's closed there).
+    pub fn close(&mut self) -> Option<ClosedSegment> {
+        self.open.take()
     }
 }
 

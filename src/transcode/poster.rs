@@ -8,7 +8,7 @@ use std::path::Path;
 use ffmpeg_sidecar::command::FfmpegCommand;
 
 use crate::media::hls::INIT_FILE;
-use crate::media::timeline::Segment;
+use crate::media::names::TrackFiles;
 
 pub const POSTER_FILE: &str = "poster.jpg";
 /// Library cards are ~240-480 px wide.
@@ -40,7 +40,9 @@ pub fn poster_args(out: &Path) -> Vec<String> {
 /// Blocking; the file appears atomically.
 pub fn make_poster(ffmpeg: &Path, hls_dir: &Path) -> Result<(), String> {
     let mut input = std::fs::read(hls_dir.join(INIT_FILE)).map_err(|e| e.to_string())?;
-    input.extend(std::fs::read(hls_dir.join(Segment::file_name(0))).map_err(|e| e.to_string())?);
+    input.extend(
+        std::fs::read(hls_dir.join(TrackFiles::Primary.segment(0))).map_err(|e| e.to_string())?,
+    );
     let tmp = hls_dir.join(format!(".{POSTER_FILE}.tmp"));
     let mut child = FfmpegCommand::new_with_path(ffmpeg)
         .args(poster_args(&tmp))

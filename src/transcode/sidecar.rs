@@ -24,7 +24,7 @@ use ffmpeg_sidecar::event::{FfmpegEvent, LogLevel};
 use tokio::sync::mpsc::UnboundedSender;
 use tracing::Span;
 
-use crate::media::timeline::Timeline;
+use crate::media::timeline::Rendition;
 use crate::publish::HlsPublisher;
 
 /// How long ffmpeg gets to exit after SIGTERM before SIGKILL.
@@ -39,9 +39,9 @@ const PIPE_BYTES: libc::c_int = 1 << 20;
 #[derive(Debug)]
 pub enum TranscodeEvent {
     /// A segment was published; the timeline so far.
-    Published(Timeline),
+    Published(Rendition),
     /// ffmpeg exited and its output was packaged (Ok), or something failed.
-    Exited(Result<Timeline, String>),
+    Exited(Result<Rendition, String>),
     /// The poster frame job ended (see [`super::poster`]).
     Poster(Result<(), String>),
     /// ffmpeg's progress line: output written up to this media time.
@@ -205,7 +205,7 @@ fn package_stdout(
         };
         match publisher.push(&buf[..n]) {
             Ok(true) => {
-                let _ = events.send(TranscodeEvent::Published(publisher.timeline().clone()));
+                let _ = events.send(TranscodeEvent::Published(publisher.rendition()));
             }
             Ok(false) => {}
             Err(e) => return Err(e.to_string()),

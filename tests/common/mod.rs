@@ -340,10 +340,35 @@ pub fn spawn_server_process_with(
     (child, base)
 }
 
-/// Fetches init + every listed segment and checks, with segcast's own
-/// splitter, that the primary track's decode times run on without a gap or
-/// an overlap: no media missing or doubled at any seam.
+/// Checks every track a recording lists (the primary track of
+/// `media.m3u8`, and the audio rendition of `audio.m3u8` when there is
+/// one): decode times run on without gap or overlap across all segments,
+/// and each EXTINF is its segment's media. Returns the primary track's
+/// media duration in seconds; the audio track must end within 0.1 s of it.
 pub async fn assert_contiguous_media(client: &reqwest::Client, base: &str, id: &str) -> f64 {
+    let primary = contiguous_track(client, base, id, "media.m3u8", "init.mp4").await;
+    let audio = client
+        .get(format!("{base}/media/{id}/audio.m3u8"))
+        .send()
+        .await
+        .unwrap();
+    if audio.status() == 200 {
+        let audio_s = contiguous_track(client, base, id, "audio.m3u8", "audio-init.mp4").await;
+        assert!(
+            (audio_s - primary).abs() <= 0.1,
+            "audio ends at {audio_s} s, video at {primary} s"
+        );
+    }
+    primary
+}
+
+async fn contiguous_track(
+    client: &reqwest::Client,
+    base: &str,
+    id: &str,
+    playlist: &str,
+    init: &str,
+) -> f64 {
     use segcast::media::fmp4::{Piece, Splitter};
     let get = |path: String| async move {
         let resp = client
@@ -354,12 +379,12 @@ pub async fn assert_contiguous_media(client: &reqwest::Client, base: &str, id: &
         assert_eq!(resp.status(), 200, "{path}");
         resp.bytes().await.unwrap()
     };
-    let playlist = get("media.m3u8".into()).await;
+    let playlist = get(playlist.into()).await;
     let playlist = m3u8_rs::parse_media_playlist_res(&playlist).unwrap();
     let mut splitter = Splitter::default();
     let mut track = None;
     let mut timescale = 1;
-    for piece in splitter.push(&get("init.mp4".into()).await).unwrap() {
+    for piece in splitter.push(&get(init.into()).await).unwrap() {
         if let Piece::Init(init) = piece {
             let primary = init.primary_track().unwrap();
             track = Some(primary.track_id);
@@ -445,6 +470,28 @@ pub fn vlc_remux(url: &str, dir: &Path) -> PathBuf {
         String::from_utf8_lossy(&output.stderr)
     );
     out
+}
+
+/// The kinds of a media file's streams (`["video", "audio"]`), as ffprobe
+/// lists them.
+pub fn stream_kinds(path: &Path) -> Vec<String> {
+    let out = Command::new("ffprobe")
+        .args([
+            "-v",
+            "error",
+            "-show_entries",
+            "stream=codec_type",
+            "-of",
+            "csv=p=0",
+        ])
+        .arg(path)
+        .output()
+        .unwrap();
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|l| l.trim().to_string())
+        .filter(|l| !l.is_empty())
+        .collect()
 }
 
 /// Duration of a media file in seconds, as ffprobe reads it.

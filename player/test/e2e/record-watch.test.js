@@ -70,7 +70,9 @@ test('a recording is watchable while live, then ready and seekable', async () =>
     const [[t, hlsLatency, target, rate], listed] = await Promise.all([
       watcher.evaluate(() => {
         const hls = window.segcastHls;
-        return [document.getElementById('video').currentTime, hls?.latency, hls?.targetLatency, document.getElementById('video').playbackRate];
+        const v = document.getElementById('video');
+        const ranges = [...Array(v.buffered.length).keys()].map((i) => `${v.buffered.start(i).toFixed(2)}-${v.buffered.end(i).toFixed(2)}`).join(',');
+        return [v.currentTime, hls?.latency, hls?.targetLatency, `${v.playbackRate} buffered ${ranges}`];
       }),
       listedEndS(server.base, id),
     ]);
@@ -154,7 +156,8 @@ test('reloading mid-recording resumes the upload and completes it', async () => 
   assert.equal(ready.state, 'ready', JSON.stringify(ready));
   assert.ok(ready.chunks.total >= before.acked + before.pending, JSON.stringify({ before, ready }));
   assert.equal(ready.chunks.received, ready.chunks.total);
-  assert.ok(ready.duration_s >= ready.chunks.total - 1.5, `duration ${ready.duration_s} s for ${ready.chunks.total} chunks`);
+  // The record page's MediaRecorder hands over a chunk every 0.25 s.
+  assert.ok(ready.duration_s >= ready.chunks.total * 0.25 - 0.5, `duration ${ready.duration_s} s for ${ready.chunks.total} chunks`);
   assert.ok(Date.now() - startedAt > 0);
   // The browser's store is empty again: nothing is offered twice.
   await page.reload();
