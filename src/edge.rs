@@ -56,7 +56,16 @@ pub struct EdgeView {
     pub tracks: Vec<TrackView>,
     /// `None` until the codecs are known (the init segment).
     pub multivariant: Option<Playlist>,
+    /// The DASH manifest, once there is a segment (and tracks apart).
+    pub mpd: Option<Playlist>,
     pub target_duration_s: u64,
+}
+
+/// What changed besides the media playlists (`None`: as it was).
+#[derive(Debug, Default)]
+pub struct EdgeChanges {
+    pub multivariant: Option<String>,
+    pub mpd: Option<String>,
 }
 
 #[derive(Debug, Clone)]
@@ -111,13 +120,13 @@ impl LiveEdge {
     }
 
     /// Renders the playlists of every track and wakes every waiting
-    /// request. `multivariant` is given when it changed; otherwise the last
-    /// stays.
+    /// request; the multivariant playlist and the manifest change only when
+    /// `changes` brings them.
     pub fn publish(
         &self,
         rendition: &Rendition,
         settings: &PlaylistSettings,
-        multivariant: Option<String>,
+        changes: EdgeChanges,
     ) {
         let tracks = rendition
             .tracks
@@ -133,13 +142,19 @@ impl LiveEdge {
             })
             .collect();
         let previous = self.view();
-        let multivariant = multivariant
+        let multivariant = changes
+            .multivariant
             .map(Playlist::new)
             .or_else(|| previous.multivariant.clone());
+        let mpd = changes
+            .mpd
+            .map(Playlist::new)
+            .or_else(|| previous.mpd.clone());
         let primary = rendition.primary();
         self.view.send_replace(Arc::new(EdgeView {
             tracks,
             multivariant,
+            mpd,
             target_duration_s: hls::target_duration_s(primary, settings.segment_target_ms),
         }));
     }

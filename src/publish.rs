@@ -25,8 +25,9 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 
-use crate::edge::LiveEdge;
+use crate::edge::{EdgeChanges, LiveEdge};
 use crate::media::cmaf::{track_fragment, track_init};
+use crate::media::dash::{self, MpdSettings};
 use crate::media::fmp4::{
     Fragment, InitSegment, Piece, SplitError, Splitter, TrackInfo, TrackKind,
 };
@@ -110,6 +111,15 @@ pub struct HlsPublisher {
     unlisted_segments: bool,
     /// Where live viewers are served from; `None` for the CLI importer.
     edge: Option<Arc<LiveEdge>>,
+    /// See [`Rendition::available_from_ms`].
+    available_from_ms: Option<u64>,
+}
+
+/// Now, in Unix milliseconds.
+pub fn unix_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
 }
 
 impl HlsPublisher {
@@ -129,6 +139,7 @@ impl HlsPublisher {
             separate,
             tracks: Vec::new(),
             resumed: published.tracks,
+            available_from_ms: published.available_from_ms,
             replay_until,
             playlists_written: None,
             unlisted_segments: false,
@@ -160,15 +171,15 @@ impl HlsPublisher {
 
     /// What is published so far, every track.
     pub fn rendition(&self) -> Rendition {
-        if self.tracks.is_empty() {
-            return Rendition {
-                separate: self.separate,
-                tracks: self.resumed.clone(),
-            };
-        }
+        let tracks = if self.tracks.is_empty() {
+            self.resumed.clone()
+        } else {
+            self.tracks.iter().map(|t| t.timeline.clone()).collect()
+        };
         Rendition {
             separate: self.separate,
-            tracks: self.tracks.iter().map(|t| t.timeline.clone()).collect(),
+            tracks,
+            available_from_ms: self.available_from_ms,
         }
     }
 
@@ -197,7 +208,7 @@ impl HlsPublisher {
             self.write_playlists()?;
             return Ok(true);
         }
-        self.publish_edge(None);
+        self.publish_edge(None, None);
         Ok(false)
     }
 
@@ -361,6 +372,11 @@ impl HlsPublisher {
             );
         }
         out.closed_parts += closed.segment.parts.len() as u64;
+        if index == 0 && self.available_from_ms.is_none() {
+            let timescale = u64::from(out.timeline.info.timescale.max(1));
+            let dur_ms = closed.segment.dur_ticks * 1000 / timescale;
+            self.available_from_ms = Some(unix_ms().saturating_sub(dur_ms));
+        }
         out.timeline.segments.push(closed.segment);
         Ok(true)
     }
@@ -400,14 +416,29 @@ impl HlsPublisher {
             write_atomic(&dir.join(MULTIVARIANT_FILE), text.as_bytes(), false)?;
             multivariant = Some(text);
         }
-        self.publish_edge(multivariant);
+        // DASH lists segments, not parts: it changes with them.
+        let mpd = dash::render_mpd(&rendition, &self.mpd_settings());
+        if let Some(mpd) = &mpd {
+            write_atomic(&dir.join(dash::MPD_FILE), mpd.as_bytes(), false)?;
+        }
+        self.publish_edge(multivariant, mpd);
         Ok(())
     }
 
-    fn publish_edge(&mut self, multivariant: Option<String>) {
+    fn mpd_settings(&self) -> MpdSettings {
+        MpdSettings {
+            segment_target_ms: self.settings.segment_target_ms,
+            availability_start_ms: self.available_from_ms.unwrap_or(0),
+            publish_ms: unix_ms(),
+            declared_bits_per_s: self.settings.declared_bits_per_s,
+        }
+    }
+
+    fn publish_edge(&mut self, multivariant: Option<String>, mpd: Option<String>) {
         self.playlists_written = Some(std::time::Instant::now());
         if let Some(edge) = &self.edge {
-            edge.publish(&self.rendition(), &self.playlist_settings(), multivariant);
+            let changes = EdgeChanges { multivariant, mpd };
+            edge.publish(&self.rendition(), &self.playlist_settings(), changes);
         }
     }
 }
@@ -537,8 +568,12 @@ mod tests {
             p.finish().unwrap()
         };
         assert_eq!(
-            timeline, from_scratch,
+            timeline.tracks, from_scratch.tracks,
             "same segments as one uninterrupted run"
+        );
+        assert_eq!(
+            timeline.available_from_ms, before_crash.available_from_ms,
+            "DASH's availabilityStartTime survives a restart"
         );
     }
 

@@ -142,6 +142,18 @@ pub async fn multivariant(edge: &LiveEdge, headers: &HeaderMap) -> Result<Option
     Ok(Some(playlist_response(playlist, headers)))
 }
 
+/// The DASH manifest, when this server publishes the recording (`None`:
+/// the file on disk answers).
+pub fn manifest(edge: &LiveEdge, headers: &HeaderMap) -> Option<Response> {
+    let view = edge.view();
+    let mut response = playlist_response(view.mpd.as_ref()?, headers);
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/dash+xml"),
+    );
+    Some(response)
+}
+
 /// A part from memory, waiting for it if it is the next one to come.
 /// `None` when it is not in memory but exists (it is read from its
 /// segment file then).

@@ -31,6 +31,7 @@ use super::live::{self, BlockingQuery};
 use super::AppState;
 use crate::error::{Error, Result};
 use crate::ingest::library::Recording;
+use crate::media::dash::{MPD_FILE, TIME_PATH};
 use crate::media::hls::MULTIVARIANT_FILE;
 use crate::media::names::TrackFiles;
 use crate::media::timeline::Rendition;
@@ -49,12 +50,35 @@ pub fn router() -> Router<AppState> {
         .expose_headers([header::CONTENT_LENGTH, header::CONTENT_RANGE, header::ETAG]);
     Router::new()
         .route("/media/{id}/{file}", get(serve))
+        .route(TIME_PATH, get(time))
         .layer(cors)
+}
+
+/// The server's clock for DASH players (`UTCTiming`, ISO/IEC 23009-1
+/// §5.8.4.11, `urn:mpeg:dash:utc:http-iso:2014`): an ISO 8601 instant.
+async fn time() -> Response {
+    let now = time::OffsetDateTime::now_utc();
+    let text = now
+        .format(&time::format_description::well_known::Rfc3339)
+        .expect("UTC formats");
+    (
+        [
+            (
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("text/plain; charset=utf-8"),
+            ),
+            (header::CACHE_CONTROL, HeaderValue::from_static("no-store")),
+        ],
+        text,
+    )
+        .into_response()
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum MediaFile {
     Multivariant,
+    /// The DASH manifest.
+    Manifest,
     MediaPlaylist(TrackFiles),
     Init(TrackFiles),
     Segment(TrackFiles, u64),
@@ -86,6 +110,7 @@ impl MediaFile {
     fn parse(name: &str) -> Option<Self> {
         match name {
             MULTIVARIANT_FILE => return Some(Self::Multivariant),
+            MPD_FILE => return Some(Self::Manifest),
             POSTER_FILE => return Some(Self::Poster),
             "original" => return Some(Self::Original),
             _ => {}
@@ -116,6 +141,7 @@ impl MediaFile {
     fn content_type(self) -> &'static str {
         match self {
             Self::Multivariant | Self::MediaPlaylist(_) => "application/vnd.apple.mpegurl",
+            Self::Manifest => "application/dash+xml",
             Self::Init(_) => "video/mp4",
             Self::Segment(..) | Self::Part(..) => "video/iso.segment",
             Self::Poster => "image/jpeg",
@@ -133,6 +159,7 @@ impl MediaFile {
     fn file_name(self) -> String {
         match self {
             Self::Multivariant => MULTIVARIANT_FILE.into(),
+            Self::Manifest => MPD_FILE.into(),
             Self::MediaPlaylist(files) => files.playlist().into(),
             Self::Init(files) => files.init(),
             Self::Segment(files, seq) => files.segment(seq),
@@ -159,6 +186,7 @@ async fn serve(
             live::media_playlist(edge, files, blocking, request.headers()).await?
         }
         MediaFile::Multivariant => live::multivariant(edge, request.headers()).await?,
+        MediaFile::Manifest => live::manifest(edge, request.headers()),
         MediaFile::Part(files, index) => match live::part(edge, files, index).await? {
             Some(bytes) => Some(media_bytes(file, bytes)),
             None => return part_from_disk(&state, &id, files, index).await,

@@ -105,6 +105,13 @@ impl RecordingStatus {
         }
     }
 
+    /// Lists the DASH manifest (there is one only for media whose tracks
+    /// are files of their own, once a segment exists).
+    pub fn with_dash(mut self, dash: bool) -> Self {
+        self.dash = dash.then(|| format!("/media/{}/{}", self.id, crate::media::dash::MPD_FILE));
+        self
+    }
+
     pub fn with_progress(mut self, progress: Option<f64>) -> Self {
         // Three decimals: enough for a progress bar, and a status that
         // changes only when a watcher could see the difference.

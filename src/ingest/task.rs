@@ -8,8 +8,9 @@ use std::sync::Arc;
 use tokio::sync::{mpsc, watch};
 
 use crate::config::Config;
-use crate::edge::LiveEdge;
+use crate::edge::{EdgeChanges, LiveEdge};
 use crate::error::{Error, Result};
+use crate::media::dash::{render_mpd, MpdSettings, MPD_FILE};
 use crate::media::hls::{render_multivariant, PlaylistSettings};
 use crate::media::timeline::Rendition;
 use crate::store::{RecordingMeta, State, Store};
@@ -48,6 +49,8 @@ pub struct TaskCore {
     /// Share of an import done, 0..1 (`None` for live recordings).
     pub progress: Option<f64>,
     poster: Poster,
+    /// A DASH manifest is published.
+    dash: bool,
     status: watch::Sender<RecordingStatus>,
     pub edge: Arc<LiveEdge>,
 }
@@ -63,6 +66,7 @@ impl TaskCore {
         cmds: mpsc::Sender<Command>,
     ) -> (Self, TaskHandle, mpsc::UnboundedReceiver<TranscodeEvent>) {
         let has_poster = store.hls_dir(&meta.id).join(POSTER_FILE).exists();
+        let has_dash = store.hls_dir(&meta.id).join(MPD_FILE).exists();
         let progress = meta
             .import
             .as_ref()
@@ -70,7 +74,8 @@ impl TaskCore {
         let (events_tx, events_rx) = mpsc::unbounded_channel();
         let initial =
             RecordingStatus::new(&meta, chunks, meta.duration_ms, meta.segments, has_poster)
-                .with_progress(progress);
+                .with_progress(progress)
+                .with_dash(has_dash);
         let (status, status_rx) = watch::channel(initial);
         let edge = Arc::new(LiveEdge::default());
         let core = Self {
@@ -81,6 +86,7 @@ impl TaskCore {
             config,
             events_tx,
             progress,
+            dash: has_dash,
             poster: if has_poster {
                 Poster::Ready
             } else {
@@ -113,6 +119,7 @@ impl TaskCore {
     /// (The publisher itself keeps the edge's playlists up to date.)
     pub fn on_published(&mut self, rendition: &Rendition) {
         let timeline = rendition.primary();
+        self.dash = rendition.separate && !timeline.segments.is_empty();
         self.duration_ms = timeline.duration_ms();
         self.segments = timeline.segments.len() as u64;
         if self.poster == Poster::Missing && timeline.info.has_video {
@@ -129,6 +136,7 @@ impl TaskCore {
         let empty = Rendition {
             separate: true,
             tracks: vec![Default::default()],
+            available_from_ms: None,
         };
         let rendition = if rendition.tracks.is_empty() {
             &empty
@@ -139,11 +147,20 @@ impl TaskCore {
             segment_target_ms: self.config.segment_target_ms,
             part_target_ms: self.config.fragment_ms,
         };
-        let multivariant = (rendition.primary().info.timescale > 0).then(|| {
-            let encode = EncodeSettings::from(&*self.config);
-            render_multivariant(rendition, declared_bits_per_s(&encode))
-        });
-        self.edge.publish(rendition, &settings, multivariant);
+        let declared = declared_bits_per_s(&EncodeSettings::from(&*self.config));
+        let multivariant = (rendition.primary().info.timescale > 0)
+            .then(|| render_multivariant(rendition, declared));
+        let mpd = render_mpd(
+            rendition,
+            &MpdSettings {
+                segment_target_ms: self.config.segment_target_ms,
+                availability_start_ms: rendition.available_from_ms.unwrap_or(0),
+                publish_ms: crate::publish::unix_ms(),
+                declared_bits_per_s: declared,
+            },
+        );
+        let changes = EdgeChanges { multivariant, mpd };
+        self.edge.publish(rendition, &settings, changes);
     }
 
     /// A poster frame is being made (its job writes into the hls folder).
@@ -192,6 +209,7 @@ impl TaskCore {
             tracing::error!(error = %e, "cannot remove the half-published media");
         }
         self.edge.clear();
+        self.dash = false;
         self.duration_ms = 0;
         self.segments = 0;
         self.poster = Poster::Missing;
@@ -250,7 +268,8 @@ impl TaskCore {
         let poster = self.poster == Poster::Ready;
         let status =
             RecordingStatus::new(&self.meta, chunks, self.duration_ms, self.segments, poster)
-                .with_progress(self.progress);
+                .with_progress(self.progress)
+                .with_dash(self.dash);
         self.status.send_if_modified(|current| {
             let changed = *current != status;
             *current = status;

@@ -301,18 +301,7 @@ mod tests {
     use super::*;
     use crate::media::timeline::{Part, StreamInfo};
 
-    /// Compares with `tests/golden/NAME`; `SEGCAST_UPDATE_GOLDEN=1` rewrites it.
-    pub(crate) fn assert_golden(name: &str, actual: &str) {
-        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
-            .join("tests/golden")
-            .join(name);
-        if std::env::var_os("SEGCAST_UPDATE_GOLDEN").is_some() {
-            std::fs::write(&path, actual).unwrap();
-        }
-        let expected = std::fs::read_to_string(&path)
-            .unwrap_or_else(|e| panic!("{}: {e} (set SEGCAST_UPDATE_GOLDEN=1)", path.display()));
-        assert_eq!(actual, expected, "golden file {name} differs");
-    }
+    pub(crate) use crate::media::fixtures::assert_golden;
 
     const SETTINGS: PlaylistSettings = PlaylistSettings {
         segment_target_ms: 2000,
@@ -425,6 +414,20 @@ mod tests {
     }
 
     #[test]
+    fn the_tracks_of_one_rendition_list_their_own_files() {
+        for ended in [false, true] {
+            let rendition = crate::media::fixtures::rendition(ended);
+            let state = if ended { "ended" } else { "live" };
+            for (index, track) in rendition.tracks.iter().enumerate() {
+                let files = TrackFiles::at(index);
+                let text = render_media_playlist(track, &SETTINGS, files);
+                let name = files.playlist().trim_end_matches(".m3u8");
+                assert_golden(&format!("separate-{name}-{state}.m3u8"), &text);
+            }
+        }
+    }
+
+    #[test]
     fn live_playlist_lists_recent_parts_the_open_segment_and_a_hint() {
         // 5 closed segments of 2 s and 2 parts of the open one: the part
         // window (3 × 2 s back from 10.5 s) reaches into segment 2.
@@ -495,6 +498,7 @@ mod tests {
         let muxed = |timeline: Timeline| Rendition {
             separate: false,
             tracks: vec![timeline],
+            ..Default::default()
         };
         assert_golden(
             "multivariant-live.m3u8",
@@ -517,6 +521,7 @@ mod tests {
         let separate = Rendition {
             separate: true,
             tracks: vec![video, audio],
+            ..Default::default()
         };
         let text = render_multivariant(&separate, 3_000_000);
         assert_golden("multivariant-separate.m3u8", &text);

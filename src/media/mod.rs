@@ -2,7 +2,11 @@
 //! playlist rendering. No I/O, no async: plain functions over plain types.
 
 pub mod cmaf;
+pub mod dash;
 pub mod fmp4;
 pub mod hls;
 pub mod names;
 pub mod timeline;
+
+#[cfg(test)]
+pub(crate) mod fixtures;

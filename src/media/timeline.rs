@@ -187,6 +187,10 @@ pub struct Rendition {
     /// before segcast 0.2: one track of muxed audio and video.
     pub separate: bool,
     pub tracks: Vec<Timeline>,
+    /// When media time 0 became available (Unix ms): the first segment's
+    /// publication less its duration. DASH's `availabilityStartTime`.
+    #[serde(default)]
+    pub available_from_ms: Option<u64>,
 }
 
 impl Rendition {
@@ -198,6 +202,7 @@ impl Rendition {
             Ok(Self {
                 separate: false,
                 tracks: vec![muxed],
+                available_from_ms: None,
             })
         })
     }
