@@ -18,6 +18,7 @@ function card(rec) {
   const duration = rec.state === 'ready' ? formatDuration(rec.duration_s) : `${formatDuration(rec.duration_s)} so far`;
   const importing = rec.source === 'import' && rec.state === 'processing';
   const detail = importing ? `Importing: ${Math.round((rec.progress ?? 0) * 100)} %` : duration;
+  const formats = rec.dash ? 'HLS · DASH' : 'HLS';
   return el(
     'article',
     { className: 'card item', dataset: { id: rec.id, state: rec.state } },
@@ -27,9 +28,15 @@ function card(rec) {
       { className: 'meta' },
       el('div', { className: 'row' }, el('span', { className: `badge ${rec.state}`, textContent: STATE_LABELS[rec.state] ?? rec.state })),
       el('a', { className: 'title', href: rec.watch, textContent: rec.title }),
-      el('div', { className: 'muted', textContent: `${detail} · ${created.toLocaleString()}` }),
+      el('div', { className: 'muted', textContent: `${detail} · ${created.toLocaleString()} · ${formats}` }),
       rec.error ? el('div', { className: 'muted', textContent: rec.error }) : '',
-      el('div', { className: 'row' }, el('a', { className: 'button', href: rec.watch, textContent: 'Watch' }), copy),
+      el(
+        'div',
+        { className: 'row' },
+        el('a', { className: 'button', href: rec.watch, textContent: 'Watch' }),
+        rec.dash ? el('a', { className: 'button', href: `${rec.watch}?format=dash`, textContent: 'Watch as DASH' }) : '',
+        copy,
+      ),
     ),
   );
 }

@@ -3,6 +3,8 @@
 import { api, absolute, copyText, formatDuration, STATE_LABELS } from './common.js';
 
 const id = decodeURIComponent(window.location.pathname.split('/').filter(Boolean).pop() || '');
+/** `?format=dash` plays the DASH manifest with dash.js; HLS otherwise. */
+const FORMAT = new URLSearchParams(window.location.search).get('format') === 'dash' ? 'dash' : 'hls';
 const video = document.getElementById('video');
 const titleEl = document.getElementById('title');
 const badge = document.getElementById('badge');
@@ -33,6 +35,7 @@ const HLS_CONFIG = {
 };
 
 let hls = null;
+let dash = null;
 let playing = false;
 
 /** Catch-up after a stall or a slow start: while the player is further
@@ -68,6 +71,9 @@ function render(status) {
   const url = absolute(status.hls);
   document.getElementById('url').textContent = url;
   document.getElementById('ffplay').textContent = `ffplay ${url}`;
+  document.getElementById('dash-row').hidden = !status.dash;
+  if (status.dash) document.getElementById('dash-url').textContent = absolute(status.dash);
+  document.getElementById(FORMAT === 'dash' ? 'as-dash' : 'as-hls').setAttribute('aria-current', 'true');
   if (status.state === 'failed') {
     show(`This recording failed: ${status.error || 'unknown error'}`, 'error');
   } else if (status.segments === 0) {
@@ -77,9 +83,24 @@ function render(status) {
   }
 }
 
+/** dash.js near the live edge: its low-latency catch-up keeps it about a
+ * segment behind the newest listed one while the recording goes on. */
+function startDash(status) {
+  if (!status.dash) {
+    show('This recording has no DASH manifest (it was made before segcast published DASH); playing HLS.');
+    return false;
+  }
+  dash = window.dashjs.MediaPlayer().create();
+  dash.updateSettings({ streaming: { delay: { liveDelayFragmentCount: 1.5 } } });
+  window.segcastDash = dash;
+  dash.initialize(video, status.dash, true);
+  return true;
+}
+
 function startPlayback(status) {
   if (playing || status.segments === 0 || status.state === 'failed') return;
   playing = true;
+  if (FORMAT === 'dash' && startDash(status)) return;
   const src = status.hls;
   if (window.Hls && window.Hls.isSupported()) {
     hls = new window.Hls(HLS_CONFIG);

@@ -1,6 +1,6 @@
 //! The record, watch and library pages and their assets, served from the
 //! player directory (`--player-dir`): `pages/*.html`, `public/*` under
-//! `/assets/`, and hls.js from npm under `/assets/vendor/hls.min.js`, so
+//! `/assets/`, and hls.js and dash.js from npm under `/assets/vendor/`, so
 //! nothing is loaded from a CDN.
 
 use std::path::{Path, PathBuf};
@@ -16,15 +16,23 @@ use tower_http::services::{ServeDir, ServeFile};
 use super::AppState;
 use crate::error::{Error, Result};
 
-/// hls.js inside the player directory once `npm ci` has run there.
-const HLS_JS: &str = "node_modules/hls.js/dist/hls.min.js";
+/// The players from npm inside the player directory, once `npm ci` has
+/// run there: (URL, file).
+const VENDOR: [(&str, &str); 2] = [
+    ("/assets/vendor/hls.min.js", "node_modules/hls.js/dist/hls.min.js"),
+    (
+        "/assets/vendor/dash.all.min.js",
+        "node_modules/dashjs/dist/modern/umd/dash.all.min.js",
+    ),
+];
 
 pub fn router() -> Router<AppState> {
     Router::new()
         .route("/", get(|s, r| page(s, r, "index.html")))
         .route("/record", get(|s, r| page(s, r, "record.html")))
         .route("/watch/{id}", get(|s, r| page(s, r, "watch.html")))
-        .route("/assets/vendor/hls.min.js", get(hls_js))
+        .route(VENDOR[0].0, get(|s, r| vendor(s, r, VENDOR[0].1)))
+        .route(VENDOR[1].0, get(|s, r| vendor(s, r, VENDOR[1].1)))
         .route("/assets/{*path}", get(asset))
 }
 
@@ -43,13 +51,13 @@ async fn page(State(state): State<AppState>, request: Request, name: &str) -> Re
     .await
 }
 
-async fn hls_js(State(state): State<AppState>, request: Request) -> Result<Response> {
-    let path = player_dir(&state).join(HLS_JS);
+async fn vendor(State(state): State<AppState>, request: Request, file: &str) -> Result<Response> {
+    let path = player_dir(&state).join(file);
     serve(
         ServeFile::new(&path),
         request,
         &path,
-        "hls.js is not installed: run `npm ci --prefix player` (scripts/setup does)",
+        "the players are not installed: run `npm ci --prefix player` (scripts/setup does)",
     )
     .await
 }
