@@ -282,6 +282,51 @@ mod tests {
 
     const LIMIT: Duration = Duration::from_millis(100);
 
+    /// One request over an in-memory stream (any byte stream will do, as a
+    /// TLS one will) from `peer`; returns the response's text.
+    async fn exchange(peer: &str, trusted: &str, request: &str) -> String {
+        use axum::routing::get;
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let echo = |ConnectInfo(peer): ConnectInfo<SocketAddr>, ClientAddr(client): ClientAddr| async move {
+            format!("peer={peer} client={client}")
+        };
+        let shared = Arc::new(Shared {
+            router: Router::new().route("/", get(echo)),
+            policy: ConnectionPolicy {
+                header_timeout: Duration::from_secs(5),
+                keep_alive_timeout: Duration::from_secs(5),
+                body_idle_timeout: Duration::from_secs(5),
+            },
+            trusted_proxies: vec![trusted.parse().unwrap()],
+        });
+        let peer: SocketAddr = peer.parse().unwrap();
+        let permit = crate::http::clients::Admission::new(1, 1, vec![])
+            .admit(peer.ip())
+            .unwrap();
+        let (mut client, server) = tokio::io::duplex(4096);
+        let shutdown = CancellationToken::new();
+        tokio::spawn(serve(server, peer, permit, shared, shutdown));
+        client.write_all(request.as_bytes()).await.unwrap();
+        let mut response = String::new();
+        client.read_to_string(&mut response).await.unwrap();
+        response
+    }
+
+    #[tokio::test]
+    async fn handlers_see_the_peer_and_the_client_behind_a_trusted_proxy() {
+        let request = "GET / HTTP/1.1\r\nHost: t\r\nX-Forwarded-For: 198.51.100.4\r\nConnection: close\r\n\r\n";
+        let direct = exchange("192.0.2.1:4000", "10.0.0.1", request).await;
+        assert!(
+            direct.ends_with("peer=192.0.2.1:4000 client=192.0.2.1"),
+            "{direct}"
+        );
+        let proxied = exchange("10.0.0.1:4000", "10.0.0.1", request).await;
+        assert!(
+            proxied.ends_with("peer=10.0.0.1:4000 client=198.51.100.4"),
+            "{proxied}"
+        );
+    }
+
     #[tokio::test]
     async fn the_keep_alive_clock_runs_only_between_requests() {
         let activity = Arc::new(Activity::default());
