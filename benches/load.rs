@@ -94,7 +94,17 @@ fn main() {
     // MediaRecorder's timeslices are.
     let chunks = Arc::new(common::cut_randomly(&bytes, args.seconds as usize, 1));
     let data = work.path().join("data");
-    let extra = ["--max-live-recordings", &args.recordings.to_string()];
+    // Every simulated viewer and uploader comes from 127.0.0.1: the
+    // per-client caps (connections, waiting blocking reloads), meant for
+    // one real client, are lifted.
+    let extra = [
+        "--max-live-recordings",
+        &args.recordings.to_string(),
+        "--max-connections-per-client",
+        "100000",
+        "--max-waiting-per-client",
+        "100000",
+    ];
     let (mut server, base) = common::spawn_server_process(&data, &extra);
     let pid = server.0.id();
     let rt = tokio::runtime::Builder::new_multi_thread()

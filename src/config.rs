@@ -1,7 +1,7 @@
 //! Server settings: command-line flags and `SEGCAST_*` environment variables,
 //! each with a named default. Every limit the server enforces lives here.
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
 
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:8080";
@@ -25,6 +25,40 @@ pub const DEFAULT_IDLE_TIMEOUT_S: u64 = 600;
 pub const DEFAULT_BODY_TIMEOUT_S: u64 = 30;
 /// What a client told to come back later waits, in seconds.
 pub const RETRY_AFTER_S: u32 = 30;
+/// A connection must deliver a request's complete header this soon after it
+/// opens, or after its previous response ends; otherwise it is closed
+/// (nginx's `client_header_timeout`, 60 s there). Half-open connections
+/// are the cheapest way to hold a server's file descriptors.
+pub const DEFAULT_HEADER_TIMEOUT_S: u64 = 10;
+/// A kept-alive connection with no request in flight is closed after this
+/// long (Apache and Node.js use 5 s, nginx 75 s). It cannot outlast the
+/// header timeout, which also runs while a connection waits for its next
+/// request.
+pub const DEFAULT_KEEP_ALIVE_TIMEOUT_S: u64 = 5;
+/// Connections one client address may hold open at once. A browser opens
+/// at most 6 per server; the margin is for tabs and several people behind
+/// one NAT. Over it a connection is answered 429 and closed at once.
+pub const DEFAULT_MAX_CONNECTIONS_PER_CLIENT: usize = 64;
+/// Long-lived requests (blocking playlist reloads, WebSockets) one client
+/// address may hold at once; over it they get 429 with `Retry-After`.
+pub const DEFAULT_MAX_WAITING_PER_CLIENT: usize = 32;
+/// A client over a per-client cap is told to retry after this many
+/// seconds: its own connections and requests free up quickly.
+pub const CLIENT_RETRY_AFTER_S: u32 = 2;
+/// A connection refused because the server is at `--max-connections`
+/// is told to retry after this many seconds.
+pub const FULL_RETRY_AFTER_S: u32 = 5;
+/// Open files kept out of the default connection ceiling for the server
+/// itself (listener, epoll, inotify, logs, the blocking pool's files)...
+pub const FD_RESERVE_BASE: u64 = 64;
+/// ...and for each live recording or import job: its ffmpeg's three pipes,
+/// a poster ffmpeg's three, the chunk or segment being written and read.
+pub const FD_RESERVE_PER_JOB: u64 = 16;
+/// The default connection ceiling never goes above this, whatever the
+/// open-file limit: each connection costs buffers and a task.
+pub const MAX_DEFAULT_CONNECTIONS: usize = 16_384;
+/// Nor below this, however low the open-file limit.
+pub const MIN_DEFAULT_CONNECTIONS: usize = 16;
 /// Wanted segment duration; ffmpeg is told to place keyframes on this grid.
 pub const DEFAULT_SEGMENT_TARGET_MS: u64 = 2000;
 /// ffmpeg cuts a fragment at least this often: the future LL-HLS part size.
@@ -90,6 +124,44 @@ pub struct Config {
     #[arg(long, env = "SEGCAST_BODY_TIMEOUT_S", default_value_t = DEFAULT_BODY_TIMEOUT_S)]
     pub body_timeout_s: u64,
 
+    /// Seconds a connection may take to send a request's complete header
+    /// (counted from its opening, or from the end of its previous response);
+    /// then it is closed.
+    #[arg(long, env = "SEGCAST_HEADER_TIMEOUT_S", default_value_t = DEFAULT_HEADER_TIMEOUT_S,
+          value_parser = clap::value_parser!(u64).range(1..))]
+    pub header_timeout_s: u64,
+
+    /// Seconds an idle kept-alive connection stays open between requests
+    /// (at most the header timeout).
+    #[arg(long, env = "SEGCAST_KEEP_ALIVE_TIMEOUT_S", default_value_t = DEFAULT_KEEP_ALIVE_TIMEOUT_S,
+          value_parser = clap::value_parser!(u64).range(1..))]
+    pub keep_alive_timeout_s: u64,
+
+    /// Open connections in all; more are answered 503 and closed. Default:
+    /// the open-file limit less a reserve for recordings and imports.
+    #[arg(long, env = "SEGCAST_MAX_CONNECTIONS")]
+    pub max_connections: Option<usize>,
+
+    /// Open connections per client address (an IPv6 client is its /64);
+    /// more are answered 429 and closed.
+    #[arg(long, env = "SEGCAST_MAX_CONNECTIONS_PER_CLIENT", default_value_t = DEFAULT_MAX_CONNECTIONS_PER_CLIENT)]
+    pub max_connections_per_client: usize,
+
+    /// Long-lived requests (blocking playlist reloads, WebSockets) per
+    /// client address; more get 429 with Retry-After.
+    #[arg(long, env = "SEGCAST_MAX_WAITING_PER_CLIENT", default_value_t = DEFAULT_MAX_WAITING_PER_CLIENT)]
+    pub max_waiting_per_client: usize,
+
+    /// A reverse proxy whose `X-Forwarded-For` names the client (repeat the
+    /// flag or separate with commas). Its own connections are not capped
+    /// per client.
+    #[arg(
+        long = "trusted-proxy",
+        env = "SEGCAST_TRUSTED_PROXIES",
+        value_delimiter = ','
+    )]
+    pub trusted_proxies: Vec<IpAddr>,
+
     /// Target segment duration in milliseconds.
     #[arg(long, env = "SEGCAST_SEGMENT_MS", default_value_t = DEFAULT_SEGMENT_TARGET_MS)]
     pub segment_target_ms: u64,
@@ -143,6 +215,20 @@ pub struct Config {
 }
 
 impl Config {
+    /// The connection ceiling: `--max-connections`, or else derived from the
+    /// open-file limit in force. Each connection may hold two descriptors
+    /// (its socket and a file it is sending), after a reserve for the
+    /// server and for every recording and import that may run at once.
+    pub fn connection_ceiling(&self, open_files: u64) -> usize {
+        if let Some(max) = self.max_connections {
+            return max;
+        }
+        let jobs = self.max_live_recordings as u64 + self.import_jobs;
+        let reserve = FD_RESERVE_BASE + FD_RESERVE_PER_JOB * jobs;
+        let derived = usize::try_from(open_files.saturating_sub(reserve) / 2).unwrap_or(usize::MAX);
+        derived.clamp(MIN_DEFAULT_CONNECTIONS, MAX_DEFAULT_CONNECTIONS)
+    }
+
     /// Defaults with the data directory set: for tests and embedding.
     pub fn with_data_dir(data_dir: impl Into<PathBuf>) -> Self {
         #[derive(clap::Parser)]
@@ -153,5 +239,22 @@ impl Config {
         let mut config = <Defaults as clap::Parser>::parse_from(["segcast"]).config;
         config.data_dir = data_dir.into();
         config
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_default_connection_ceiling_leaves_room_for_recordings() {
+        let config = Config::with_data_dir("media");
+        // 1024 - (64 + 16 * (16 live + 2 imports)) = 672, two descriptors each.
+        assert_eq!(config.connection_ceiling(1024), 336);
+        assert_eq!(config.connection_ceiling(100), MIN_DEFAULT_CONNECTIONS);
+        assert_eq!(config.connection_ceiling(1 << 20), MAX_DEFAULT_CONNECTIONS);
+        let mut fixed = config.clone();
+        fixed.max_connections = Some(5000);
+        assert_eq!(fixed.connection_ceiling(1024), 5000);
     }
 }

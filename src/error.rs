@@ -26,6 +26,10 @@ pub enum Error {
     /// Over a capacity limit: 503 with `Retry-After`.
     #[error("{message}")]
     Busy { message: String, retry_after_s: u32 },
+    /// One client holds too much (connections, long-lived requests): 429
+    /// with `Retry-After` (RFC 6585 §4).
+    #[error("{message}")]
+    TooManyRequests { message: String, retry_after_s: u32 },
     #[error("{0}")]
     InsufficientStorage(String),
     #[error("internal error: {context}")]
@@ -71,8 +75,29 @@ impl Error {
             Self::Timeout(_) => StatusCode::REQUEST_TIMEOUT,
             Self::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             Self::Unavailable(_) | Self::Busy { .. } => StatusCode::SERVICE_UNAVAILABLE,
+            Self::TooManyRequests { .. } => StatusCode::TOO_MANY_REQUESTS,
             Self::InsufficientStorage(_) => StatusCode::INSUFFICIENT_STORAGE,
             Self::Internal { .. } => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+
+    /// Seconds the client should wait before trying again, for the kinds
+    /// that say so in a `Retry-After` header.
+    pub fn retry_after_s(&self) -> Option<u32> {
+        match self {
+            Self::Busy { retry_after_s, .. } | Self::TooManyRequests { retry_after_s, .. } => {
+                Some(*retry_after_s)
+            }
+            _ => None,
+        }
+    }
+
+    /// What the client is told: the message, or a generic one for
+    /// internal errors (whose cause chain goes to the log instead).
+    pub fn client_message(&self) -> String {
+        match self {
+            Self::Internal { .. } => "internal error; see the server log".to_string(),
+            other => other.to_string(),
         }
     }
 }
@@ -91,16 +116,12 @@ pub fn chain(err: &dyn std::error::Error) -> String {
 
 impl IntoResponse for Error {
     fn into_response(self) -> Response {
-        let message = match &self {
-            Self::Internal { .. } => {
-                tracing::error!(error = %chain(&self), "request failed");
-                "internal error; see the server log".to_string()
-            }
-            other => other.to_string(),
-        };
-        let body = axum::Json(serde_json::json!({ "error": message }));
+        if let Self::Internal { .. } = self {
+            tracing::error!(error = %chain(&self), "request failed");
+        }
+        let body = axum::Json(serde_json::json!({ "error": self.client_message() }));
         let mut response = (self.status(), body).into_response();
-        if let Self::Busy { retry_after_s, .. } = self {
+        if let Some(retry_after_s) = self.retry_after_s() {
             let headers = response.headers_mut();
             headers.insert(axum::http::header::RETRY_AFTER, retry_after_s.into());
         }

@@ -10,6 +10,7 @@ pub mod batch;
 pub mod config;
 pub mod edge;
 pub mod error;
+pub mod fdlimit;
 pub mod http;
 pub mod ingest;
 pub mod media;
@@ -44,6 +45,9 @@ pub async fn app(config: Config) -> std::io::Result<(axum::Router, Arc<ingest::l
         }
     });
     let router = http::router(http::AppState {
+        client_slots: Arc::new(http::clients::ClientSlots::new(
+            library.config().max_waiting_per_client,
+        )),
         library: library.clone(),
     });
     Ok((router, library))
@@ -52,16 +56,35 @@ pub async fn app(config: Config) -> std::io::Result<(axum::Router, Arc<ingest::l
 /// Serves until `shutdown` resolves; then stops accepting connections,
 /// lets requests in flight finish (a chunk being written is stored and
 /// acknowledged), and stops every ffmpeg before returning.
+///
+/// First raises the open-file limit as far as it goes; the connection caps
+/// and timeouts (src/http/server.rs) are sized from it and the config.
 pub async fn serve(
     listener: TcpListener,
     config: Config,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    let (app, library) = app(config).await?;
+    let open_files = fdlimit::raise_open_file_limit();
+    let admission = http::clients::Admission::from_config(&config, open_files);
+    let policy = http::connection::ConnectionPolicy::from_config(&config);
+    tracing::info!(
+        max_connections = admission.ceiling(),
+        per_client = admission.per_client(),
+        waiting_per_client = config.max_waiting_per_client,
+        header_timeout_s = policy.header_timeout.as_secs(),
+        keep_alive_timeout_s = policy.keep_alive_timeout.as_secs(),
+        body_timeout_s = policy.body_idle_timeout.as_secs(),
+        "connection limits"
+    );
+    let trusted_proxies = config.trusted_proxies.clone();
+    let (router, library) = app(config).await?;
+    let shared = http::connection::Shared {
+        router,
+        policy,
+        trusted_proxies,
+    };
     tracing::info!(addr = %listener.local_addr()?, "serving");
-    let served = axum::serve(listener, app)
-        .with_graceful_shutdown(shutdown)
-        .await;
+    let served = http::server::run(listener, shared, admission, shutdown).await;
     library.shutdown().await;
     served
 }

@@ -36,6 +36,12 @@ enum Command {
     #[command(mut_arg("ffmpeg_attempts", |a| a.hide(true)))]
     #[command(mut_arg("max_import_bytes", |a| a.hide(true)))]
     #[command(mut_arg("inbox_settle_ms", |a| a.hide(true)))]
+    #[command(mut_arg("header_timeout_s", |a| a.hide(true)))]
+    #[command(mut_arg("keep_alive_timeout_s", |a| a.hide(true)))]
+    #[command(mut_arg("max_connections", |a| a.hide(true)))]
+    #[command(mut_arg("max_connections_per_client", |a| a.hide(true)))]
+    #[command(mut_arg("max_waiting_per_client", |a| a.hide(true)))]
+    #[command(mut_arg("trusted_proxies", |a| a.hide(true)))]
     Import {
         #[command(flatten)]
         config: segcast::Config,
@@ -96,11 +102,9 @@ async fn import(
 }
 
 async fn serve(config: segcast::Config) -> std::io::Result<()> {
-    let listener = tokio::net::TcpListener::bind(config.listen)
-        .await
-        .map_err(|e| {
-            std::io::Error::new(e.kind(), format!("cannot listen on {}: {e}", config.listen))
-        })?;
+    let listener = segcast::http::server::bind(config.listen).map_err(|e| {
+        std::io::Error::new(e.kind(), format!("cannot listen on {}: {e}", config.listen))
+    })?;
     segcast::serve(listener, config, shutdown_signal()).await
 }
 

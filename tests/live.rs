@@ -463,3 +463,57 @@ async fn ffmpeg_follows_a_live_playlist_and_vlc_plays_the_finished_one() {
     let errors = decode_errors(&played.display().to_string());
     assert!(errors.is_empty(), "{errors}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn waiting_requests_hold_a_client_slot_until_they_end() {
+    let server = Server::start(|c| c.max_waiting_per_client = 2).await;
+    let (id, _) = server.create("nothing yet").await;
+    let blocking = format!("/media/{id}/media.m3u8?_HLS_msn=0");
+    // A request that is still waiting after 300 ms holds a slot; one that
+    // answers at once was refused (or needed none).
+    let try_wait = |path: String| {
+        let request = server
+            .client
+            .get(server.url(&path))
+            .timeout(Duration::from_millis(300));
+        async move {
+            match request.send().await {
+                Ok(resp) => Some(resp),
+                Err(e) if e.is_timeout() => None,
+                Err(e) => panic!("{e}"),
+            }
+        }
+    };
+    let first = spawn_get(&server, blocking.clone());
+    let second = spawn_get(&server, format!("/media/{id}/part-000000.m4s"));
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    let refused = loop {
+        // Until both are waiting, a third may still get a slot.
+        if let Some(resp) = try_wait(blocking.clone()).await {
+            break resp;
+        }
+        assert!(std::time::Instant::now() < deadline, "never refused");
+    };
+    assert_eq!(refused.status(), 429);
+    assert!(refused.headers().contains_key("retry-after"));
+    // A request that does not wait needs no slot.
+    assert_eq!(
+        server
+            .get(&format!("/media/{id}/media.m3u8"))
+            .await
+            .status(),
+        200
+    );
+    // The client goes away: its slot is free again, and a new request waits.
+    first.abort();
+    let _ = first.await;
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while let Some(resp) = try_wait(blocking.clone()).await {
+        assert_eq!(resp.status(), 429);
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the slot was never freed"
+        );
+    }
+    second.abort();
+}

@@ -17,7 +17,6 @@ use axum::Router;
 use futures_util::StreamExt;
 use serde::Deserialize;
 use tokio::io::AsyncWriteExt;
-use tower_http::timeout::TimeoutBody;
 
 use super::recordings::{
     body_error, body_idle, check_publish_key, declared_length, drain, Created,
@@ -63,8 +62,7 @@ async fn create(
         // A client waiting for `100 Continue` sends nothing more; any
         // other is already sending, and gets a moment to be read.
         if !headers.contains_key(header::EXPECT) {
-            let idle = body_idle(&state);
-            drain(&mut Body::new(TimeoutBody::new(idle, body)).into_data_stream()).await;
+            drain(&mut body.into_data_stream()).await;
         }
         return Err(too_large());
     }
@@ -130,7 +128,8 @@ impl Upload {
         // Each write to a tokio File is a trip to the blocking pool: gather
         // the body's small frames (often 4-64 KiB) into large writes.
         let mut file = tokio::io::BufWriter::with_capacity(WRITE_BUFFER_BYTES, file);
-        let mut stream = Body::new(TimeoutBody::new(idle, body)).into_data_stream();
+        // The server holds the body to `idle` (src/http/connection.rs).
+        let mut stream = body.into_data_stream();
         let mut received: u64 = 0;
         while let Some(frame) = stream.next().await {
             let data = frame.map_err(|e| body_error(&e, idle))?;

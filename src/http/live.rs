@@ -16,6 +16,7 @@ use bytes::Bytes;
 use serde::Deserialize;
 use tokio::sync::watch;
 
+use super::clients::SlotGuard;
 use crate::edge::{EdgeView, LiveEdge, Playlist};
 use crate::error::{Error, Result};
 use crate::media::names::TrackFiles;
@@ -73,16 +74,29 @@ fn wait_limit(view: &EdgeView) -> Duration {
     Duration::from_secs(3 * view.target_duration_s.max(1))
 }
 
-/// Waits until `ready` holds for the edge's view, or the limit passes.
-async fn wait_for(edge: &LiveEdge, ready: impl Fn(&EdgeView) -> bool) -> Option<Arc<EdgeView>> {
+/// Takes one of the client's waiting slots (`--max-waiting-per-client`)
+/// for as long as a request waits: `429` when it has none left.
+pub type WaitSlot<'a> = &'a (dyn Fn() -> Result<Option<SlotGuard>> + Send + Sync);
+
+/// Waits until `ready` holds for the edge's view, or the limit passes,
+/// holding a waiting slot of the client meanwhile.
+async fn wait_for(
+    edge: &LiveEdge,
+    slot: WaitSlot<'_>,
+    ready: impl Fn(&EdgeView) -> bool,
+) -> Result<Option<Arc<EdgeView>>> {
+    if ready(&edge.view()) {
+        return Ok(Some(edge.view()));
+    }
+    let _slot = slot()?;
     let mut views: watch::Receiver<Arc<EdgeView>> = edge.subscribe();
     let limit = wait_limit(&views.borrow());
     let waited = tokio::time::timeout(limit, views.wait_for(|view| ready(view))).await;
-    match waited {
+    Ok(match waited {
         Ok(Ok(view)) => Some(view.clone()),
         // The edge lives as long as the recording's handle we hold.
         Ok(Err(_)) | Err(_) => None,
-    }
+    })
 }
 
 fn not_yet(what: &str) -> Error {
@@ -96,6 +110,7 @@ fn not_yet(what: &str) -> Error {
 /// when the edge holds no playlist (the file on disk is the answer then).
 pub async fn media_playlist(
     edge: &LiveEdge,
+    slot: WaitSlot<'_>,
     files: TrackFiles,
     blocking: Option<Blocking>,
     headers: &HeaderMap,
@@ -116,8 +131,8 @@ pub async fn media_playlist(
                 v.track(files)
                     .is_some_and(|t| t.position.contains(msn, part))
             };
-            wait_for(edge, has)
-                .await
+            wait_for(edge, slot, has)
+                .await?
                 .ok_or_else(|| not_yet("the requested segment or part"))?
         }
     };
@@ -127,15 +142,19 @@ pub async fn media_playlist(
 
 /// The multivariant playlist: it needs the codecs, so a request made
 /// before the first media waits for them (blocking, like a reload).
-pub async fn multivariant(edge: &LiveEdge, headers: &HeaderMap) -> Result<Option<Response>> {
+pub async fn multivariant(
+    edge: &LiveEdge,
+    slot: WaitSlot<'_>,
+    headers: &HeaderMap,
+) -> Result<Option<Response>> {
     let view = edge.view();
     if !view.is_live() {
         return Ok(None);
     }
     let view = match view.multivariant {
         Some(_) => view,
-        None => wait_for(edge, |v| v.multivariant.is_some())
-            .await
+        None => wait_for(edge, slot, |v| v.multivariant.is_some())
+            .await?
             .ok_or_else(|| not_yet("the recording's first media"))?,
     };
     let playlist = view.multivariant.as_ref().expect("waited for it");
@@ -157,7 +176,12 @@ pub fn manifest(edge: &LiveEdge, headers: &HeaderMap) -> Option<Response> {
 /// A part from memory, waiting for it if it is the next one to come.
 /// `None` when it is not in memory but exists (it is read from its
 /// segment file then).
-pub async fn part(edge: &LiveEdge, files: TrackFiles, index: u64) -> Result<Option<Bytes>> {
+pub async fn part(
+    edge: &LiveEdge,
+    slot: WaitSlot<'_>,
+    files: TrackFiles,
+    index: u64,
+) -> Result<Option<Bytes>> {
     if let Some(bytes) = edge.part(files, index) {
         return Ok(Some(bytes));
     }
@@ -177,8 +201,8 @@ pub async fn part(edge: &LiveEdge, files: TrackFiles, index: u64) -> Result<Opti
         v.track(files)
             .is_some_and(|t| t.position.next_part > index || t.position.ended)
     };
-    let view = wait_for(edge, arrived)
-        .await
+    let view = wait_for(edge, slot, arrived)
+        .await?
         .ok_or_else(|| not_yet("the part"))?;
     if view
         .track(files)

@@ -27,6 +27,7 @@ use tower::ServiceExt;
 use tower_http::cors::{Any, CorsLayer};
 use tower_http::services::ServeFile;
 
+use super::clients::ClientAddr;
 use super::live::{self, BlockingQuery};
 use super::AppState;
 use crate::error::{Error, Result};
@@ -180,14 +181,19 @@ async fn serve(
     let file = MediaFile::parse(&name)
         .ok_or_else(|| Error::NotFound(format!("no media file '{name}'")))?;
     let edge = recording.edge();
+    // Blocking requests hold one of their client's waiting slots while
+    // they wait (docs/architecture.md, threat model).
+    let client = request.extensions().get::<ClientAddr>().map(|c| c.0);
+    let slots = state.client_slots.clone();
+    let slot = move || client.map(|ip| slots.try_acquire(ip)).transpose();
     let from_memory = match file {
         MediaFile::MediaPlaylist(files) => {
             let blocking = blocking.parse()?;
-            live::media_playlist(edge, files, blocking, request.headers()).await?
+            live::media_playlist(edge, &slot, files, blocking, request.headers()).await?
         }
-        MediaFile::Multivariant => live::multivariant(edge, request.headers()).await?,
+        MediaFile::Multivariant => live::multivariant(edge, &slot, request.headers()).await?,
         MediaFile::Manifest => live::manifest(edge, request.headers()),
-        MediaFile::Part(files, index) => match live::part(edge, files, index).await? {
+        MediaFile::Part(files, index) => match live::part(edge, &slot, files, index).await? {
             Some(bytes) => Some(media_bytes(file, bytes)),
             None => return part_from_disk(&state, &id, files, index).await,
         },

@@ -1,12 +1,15 @@
 //! The HTTP surface (docs/http-contract.md): one router per resource,
 //! merged here, over a shared [`AppState`].
 
+pub mod clients;
+pub mod connection;
 pub mod digest;
 pub mod imports;
 mod live;
 mod media;
 mod pages;
 pub mod recordings;
+pub mod server;
 
 use std::sync::Arc;
 
@@ -22,6 +25,9 @@ use crate::ingest::library::Library;
 #[derive(Clone)]
 pub struct AppState {
     pub library: Arc<Library>,
+    /// Per-client slots for long-lived requests (`--max-waiting-per-client`):
+    /// see [`clients::ClientSlots`].
+    pub client_slots: Arc<clients::ClientSlots>,
 }
 
 pub fn router(state: AppState) -> Router {

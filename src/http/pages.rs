@@ -19,7 +19,10 @@ use crate::error::{Error, Result};
 /// The players from npm inside the player directory, once `npm ci` has
 /// run there: (URL, file).
 const VENDOR: [(&str, &str); 2] = [
-    ("/assets/vendor/hls.min.js", "node_modules/hls.js/dist/hls.min.js"),
+    (
+        "/assets/vendor/hls.min.js",
+        "node_modules/hls.js/dist/hls.min.js",
+    ),
     (
         "/assets/vendor/dash.all.min.js",
         "node_modules/dashjs/dist/modern/umd/dash.all.min.js",

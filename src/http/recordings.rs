@@ -13,7 +13,7 @@ use serde::{Deserialize, Serialize};
 use std::time::Duration;
 
 use subtle::ConstantTimeEq;
-use tower_http::timeout::{TimeoutBody, TimeoutError};
+use tower_http::timeout::TimeoutError;
 
 use super::AppState;
 use crate::error::{Error, Result};
@@ -205,9 +205,10 @@ async fn read_limited(
     idle: Duration,
 ) -> Result<Bytes> {
     let too_large = || Error::TooLarge(format!("body is over the limit of {limit} bytes"));
-    // A body that stalls is cut off, so slow clients cannot hold
-    // connections (and their buffers) open indefinitely.
-    let mut stream = Body::new(TimeoutBody::new(idle, body)).into_data_stream();
+    // A body that stalls is cut off (the server holds every request body
+    // to `--body-timeout-s`, src/http/connection.rs), so slow clients
+    // cannot hold connections and their buffers open indefinitely.
+    let mut stream = body.into_data_stream();
     if declared_length(headers).is_some_and(|len| len > limit) {
         if !headers.contains_key(header::EXPECT) {
             drain(&mut stream).await;

@@ -292,22 +292,54 @@ pub fn spawn_server_process_with(
     extra: &[&str],
     max_file_bytes: Option<u64>,
 ) -> (ServerProcess, String) {
+    let limits = ProcessLimits {
+        max_file_bytes,
+        ..ProcessLimits::default()
+    };
+    spawn_server_process_limited(data, extra, limits)
+}
+
+/// Resource limits a server process starts under.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct ProcessLimits {
+    /// RLIMIT_FSIZE, with SIGXFSZ ignored.
+    pub max_file_bytes: Option<u64>,
+    /// RLIMIT_NOFILE, soft and hard (`ulimit -n`).
+    pub open_files: Option<u64>,
+}
+
+/// Like [`spawn_server_process`], under `limits`.
+pub fn spawn_server_process_limited(
+    data: &Path,
+    extra: &[&str],
+    limits: ProcessLimits,
+) -> (ServerProcess, String) {
     use std::io::{BufRead, BufReader};
     use std::os::unix::process::CommandExt;
     let mut command = Command::new(env!("CARGO_BIN_EXE_segcast"));
-    if let Some(limit) = max_file_bytes {
-        // SAFETY: only async-signal-safe calls between fork and exec.
-        unsafe {
-            command.pre_exec(move || {
+    // SAFETY: only async-signal-safe calls between fork and exec.
+    unsafe {
+        command.pre_exec(move || {
+            let set = |resource, limit| {
                 let rlim = libc::rlimit {
                     rlim_cur: limit,
                     rlim_max: limit,
                 };
-                libc::setrlimit(libc::RLIMIT_FSIZE, &rlim);
+                if libc::setrlimit(resource, &rlim) == 0 {
+                    Ok(())
+                } else {
+                    Err(std::io::Error::last_os_error())
+                }
+            };
+            if let Some(limit) = limits.max_file_bytes {
+                set(libc::RLIMIT_FSIZE, limit)?;
                 libc::signal(libc::SIGXFSZ, libc::SIG_IGN);
-                Ok(())
-            });
-        }
+            }
+            if let Some(limit) = limits.open_files {
+                set(libc::RLIMIT_NOFILE, limit)?;
+            }
+            Ok(())
+        });
     }
     let mut child = command
         .args(["serve", "--listen", "127.0.0.1:0", "--data"])

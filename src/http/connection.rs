@@ -1,0 +1,350 @@
+//! One accepted connection, served as HTTP/1.1 (RFC 9112) by hyper, with
+//! the three timeouts of [`ConnectionPolicy`]:
+//! - **header**: the complete request header must arrive within
+//!   `--header-timeout-s` of the connection opening or of the previous
+//!   response ending, else the connection is closed without an answer
+//!   (hyper's `header_read_timeout`, which needs a timer to work at all);
+//! - **keep-alive**: a persistent connection (RFC 9112 §9.3) with no request
+//!   in flight and no byte of the next one is closed after
+//!   `--keep-alive-timeout-s` (a graceful close, §9.6: hyper finishes
+//!   whatever began);
+//! - **body**: a request body that sends nothing for `--body-timeout-s`
+//!   fails the read, which handlers answer with 408.
+//!
+//! The connection is generic over its byte stream, so a TLS acceptor can
+//! wrap the TCP stream first (it needs a handshake timeout of its own: the
+//! header timeout starts after it).
+
+use std::convert::Infallible;
+use std::io;
+use std::net::{IpAddr, SocketAddr};
+use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use axum::body::Body;
+use axum::extract::ConnectInfo;
+use axum::http::{Request, Response};
+use axum::Router;
+use hyper::body::Incoming;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::sync::Notify;
+use tokio_util::sync::CancellationToken;
+use tower::ServiceExt;
+use tower_http::timeout::TimeoutBody;
+
+use super::clients::{client_addr, ClientAddr, ConnectionPermit};
+use crate::config::Config;
+
+/// The timeouts every connection is held to: set here and nowhere else.
+#[derive(Clone, Debug)]
+pub struct ConnectionPolicy {
+    pub header_timeout: Duration,
+    pub keep_alive_timeout: Duration,
+    pub body_idle_timeout: Duration,
+}
+
+impl ConnectionPolicy {
+    pub fn from_config(config: &Config) -> Self {
+        Self {
+            header_timeout: Duration::from_secs(config.header_timeout_s),
+            keep_alive_timeout: Duration::from_secs(config.keep_alive_timeout_s),
+            body_idle_timeout: Duration::from_secs(config.body_timeout_s),
+        }
+    }
+}
+
+/// What all connections share: the app, the timeouts, whose
+/// `X-Forwarded-For` to believe.
+pub struct Shared {
+    pub router: Router,
+    pub policy: ConnectionPolicy,
+    pub trusted_proxies: Vec<IpAddr>,
+}
+
+/// Serves HTTP/1.1 on `io` until the client closes, a timeout closes it, or
+/// `shutdown` is cancelled (then requests in flight finish first). `permit`
+/// is the connection's place under the caps, held as long as the stream.
+pub async fn serve<I>(
+    io: I,
+    peer: SocketAddr,
+    permit: ConnectionPermit,
+    shared: Arc<Shared>,
+    shutdown: CancellationToken,
+) where
+    I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let ConnectionPolicy {
+        header_timeout,
+        keep_alive_timeout,
+        ..
+    } = shared.policy;
+    let activity = Arc::new(Activity::default());
+    let io = Tracked {
+        io,
+        activity: activity.clone(),
+        _permit: permit,
+    };
+    let service = {
+        let activity = activity.clone();
+        hyper::service::service_fn(move |request| {
+            handle(request, peer, shared.clone(), Busy::begin(&activity))
+        })
+    };
+    let mut builder = hyper::server::conn::http1::Builder::new();
+    builder
+        .timer(TokioTimer::new())
+        .header_read_timeout(header_timeout);
+    let connection = builder
+        .serve_connection(TokioIo::new(io), service)
+        .with_upgrades();
+    let mut connection = std::pin::pin!(connection);
+    let reason = tokio::select! {
+        result = connection.as_mut() => return log_end(peer, result),
+        () = shutdown.cancelled() => "shutdown",
+        () = activity.idle_for(keep_alive_timeout) => "keep-alive timeout",
+    };
+    tracing::trace!(%peer, reason, "closing the connection");
+    connection.as_mut().graceful_shutdown();
+    log_end(peer, connection.await);
+}
+
+/// One request: its body held to the body timeout, the peer and the client
+/// address in its extensions, and the connection counted busy until the
+/// response's body has been sent (or dropped).
+async fn handle(
+    request: Request<Incoming>,
+    peer: SocketAddr,
+    shared: Arc<Shared>,
+    busy: Busy,
+) -> Result<Response<Body>, Infallible> {
+    let client = client_addr(peer.ip(), request.headers(), &shared.trusted_proxies);
+    let idle = shared.policy.body_idle_timeout;
+    let mut request = request.map(|body| Body::new(TimeoutBody::new(idle, body)));
+    request.extensions_mut().insert(ConnectInfo(peer));
+    request.extensions_mut().insert(ClientAddr(client));
+    let response = shared.router.clone().oneshot(request).await?;
+    Ok(response.map(|body| Body::new(InFlight { body, _busy: busy })))
+}
+
+fn log_end(peer: SocketAddr, result: hyper::Result<()>) {
+    match result {
+        Ok(()) => tracing::trace!(%peer, "connection closed"),
+        Err(error) if error.is_timeout() => {
+            tracing::debug!(%peer, "closed: no complete request header in time")
+        }
+        Err(error) => tracing::debug!(%peer, %error, "connection ended"),
+    }
+}
+
+/// Whether a connection is between requests, for the keep-alive timeout.
+#[derive(Default)]
+struct Activity {
+    in_flight: AtomicUsize,
+    /// No request in flight and no byte of the next one read. A new
+    /// connection starts not idle: the header timeout covers its start.
+    idle: AtomicBool,
+    changed: Notify,
+}
+
+impl Activity {
+    fn set_idle(&self, idle: bool) {
+        if self.idle.swap(idle, Ordering::AcqRel) != idle {
+            self.changed.notify_waiters();
+        }
+    }
+
+    /// Returns once the connection has been idle for `limit` at a stretch.
+    async fn idle_for(&self, limit: Duration) {
+        loop {
+            let changed = self.changed.notified();
+            let mut changed = std::pin::pin!(changed);
+            changed.as_mut().enable();
+            if !self.idle.load(Ordering::Acquire) {
+                changed.await;
+                continue;
+            }
+            tokio::select! {
+                () = tokio::time::sleep(limit) => return,
+                () = changed => {}
+            }
+        }
+    }
+}
+
+/// A request being answered; the connection is idle again when the last
+/// one is dropped.
+struct Busy(Arc<Activity>);
+
+impl Busy {
+    fn begin(activity: &Arc<Activity>) -> Self {
+        activity.in_flight.fetch_add(1, Ordering::AcqRel);
+        activity.set_idle(false);
+        Self(activity.clone())
+    }
+}
+
+impl Drop for Busy {
+    fn drop(&mut self) {
+        if self.0.in_flight.fetch_sub(1, Ordering::AcqRel) == 1 {
+            self.0.set_idle(true);
+        }
+    }
+}
+
+/// A response body that keeps its request counted until it is sent.
+struct InFlight {
+    body: Body,
+    _busy: Busy,
+}
+
+impl hyper::body::Body for InFlight {
+    type Data = bytes::Bytes;
+    type Error = axum::Error;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<hyper::body::Frame<Self::Data>, Self::Error>>> {
+        Pin::new(&mut self.body).poll_frame(cx)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.body.is_end_stream()
+    }
+
+    fn size_hint(&self) -> hyper::body::SizeHint {
+        self.body.size_hint()
+    }
+}
+
+/// The connection's byte stream: it holds the connection's permit (so an
+/// upgraded connection, handed on by hyper, still counts), and notes the
+/// first byte of a request arriving on an idle connection.
+struct Tracked<I> {
+    io: I,
+    activity: Arc<Activity>,
+    _permit: ConnectionPermit,
+}
+
+impl<I: AsyncRead + Unpin> AsyncRead for Tracked<I> {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        let before = buf.filled().len();
+        let polled = Pin::new(&mut self.io).poll_read(cx, buf);
+        if buf.filled().len() > before && self.activity.idle.load(Ordering::Acquire) {
+            self.activity.set_idle(false);
+        }
+        polled
+    }
+}
+
+impl<I: AsyncWrite + Unpin> AsyncWrite for Tracked<I> {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.io).poll_write(cx, buf)
+    }
+
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.io).poll_write_vectored(cx, bufs)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.io.is_write_vectored()
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.io).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.io).poll_shutdown(cx)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio::time::timeout;
+
+    const LIMIT: Duration = Duration::from_millis(100);
+
+    /// One request over an in-memory stream (any byte stream will do, as a
+    /// TLS one will) from `peer`; returns the response's text.
+    async fn exchange(peer: &str, trusted: &str, request: &str) -> String {
+        use axum::routing::get;
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let echo = |ConnectInfo(peer): ConnectInfo<SocketAddr>, ClientAddr(client): ClientAddr| async move {
+            format!("peer={peer} client={client}")
+        };
+        let shared = Arc::new(Shared {
+            router: Router::new().route("/", get(echo)),
+            policy: ConnectionPolicy {
+                header_timeout: Duration::from_secs(5),
+                keep_alive_timeout: Duration::from_secs(5),
+                body_idle_timeout: Duration::from_secs(5),
+            },
+            trusted_proxies: vec![trusted.parse().unwrap()],
+        });
+        let peer: SocketAddr = peer.parse().unwrap();
+        let permit = crate::http::clients::Admission::new(1, 1, vec![])
+            .admit(peer.ip())
+            .unwrap();
+        let (mut client, server) = tokio::io::duplex(4096);
+        let shutdown = CancellationToken::new();
+        tokio::spawn(serve(server, peer, permit, shared, shutdown));
+        client.write_all(request.as_bytes()).await.unwrap();
+        let mut response = String::new();
+        client.read_to_string(&mut response).await.unwrap();
+        response
+    }
+
+    #[tokio::test]
+    async fn handlers_see_the_peer_and_the_client_behind_a_trusted_proxy() {
+        let request = "GET / HTTP/1.1\r\nHost: t\r\nX-Forwarded-For: 198.51.100.4\r\nConnection: close\r\n\r\n";
+        let direct = exchange("192.0.2.1:4000", "10.0.0.1", request).await;
+        assert!(
+            direct.ends_with("peer=192.0.2.1:4000 client=192.0.2.1"),
+            "{direct}"
+        );
+        let proxied = exchange("10.0.0.1:4000", "10.0.0.1", request).await;
+        assert!(
+            proxied.ends_with("peer=10.0.0.1:4000 client=198.51.100.4"),
+            "{proxied}"
+        );
+    }
+
+    #[tokio::test]
+    async fn the_keep_alive_clock_runs_only_between_requests() {
+        let activity = Arc::new(Activity::default());
+        // A new connection is not idle: the header timeout covers it.
+        assert!(timeout(LIMIT * 3, activity.idle_for(LIMIT)).await.is_err());
+        // Idle once its response has been sent.
+        drop(Busy::begin(&activity));
+        let start = tokio::time::Instant::now();
+        timeout(Duration::from_secs(5), activity.idle_for(LIMIT))
+            .await
+            .expect("an idle connection is timed out");
+        assert!(start.elapsed() >= LIMIT);
+        // Not while a request is in flight, however long it waits.
+        let busy = Busy::begin(&activity);
+        assert!(timeout(LIMIT * 3, activity.idle_for(LIMIT)).await.is_err());
+        drop(busy);
+        // Nor once the next request has begun to arrive.
+        activity.set_idle(false);
+        assert!(timeout(LIMIT * 3, activity.idle_for(LIMIT)).await.is_err());
+    }
+}
