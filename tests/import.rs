@@ -193,6 +193,22 @@ async fn check(api: &Api, name: &str, status: &Value, expect: &Expect) {
             assert_eq!(errors, "", "{name} decodes cleanly");
             let media_s = assert_contiguous_media(&api.client, &api.base, id).await;
             assert!(media_s > 0.0, "{name}");
+            // DASH from the same files (copy path and transcodes alike).
+            assert_eq!(
+                status["dash"],
+                format!("/media/{id}/manifest.mpd"),
+                "{name}"
+            );
+            let mpd = api.url(&format!("/media/{id}/manifest.mpd"));
+            let probed = common::probe_duration_s(std::path::Path::new(&mpd));
+            assert!(
+                (probed - got.trunc()).abs() < 0.01, // ffmpeg 5.1 reads whole seconds
+                "{name}: DASH {probed} s of {got} s"
+            );
+            let errors = tokio::task::spawn_blocking(move || decode_errors(&mpd))
+                .await
+                .unwrap();
+            assert_eq!(errors, "", "{name}: the DASH manifest decodes cleanly");
         }
     }
 }
