@@ -26,6 +26,9 @@ pub enum Error {
     /// Over a capacity limit: 503 with `Retry-After`.
     #[error("{message}")]
     Busy { message: String, retry_after_s: u32 },
+    /// Over a client's rate: 429 with `Retry-After`.
+    #[error("{message}")]
+    TooManyRequests { message: String, retry_after_s: u32 },
     #[error("{0}")]
     InsufficientStorage(String),
     #[error("internal error: {context}")]
@@ -61,6 +64,17 @@ impl Error {
         }
     }
 
+    /// Seconds a client should wait before trying again, for the errors
+    /// that carry `Retry-After`.
+    pub fn retry_after_s(&self) -> Option<u32> {
+        match self {
+            Self::Busy { retry_after_s, .. } | Self::TooManyRequests { retry_after_s, .. } => {
+                Some(*retry_after_s)
+            }
+            _ => None,
+        }
+    }
+
     pub fn status(&self) -> StatusCode {
         match self {
             Self::BadRequest(_) => StatusCode::BAD_REQUEST,
@@ -71,6 +85,7 @@ impl Error {
             Self::Timeout(_) => StatusCode::REQUEST_TIMEOUT,
             Self::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             Self::Unavailable(_) | Self::Busy { .. } => StatusCode::SERVICE_UNAVAILABLE,
+            Self::TooManyRequests { .. } => StatusCode::TOO_MANY_REQUESTS,
             Self::InsufficientStorage(_) => StatusCode::INSUFFICIENT_STORAGE,
             Self::Internal { .. } => StatusCode::INTERNAL_SERVER_ERROR,
         }
@@ -100,7 +115,7 @@ impl IntoResponse for Error {
         };
         let body = axum::Json(serde_json::json!({ "error": message }));
         let mut response = (self.status(), body).into_response();
-        if let Self::Busy { retry_after_s, .. } = self {
+        if let Some(retry_after_s) = self.retry_after_s() {
             let headers = response.headers_mut();
             headers.insert(axum::http::header::RETRY_AFTER, retry_after_s.into());
         }

@@ -7,6 +7,7 @@
 //! segmenter, timeline, playlists) → files under `<data>/` → [`http`].
 
 pub mod batch;
+pub mod comments;
 pub mod config;
 pub mod edge;
 pub mod error;
@@ -43,9 +44,7 @@ pub async fn app(config: Config) -> std::io::Result<(axum::Router, Arc<ingest::l
             tracing::error!(%error, "recordings added by `segcast import` are not picked up until a restart");
         }
     });
-    let router = http::router(http::AppState {
-        library: library.clone(),
-    });
+    let router = http::router(http::AppState::new(library.clone()));
     Ok((router, library))
 }
 
@@ -59,6 +58,7 @@ pub async fn serve(
 ) -> std::io::Result<()> {
     let (app, library) = app(config).await?;
     tracing::info!(addr = %listener.local_addr()?, "serving");
+    let app = app.into_make_service_with_connect_info::<std::net::SocketAddr>();
     let served = axum::serve(listener, app)
         .with_graceful_shutdown(shutdown)
         .await;

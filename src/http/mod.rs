@@ -1,6 +1,7 @@
 //! The HTTP surface (docs/http-contract.md): one router per resource,
 //! merged here, over a shared [`AppState`].
 
+mod comments;
 pub mod digest;
 pub mod imports;
 mod live;
@@ -16,17 +17,30 @@ use axum::routing::get;
 use axum::{Json, Router};
 use tower_http::trace::TraceLayer;
 
+use crate::comments::hub::CommentHub;
 use crate::error::Error;
 use crate::ingest::library::Library;
 
 #[derive(Clone)]
 pub struct AppState {
     pub library: Arc<Library>,
+    pub comments: Arc<CommentHub>,
+}
+
+impl AppState {
+    pub fn new(library: Arc<Library>) -> Self {
+        let comments = CommentHub::new(library.store().clone(), library.config());
+        Self {
+            library,
+            comments: Arc::new(comments),
+        }
+    }
 }
 
 pub fn router(state: AppState) -> Router {
     Router::new()
         .merge(recordings::router())
+        .merge(comments::router())
         .merge(imports::router())
         .merge(media::router())
         .merge(pages::router())
