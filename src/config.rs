@@ -82,6 +82,27 @@ pub const DEFAULT_INBOX_SETTLE_MS: u64 = 2000;
 pub const DEFAULT_FFMPEG_ATTEMPTS: u32 = 3;
 /// The record/watch/library pages, relative to where the server starts.
 pub const DEFAULT_PLAYER_DIR: &str = "player";
+/// Longest comment author name, in characters (the contract's 1..64).
+pub const DEFAULT_COMMENT_MAX_AUTHOR_CHARS: usize = 64;
+/// Longest comment text, in characters (the contract's 1..2000).
+pub const DEFAULT_COMMENT_MAX_TEXT_CHARS: usize = 2000;
+/// Comments one client address may post per `DEFAULT_COMMENT_RATE_WINDOW_S`
+/// (over all recordings); more get 429 + `Retry-After`.
+pub const DEFAULT_COMMENT_RATE: usize = 10;
+pub const DEFAULT_COMMENT_RATE_WINDOW_S: u64 = 10;
+/// Comment WebSockets open on one recording; more get 503 + `Retry-After`.
+/// Each costs a task and its queue (a few KB idle).
+pub const DEFAULT_COMMENT_MAX_SOCKETS: usize = 500;
+/// Largest message a client may send on a comment socket: 9 KiB, so the
+/// largest valid `post` fits (2000 four-byte characters of text, a
+/// 64-character author and the JSON around them: about 8.4 KB).
+pub const DEFAULT_COMMENT_MAX_MESSAGE_BYTES: usize = 8 * 1024 + 1024;
+/// Messages queued for one comment socket; a viewer further behind is
+/// closed (1013, "try again later") and reconnects with the full history.
+pub const DEFAULT_COMMENT_SOCKET_QUEUE: usize = 256;
+/// A comment socket that cannot take a message for this long (the viewer
+/// stopped reading) is closed.
+pub const DEFAULT_COMMENT_SEND_TIMEOUT_MS: u64 = 10_000;
 
 #[derive(Debug, Clone, clap::Args)]
 pub struct Config {
@@ -212,6 +233,49 @@ pub struct Config {
     /// when no close-write event says it is complete.
     #[arg(long, env = "SEGCAST_INBOX_SETTLE_MS", default_value_t = DEFAULT_INBOX_SETTLE_MS)]
     pub inbox_settle_ms: u64,
+
+    /// Longest comment author name, in characters (400 above it).
+    #[arg(long, env = "SEGCAST_COMMENT_MAX_AUTHOR_CHARS", default_value_t = DEFAULT_COMMENT_MAX_AUTHOR_CHARS,
+          value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..))]
+    pub comment_max_author_chars: usize,
+
+    /// Longest comment text, in characters (400 above it).
+    #[arg(long, env = "SEGCAST_COMMENT_MAX_TEXT_CHARS", default_value_t = DEFAULT_COMMENT_MAX_TEXT_CHARS,
+          value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..))]
+    pub comment_max_text_chars: usize,
+
+    /// Comments one client address may post per --comment-rate-window-s
+    /// (429 + Retry-After beyond; refused comments do not count).
+    #[arg(long, env = "SEGCAST_COMMENT_RATE", default_value_t = DEFAULT_COMMENT_RATE,
+          value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..))]
+    pub comment_rate: usize,
+
+    /// The window of --comment-rate, in seconds.
+    #[arg(long, env = "SEGCAST_COMMENT_RATE_WINDOW_S", default_value_t = DEFAULT_COMMENT_RATE_WINDOW_S,
+          value_parser = clap::value_parser!(u64).range(1..))]
+    pub comment_rate_window_s: u64,
+
+    /// Comment WebSockets per recording (503 + Retry-After beyond).
+    #[arg(long, env = "SEGCAST_COMMENT_MAX_SOCKETS", default_value_t = DEFAULT_COMMENT_MAX_SOCKETS)]
+    pub comment_max_sockets: usize,
+
+    /// Largest message a client may send on a comment socket, in bytes
+    /// (the socket is closed with 1009 above it).
+    #[arg(long, env = "SEGCAST_COMMENT_MAX_MESSAGE_BYTES", default_value_t = DEFAULT_COMMENT_MAX_MESSAGE_BYTES,
+          value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(64..))]
+    pub comment_max_message_bytes: usize,
+
+    /// Messages queued for one comment socket before a viewer that lags
+    /// behind is closed (it reconnects and gets the history again).
+    #[arg(long, env = "SEGCAST_COMMENT_SOCKET_QUEUE", default_value_t = DEFAULT_COMMENT_SOCKET_QUEUE,
+          value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..))]
+    pub comment_socket_queue: usize,
+
+    /// Milliseconds a comment socket may take to accept one message before
+    /// it is closed (a viewer that stopped reading).
+    #[arg(long, env = "SEGCAST_COMMENT_SEND_TIMEOUT_MS", default_value_t = DEFAULT_COMMENT_SEND_TIMEOUT_MS,
+          value_parser = clap::value_parser!(u64).range(1..))]
+    pub comment_send_timeout_ms: u64,
 }
 
 impl Config {

@@ -26,8 +26,8 @@ pub enum Error {
     /// Over a capacity limit: 503 with `Retry-After`.
     #[error("{message}")]
     Busy { message: String, retry_after_s: u32 },
-    /// One client holds too much (connections, long-lived requests): 429
-    /// with `Retry-After` (RFC 6585 §4).
+    /// One client holds or asks too much (connections, long-lived
+    /// requests, a rate): 429 with `Retry-After` (RFC 6585 §4).
     #[error("{message}")]
     TooManyRequests { message: String, retry_after_s: u32 },
     #[error("{0}")]
@@ -65,6 +65,17 @@ impl Error {
         }
     }
 
+    /// Seconds a client should wait before trying again, for the errors
+    /// that carry `Retry-After`.
+    pub fn retry_after_s(&self) -> Option<u32> {
+        match self {
+            Self::Busy { retry_after_s, .. } | Self::TooManyRequests { retry_after_s, .. } => {
+                Some(*retry_after_s)
+            }
+            _ => None,
+        }
+    }
+
     pub fn status(&self) -> StatusCode {
         match self {
             Self::BadRequest(_) => StatusCode::BAD_REQUEST,
@@ -78,17 +89,6 @@ impl Error {
             Self::TooManyRequests { .. } => StatusCode::TOO_MANY_REQUESTS,
             Self::InsufficientStorage(_) => StatusCode::INSUFFICIENT_STORAGE,
             Self::Internal { .. } => StatusCode::INTERNAL_SERVER_ERROR,
-        }
-    }
-
-    /// Seconds the client should wait before trying again, for the kinds
-    /// that say so in a `Retry-After` header.
-    pub fn retry_after_s(&self) -> Option<u32> {
-        match self {
-            Self::Busy { retry_after_s, .. } | Self::TooManyRequests { retry_after_s, .. } => {
-                Some(*retry_after_s)
-            }
-            _ => None,
         }
     }
 

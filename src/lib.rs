@@ -7,6 +7,7 @@
 //! segmenter, timeline, playlists) → files under `<data>/` → [`http`].
 
 pub mod batch;
+pub mod comments;
 pub mod config;
 pub mod edge;
 pub mod error;
@@ -44,12 +45,7 @@ pub async fn app(config: Config) -> std::io::Result<(axum::Router, Arc<ingest::l
             tracing::error!(%error, "recordings added by `segcast import` are not picked up until a restart");
         }
     });
-    let router = http::router(http::AppState {
-        client_slots: Arc::new(http::clients::ClientSlots::new(
-            library.config().max_waiting_per_client,
-        )),
-        library: library.clone(),
-    });
+    let router = http::router(http::AppState::new(library.clone()));
     Ok((router, library))
 }
 

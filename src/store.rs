@@ -6,6 +6,8 @@
 //! <data>/recordings/<id>/hls/index.m3u8   multivariant playlist
 //!                            media.m3u8   media playlist
 //!                            init.mp4, seg-00000.m4s …
+//! <data>/recordings/<id>/comments.jsonl   viewers' comments, append-only (fsynced;
+//!                                         see `comments::log`)
 //! ```
 //!
 //! A chunk is written to a temporary file, fsynced, renamed into place and
@@ -26,6 +28,9 @@ const HLS_DIR: &str = "hls";
 /// An imported file, byte for byte.
 const ORIGINAL_FILE: &str = "original";
 const CHUNK_SUFFIX: &str = ".chunk";
+/// Viewers' comments: inside the recording's directory, so deleting the
+/// recording deletes them.
+const COMMENTS_FILE: &str = "comments.jsonl";
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -131,6 +136,10 @@ impl Store {
 
     pub fn original_path(&self, id: &str) -> PathBuf {
         self.dir(id).join(ORIGINAL_FILE)
+    }
+
+    pub fn comments_path(&self, id: &str) -> PathBuf {
+        self.dir(id).join(COMMENTS_FILE)
     }
 
     pub fn chunk_path(&self, id: &str, seq: u64) -> PathBuf {

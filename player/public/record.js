@@ -3,6 +3,7 @@
 import { api, absolute, copyText, formatBytes, formatDuration } from './common.js';
 import { Uploader } from './upload-client.js';
 import { openStore } from './chunk-store.js';
+import { mountComments } from './comments.js';
 
 /** A chunk every quarter second: a frame waits at most this long in the
  * browser before it is uploaded, which is the first link of the live
@@ -30,6 +31,7 @@ let recorder = null;
 let uploader = null;
 let startedAt = 0;
 let timer = null;
+let comments = null; // viewers' comments on the recording being made
 
 function show(text, kind = '') {
   message.textContent = text;
@@ -116,6 +118,9 @@ async function start() {
   await store.saveRecording(rec);
   uploader = makeUploader(rec);
   showShare(rec);
+  comments?.stop();
+  comments = mountComments($('comments'), { id: rec.id });
+  $('comments').hidden = false;
 
   recorder = new MediaRecorder(stream, mimeType ? { mimeType } : {});
   // Chunks are stored strictly in the order MediaRecorder produced them.

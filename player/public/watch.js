@@ -1,6 +1,7 @@
 // Watch page: plays a recording's HLS playlist, near the live edge while it
 // is recorded, as normal video once it is ready.
 import { api, absolute, copyText, formatDuration, STATE_LABELS } from './common.js';
+import { mountComments } from './comments.js';
 
 const id = decodeURIComponent(window.location.pathname.split('/').filter(Boolean).pop() || '');
 /** `?format=dash` plays the DASH manifest with dash.js; HLS otherwise. */
@@ -166,4 +167,13 @@ async function poll() {
 document.getElementById('copy').addEventListener('click', (e) =>
   copyText(document.getElementById('url').textContent, e.target),
 );
+// Comments: posts carry the player's position; a timestamp seeks there.
+mountComments(document.getElementById('comments'), {
+  id,
+  getMediaTime: () => video.currentTime,
+  seek: (seconds) => {
+    video.currentTime = seconds;
+    video.play().catch(() => {});
+  },
+});
 poll();

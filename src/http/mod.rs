@@ -2,6 +2,7 @@
 //! merged here, over a shared [`AppState`].
 
 pub mod clients;
+mod comments;
 pub mod connection;
 pub mod digest;
 pub mod imports;
@@ -19,6 +20,7 @@ use axum::routing::get;
 use axum::{Json, Router};
 use tower_http::trace::TraceLayer;
 
+use crate::comments::hub::CommentHub;
 use crate::error::Error;
 use crate::ingest::library::Library;
 
@@ -28,11 +30,25 @@ pub struct AppState {
     /// Per-client slots for long-lived requests (`--max-waiting-per-client`):
     /// see [`clients::ClientSlots`].
     pub client_slots: Arc<clients::ClientSlots>,
+    pub comments: Arc<CommentHub>,
+}
+
+impl AppState {
+    pub fn new(library: Arc<Library>) -> Self {
+        let comments = CommentHub::new(library.store().clone(), library.config());
+        let waiting = library.config().max_waiting_per_client;
+        Self {
+            library,
+            client_slots: Arc::new(clients::ClientSlots::new(waiting)),
+            comments: Arc::new(comments),
+        }
+    }
 }
 
 pub fn router(state: AppState) -> Router {
     Router::new()
         .merge(recordings::router())
+        .merge(comments::router())
         .merge(imports::router())
         .merge(media::router())
         .merge(pages::router())

@@ -77,7 +77,7 @@ pub(super) fn check_publish_key(state: &AppState, headers: &HeaderMap, what: &st
 }
 
 /// Whether the request carries the configured publish key.
-fn holds_publish_key(state: &AppState, headers: &HeaderMap) -> bool {
+pub(super) fn holds_publish_key(state: &AppState, headers: &HeaderMap) -> bool {
     let sent = bearer(headers).unwrap_or_default();
     state
         .library
@@ -162,6 +162,7 @@ async fn delete(
         recording.authorize(bearer(&headers))?;
     }
     state.library.delete(&id).await?;
+    state.comments.forget(&id).await;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -170,7 +171,7 @@ pub(super) fn body_idle(state: &AppState) -> Duration {
 }
 
 /// The token of an `Authorization: Bearer <token>` header.
-fn bearer(headers: &HeaderMap) -> Option<&str> {
+pub(super) fn bearer(headers: &HeaderMap) -> Option<&str> {
     let value = headers.get(header::AUTHORIZATION)?.to_str().ok()?;
     let (scheme, token) = value.split_once(' ')?;
     scheme.eq_ignore_ascii_case("bearer").then(|| token.trim())
@@ -282,7 +283,10 @@ pub(super) fn caused_by<E: std::error::Error + 'static>(
 }
 
 /// A JSON body, or `None` when the body is empty.
-async fn read_json<T: DeserializeOwned>(body: Body, idle: Duration) -> Result<Option<T>> {
+pub(super) async fn read_json<T: DeserializeOwned>(
+    body: Body,
+    idle: Duration,
+) -> Result<Option<T>> {
     let bytes = read_limited(body, &HeaderMap::new(), MAX_JSON_BYTES as u64, idle).await?;
     if bytes.iter().all(u8::is_ascii_whitespace) {
         return Ok(None);

@@ -419,7 +419,7 @@ fn parse_digest(hex_digest: &str) -> [u8; 32] {
 }
 
 /// RFC 3339 UTC with millisecond precision: fixed width, so it sorts as text.
-fn now_rfc3339() -> String {
+pub fn now_rfc3339() -> String {
     let format = time::macros::format_description!(
         "[year]-[month]-[day]T[hour]:[minute]:[second].[subsecond digits:3]Z"
     );
