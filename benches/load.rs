@@ -35,14 +35,7 @@ struct Args {
 }
 
 fn args() -> Args {
-    let argv: Vec<String> = std::env::args().collect();
-    let value = |flag: &str| {
-        argv.iter()
-            .position(|a| a == flag)
-            .and_then(|i| argv.get(i + 1).cloned())
-    };
-    let number =
-        |flag: &str, default: usize| value(flag).map_or(default, |v| v.parse().expect("a number"));
+    let (value, number) = (common::cli_value, common::cli_number);
     Args {
         recordings: number("--recordings", 8),
         pollers: number("--pollers", 200),

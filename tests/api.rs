@@ -5,22 +5,10 @@ mod common;
 
 use std::time::Duration;
 
-use common::{content_digest, Server};
+use common::{assert_error, content_digest, Server};
 use futures_util::StreamExt;
 use reqwest::StatusCode;
 use serde_json::Value;
-
-/// Asserts the status and that the body is `{"error": "<non-empty>"}`.
-async fn assert_error(resp: reqwest::Response, status: u16) -> String {
-    assert_eq!(resp.status().as_u16(), status);
-    assert_eq!(resp.headers()["content-type"], "application/json");
-    let body: Value = resp.json().await.unwrap();
-    let message = body["error"]
-        .as_str()
-        .unwrap_or_else(|| panic!("no error message in {body}"));
-    assert!(!message.is_empty());
-    message.to_string()
-}
 
 #[tokio::test]
 async fn uploads_need_the_recordings_own_token() {

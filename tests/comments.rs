@@ -6,7 +6,7 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::{spawn_server_process, Server};
+use common::{assert_error, spawn_server_process, Server};
 use futures_util::{SinkExt, StreamExt};
 use serde_json::{json, Value};
 use tokio::net::TcpStream;
@@ -18,18 +18,6 @@ type Ws = WebSocketStream<MaybeTlsStream<TcpStream>>;
 
 /// How long a message that should come may take.
 const PATIENCE: Duration = Duration::from_secs(5);
-
-/// Asserts the status and that the body is `{"error": "<non-empty>"}`.
-async fn assert_error(resp: reqwest::Response, status: u16) -> String {
-    assert_eq!(resp.status().as_u16(), status);
-    assert_eq!(resp.headers()["content-type"], "application/json");
-    let body: Value = resp.json().await.unwrap();
-    let message = body["error"]
-        .as_str()
-        .unwrap_or_else(|| panic!("no error in {body}"));
-    assert!(!message.is_empty());
-    message.to_string()
-}
 
 fn comments_path(id: &str) -> String {
     format!("/api/recordings/{id}/comments")

@@ -601,3 +601,29 @@ impl PlaylistEdge {
         format!("?_HLS_msn={}&_HLS_part={}", self.next_msn, self.next_part)
     }
 }
+
+/// Asserts the status and that the body is `{"error": "<non-empty>"}`;
+/// returns the message.
+pub async fn assert_error(resp: reqwest::Response, status: u16) -> String {
+    assert_eq!(resp.status().as_u16(), status);
+    assert_eq!(resp.headers()["content-type"], "application/json");
+    let body: Value = resp.json().await.unwrap();
+    let message = body["error"]
+        .as_str()
+        .unwrap_or_else(|| panic!("no error message in {body}"));
+    assert!(!message.is_empty());
+    message.to_string()
+}
+
+/// The value after `flag` on a benchmark's command line.
+pub fn cli_value(flag: &str) -> Option<String> {
+    let argv: Vec<String> = std::env::args().collect();
+    argv.iter()
+        .position(|a| a == flag)
+        .and_then(|i| argv.get(i + 1).cloned())
+}
+
+/// A number after `flag` on a benchmark's command line, or `default`.
+pub fn cli_number(flag: &str, default: usize) -> usize {
+    cli_value(flag).map_or(default, |v| v.parse().expect("a number"))
+}
