@@ -93,6 +93,9 @@ pub const DEFAULT_COMMENT_RATE_WINDOW_S: u64 = 10;
 /// Comment WebSockets open on one recording; more get 503 + `Retry-After`.
 /// Each costs a task and its queue (a few KB idle).
 pub const DEFAULT_COMMENT_MAX_SOCKETS: usize = 500;
+/// Memory for finished media files served again and again (segments, and
+/// a finished recording's playlists): about 25 minutes of 720p video.
+pub const DEFAULT_MEDIA_CACHE_MB: u64 = 256;
 /// Largest message a client may send on a comment socket: 9 KiB, so the
 /// largest valid `post` fits (2000 four-byte characters of text, a
 /// 64-character author and the JSON around them: about 8.4 KB).
@@ -258,6 +261,11 @@ pub struct Config {
     /// Comment WebSockets per recording (503 + Retry-After beyond).
     #[arg(long, env = "SEGCAST_COMMENT_MAX_SOCKETS", default_value_t = DEFAULT_COMMENT_MAX_SOCKETS)]
     pub comment_max_sockets: usize,
+
+    /// Megabytes of finished media files kept in memory for viewers
+    /// (0 turns the cache off).
+    #[arg(long, env = "SEGCAST_MEDIA_CACHE_MB", default_value_t = DEFAULT_MEDIA_CACHE_MB)]
+    pub media_cache_mb: u64,
 
     /// Largest message a client may send on a comment socket, in bytes
     /// (the socket is closed with 1009 above it).

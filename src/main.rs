@@ -42,6 +42,7 @@ enum Command {
     #[command(mut_arg("max_connections_per_client", |a| a.hide(true)))]
     #[command(mut_arg("max_waiting_per_client", |a| a.hide(true)))]
     #[command(mut_arg("trusted_proxies", |a| a.hide(true)))]
+    #[command(mut_arg("media_cache_mb", |a| a.hide(true)))]
     Import {
         #[command(flatten)]
         config: segcast::Config,

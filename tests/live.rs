@@ -370,6 +370,21 @@ async fn parts_are_the_bytes_of_their_segments_from_memory_and_after_a_restart()
         let again = server.client.get(&url).header("if-none-match", etag).send();
         assert_eq!(again.await.unwrap().status(), 304, "{file}");
     }
+
+    // What a finished recording served once stays in memory: the files
+    // fetched above answer without the disk, one never fetched does not.
+    let mut served = Vec::new();
+    for file in ["media.m3u8", "seg-00000.m4s", "seg-00001.m4s"] {
+        served.push(std::fs::read(hls.join(file)).unwrap());
+        std::fs::remove_file(hls.join(file)).unwrap();
+    }
+    for (file, bytes) in ["media.m3u8", "seg-00000.m4s"].iter().zip(&served) {
+        let resp = server.get(&format!("/media/{id}/{file}")).await;
+        assert_eq!(resp.status(), 200, "{file} from memory");
+        assert!(resp.bytes().await.unwrap() == bytes[..], "{file}");
+    }
+    let uncached = server.get(&format!("/media/{id}/seg-00001.m4s")).await;
+    assert_eq!(uncached.status(), 404, "never served, so never cached");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -28,6 +28,7 @@ use tower_http::cors::{Any, CorsLayer};
 use tower_http::services::ServeFile;
 
 use super::clients::ClientAddr;
+use super::file_cache::CachedFile;
 use super::live::{self, BlockingQuery};
 use super::AppState;
 use crate::error::{Error, Result};
@@ -286,8 +287,13 @@ async fn from_disk(
         ),
     };
     if !request.headers().contains_key(header::RANGE) {
-        if let Some(response) = whole_file(path.clone(), file, &mime, request.headers()).await? {
-            return Ok(response);
+        // Only what can no longer change may be kept: a live recording's
+        // playlists are rewritten (and served from its edge anyway).
+        let keep = file.cache() == CachePolicy::Immutable
+            || recording.status().state == crate::store::State::Ready;
+        let whole = whole_file(state, path.clone(), file, keep).await?;
+        if let Some(cached) = whole {
+            return Ok(respond_whole(cached, file, &mime, request.headers()));
         }
     }
     let mut response = ServeFile::new_with_mime(&path, &mime)
@@ -306,19 +312,23 @@ async fn from_disk(
     Ok(response.map(Body::new))
 }
 
-/// A whole file read in one blocking-pool trip (open, stat, read), with
-/// validators; `304` when the client's `If-None-Match` still matches.
-/// `None` for a file too large to read at once.
+/// A whole file from the cache, or read in one blocking-pool trip (open,
+/// stat, read) and cached if `keep`. `None` for a file too large to read
+/// at once.
 async fn whole_file(
+    state: &AppState,
     path: PathBuf,
     file: MediaFile,
-    mime: &mime::Mime,
-    headers: &HeaderMap,
-) -> Result<Option<Response>> {
+    keep: bool,
+) -> Result<Option<CachedFile>> {
+    if let Some(hit) = state.file_cache.get(&path) {
+        return Ok(Some(hit));
+    }
+    let from = path.clone();
     let read =
         tokio::task::spawn_blocking(move || -> std::io::Result<Option<(Vec<u8>, SystemTime)>> {
             use std::io::Read;
-            let mut handle = std::fs::File::open(&path)?;
+            let mut handle = std::fs::File::open(&from)?;
             let meta = handle.metadata()?;
             if meta.len() > READ_WHOLE_MAX_BYTES {
                 return Ok(None);
@@ -341,30 +351,48 @@ async fn whole_file(
         Err(e) => return Err(Error::internal("reading a media file", e)),
     };
     let etag = file_etag(bytes.len() as u64, modified);
-    let validators = [
-        (header::ETAG, HeaderValue::from_str(&etag).expect("hex")),
-        (
-            header::LAST_MODIFIED,
-            HeaderValue::from_str(&httpdate::fmt_http_date(modified)).expect("http date"),
-        ),
-        (header::CACHE_CONTROL, file.cache().header()),
-    ];
+    let cached = CachedFile {
+        bytes: Bytes::from(bytes),
+        etag: HeaderValue::from_str(&etag).expect("hex"),
+        last_modified: HeaderValue::from_str(&httpdate::fmt_http_date(modified))
+            .expect("http date"),
+    };
+    if keep {
+        state.file_cache.insert(path, cached.clone());
+    }
+    Ok(Some(cached))
+}
+
+/// A whole file with its validators; `304` when the client's
+/// `If-None-Match` still matches.
+fn respond_whole(
+    cached: CachedFile,
+    file: MediaFile,
+    mime: &mime::Mime,
+    headers: &HeaderMap,
+) -> Response {
     let unchanged = headers
         .get(header::IF_NONE_MATCH)
         .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.split(',').any(|tag| tag.trim() == etag));
+        .is_some_and(|v| {
+            let etag = cached.etag.as_bytes();
+            v.split(',').any(|tag| tag.trim().as_bytes() == etag)
+        });
+    let validators = [
+        (header::ETAG, cached.etag),
+        (header::LAST_MODIFIED, cached.last_modified),
+        (header::CACHE_CONTROL, file.cache().header()),
+    ];
     if unchanged {
-        return Ok(Some((StatusCode::NOT_MODIFIED, validators).into_response()));
+        return (StatusCode::NOT_MODIFIED, validators).into_response();
     }
     let content_type = HeaderValue::from_str(mime.as_ref()).expect("a valid media type");
-    Ok(Some(
-        (
-            validators,
-            [(header::CONTENT_TYPE, content_type)],
-            Bytes::from(bytes),
-        )
-            .into_response(),
-    ))
+    (
+        validators,
+        [(header::CONTENT_TYPE, content_type)],
+        cached.bytes,
+    )
+        .into_response()
 }
 
 /// Size and modification time, as nginx and tower-http do: files are

@@ -5,6 +5,7 @@ pub mod clients;
 mod comments;
 pub mod connection;
 pub mod digest;
+mod file_cache;
 pub mod imports;
 mod live;
 mod media;
@@ -31,16 +32,20 @@ pub struct AppState {
     /// see [`clients::ClientSlots`].
     pub client_slots: Arc<clients::ClientSlots>,
     pub comments: Arc<CommentHub>,
+    /// Finished media files in memory (`--media-cache-mb`).
+    pub file_cache: file_cache::FileCache,
 }
 
 impl AppState {
     pub fn new(library: Arc<Library>) -> Self {
         let comments = CommentHub::new(library.store().clone(), library.config());
         let waiting = library.config().max_waiting_per_client;
+        let file_cache = file_cache::FileCache::new(library.config().media_cache_mb << 20);
         Self {
             library,
             client_slots: Arc::new(clients::ClientSlots::new(waiting)),
             comments: Arc::new(comments),
+            file_cache,
         }
     }
 }

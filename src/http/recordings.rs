@@ -163,6 +163,7 @@ async fn delete(
     }
     state.library.delete(&id).await?;
     state.comments.forget(&id).await;
+    state.file_cache.forget_dir(&state.library.store().dir(&id));
     Ok(StatusCode::NO_CONTENT)
 }
 
