@@ -37,6 +37,53 @@ fn timelines(mpd: &str) -> Vec<Vec<(u64, u64)>> {
         .collect()
 }
 
+/// The manifest read by an independent implementation of the ISO/IEC
+/// 23009-1 data model (dash-mpd-core, whose types follow `DASH-MPD.xsd`):
+/// every element and attribute must be one it knows (nothing ignored), each
+/// value of its schema type, its conformity checks clean, and what the
+/// schema requires present. The schema file itself is not in any registry
+/// this project builds from (docs/architecture.md), so xmllint cannot run.
+fn assert_conforms(mpd: &str) {
+    let mut ignored = Vec::new();
+    let reader = &mut quick_xml::de::Deserializer::from_str(mpd);
+    let parsed: dash_mpd_core::MPD =
+        serde_ignored::deserialize(reader, |path| ignored.push(path.to_string()))
+            .unwrap_or_else(|e| panic!("not a DASH MPD: {e}\n{mpd}"));
+    assert!(
+        ignored.is_empty(),
+        "unknown to the schema: {ignored:?}\n{mpd}"
+    );
+    let errors = dash_mpd_core::check_conformity(&parsed);
+    assert!(errors.is_empty(), "{errors:?}\n{mpd}");
+    // MPDtype's required attributes, and Representation's (xs:use="required").
+    assert!(parsed.profiles.is_some() && parsed.minBufferTime.is_some());
+    assert!(matches!(
+        parsed.mpdtype.as_deref(),
+        Some("static" | "dynamic")
+    ));
+    assert!(!parsed.periods.is_empty());
+    for period in &parsed.periods {
+        assert!(!period.adaptations.is_empty(), "{mpd}");
+        for set in &period.adaptations {
+            for r in &set.representations {
+                assert!(r.id.is_some() && r.bandwidth.is_some(), "{mpd}");
+            }
+        }
+    }
+}
+
+#[test]
+fn golden_manifests_conform_and_a_stray_attribute_does_not() {
+    let golden = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/golden");
+    for name in ["manifest-live.mpd", "manifest-ended.mpd"] {
+        assert_conforms(&std::fs::read_to_string(golden.join(name)).unwrap());
+    }
+    let live = std::fs::read_to_string(golden.join("manifest-live.mpd")).unwrap();
+    let misspelt = live.replace("minimumUpdatePeriod=", "minimumUpdatePeriode=");
+    let caught = std::panic::catch_unwind(|| assert_conforms(&misspelt));
+    assert!(caught.is_err(), "a misspelt attribute must not pass");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn dash_plays_live_and_finished_from_the_hls_files() {
     let server = Server::start(|_| {}).await;
@@ -66,6 +113,7 @@ async fn dash_plays_live_and_finished_from_the_hls_files() {
         }
     }
     assert!(live_mpd.contains("type=\"dynamic\""), "{live_mpd}");
+    assert_conforms(&live_mpd);
     assert!(live_mpd.contains("availabilityStartTime="), "{live_mpd}");
     server.finish(&id, &token, chunks.len() as u64).await;
     let status = server
@@ -77,6 +125,7 @@ async fn dash_plays_live_and_finished_from_the_hls_files() {
     // unchanged, and the same files HLS lists.
     let mpd = server.text(&format!("/media/{id}/manifest.mpd")).await;
     assert!(mpd.contains("type=\"static\""), "{mpd}");
+    assert_conforms(&mpd);
     let (live, ended) = (timelines(&live_mpd), timelines(&mpd));
     assert_eq!(ended.len(), 2, "video and audio adaptation sets");
     for (before, after) in live.iter().zip(&ended) {
