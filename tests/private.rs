@@ -428,3 +428,295 @@ async fn a_share_link_plays_in_ffmpeg_and_vlc() {
     );
     server.stop().await;
 }
+
+/// AES-128-CBC with PKCS7, straight from the RustCrypto crates.
+fn decrypt(key: &[u8], iv: &[u8], bytes: &[u8]) -> Option<Vec<u8>> {
+    use aes::cipher::{block_padding::Pkcs7, BlockDecryptMut, KeyIvInit};
+    cbc::Decryptor::<aes::Aes128>::new_from_slices(key, iv)
+        .ok()?
+        .decrypt_padded_vec_mut::<Pkcs7>(bytes)
+        .ok()
+}
+
+/// The IV of the last `EXT-X-KEY` before `line_index`.
+fn iv_before(lines: &[&str], line_index: usize) -> Vec<u8> {
+    let key_line = lines[..line_index]
+        .iter()
+        .rev()
+        .find(|l| l.starts_with("#EXT-X-KEY:"))
+        .expect("a key in force");
+    assert!(
+        key_line.contains("METHOD=AES-128") && key_line.contains("URI=\"key?token="),
+        "{key_line}"
+    );
+    let iv = key_line.split("IV=0x").nth(1).unwrap();
+    hex::decode(&iv[..32]).unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_encrypted_recording_plays_only_with_its_key() {
+    let server = start().await;
+    let (id, owner) = create(&server, json!({ "access": "private", "encrypt": true })).await;
+    let source = std::fs::read(make_webm(server.data.path(), 6, "320x240")).unwrap();
+    let chunks: Vec<Vec<u8>> = source
+        .chunks(source.len() / 6 + 1)
+        .map(<[u8]>::to_vec)
+        .collect();
+    let link = share_token(&server, &id, &owner).await;
+    let token = link["token"].as_str().unwrap().to_string();
+    assert!(
+        link["dash"].is_null(),
+        "no DASH for encrypted media: {link}"
+    );
+
+    // The key: only with a valid token, never cached.
+    let key_path = format!("/media/{id}/key");
+    assert_error(get_with(&server, &key_path, None).await, 401).await;
+    assert_error(get_with(&server, &key_path, Some("1.bad")).await, 403).await;
+    let resp = get_with(&server, &key_path, Some(&token)).await;
+    assert_eq!(resp.status(), 200);
+    assert_eq!(resp.headers()["cache-control"], "private, no-store");
+    let key = resp.bytes().await.unwrap().to_vec();
+    assert_eq!(key.len(), 16);
+
+    // Live: a part listed in the playlist decrypts on its own, with the
+    // IV of the key in force where it is listed (what hls.js uses).
+    for (seq, chunk) in chunks.iter().take(3).enumerate() {
+        assert!(server
+            .put(&id, &owner, seq as u64, chunk.clone())
+            .await
+            .status()
+            .is_success());
+    }
+    let deadline = std::time::Instant::now() + READY_LIMIT;
+    let (lines, part_line) = loop {
+        let text = server
+            .text(&format!("/media/{id}/media.m3u8?token={token}"))
+            .await;
+        let lines: Vec<String> = text.lines().map(String::from).collect();
+        if let Some(i) = lines.iter().rposition(|l| l.starts_with("#EXT-X-PART:")) {
+            if lines.iter().any(|l| l.starts_with("#EXTINF")) {
+                break (lines, i);
+            }
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no parts listed: {text}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    let lines: Vec<&str> = lines.iter().map(String::as_str).collect();
+    let map = lines
+        .iter()
+        .position(|l| l.starts_with("#EXT-X-MAP"))
+        .unwrap();
+    let first_key = lines
+        .iter()
+        .position(|l| l.starts_with("#EXT-X-KEY"))
+        .unwrap();
+    assert!(map < first_key, "the init segment stays in the clear");
+    for (i, line) in lines
+        .iter()
+        .enumerate()
+        .filter(|(_, l)| l.starts_with("#EXT-X-PART:"))
+        .take(4)
+        .chain([(part_line, &lines[part_line])])
+    {
+        let uri = line
+            .split("URI=\"")
+            .nth(1)
+            .unwrap()
+            .split('"')
+            .next()
+            .unwrap();
+        let part = server
+            .client
+            .get(server.url(&format!("/media/{id}/{uri}")))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(part.status(), 200, "{uri}");
+        let bytes = part.bytes().await.unwrap();
+        assert_ne!(
+            &bytes[4..8],
+            b"moof",
+            "{uri} is stored and served encrypted"
+        );
+        let plain = decrypt(&key, &iv_before(&lines, i), &bytes)
+            .unwrap_or_else(|| panic!("{uri} does not decrypt"));
+        assert_eq!(&plain[4..8], b"moof", "{uri}");
+    }
+
+    for (seq, chunk) in chunks.iter().enumerate().skip(3) {
+        assert!(server
+            .put(&id, &owner, seq as u64, chunk.clone())
+            .await
+            .status()
+            .is_success());
+    }
+    assert_eq!(
+        server
+            .finish(&id, &owner, chunks.len() as u64)
+            .await
+            .status(),
+        202
+    );
+    let deadline = std::time::Instant::now() + READY_LIMIT;
+    let status = loop {
+        let status = status_as(&server, &id, &owner).await;
+        if status["state"] == "ready" {
+            break status;
+        }
+        assert!(std::time::Instant::now() < deadline, "{status:#}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert_eq!(status["encrypted"], true);
+    assert!(
+        status["dash"].is_null() && status["poster"].is_null(),
+        "{status:#}"
+    );
+    assert_error(
+        get_with(&server, &format!("/media/{id}/manifest.mpd"), Some(&token)).await,
+        404,
+    )
+    .await;
+
+    // Stored segments do not decode; decrypted with the key they do.
+    let hls = server.data.path().join(format!("recordings/{id}/hls"));
+    let tmp = tempfile::tempdir().unwrap();
+    let mut stored = std::fs::read(hls.join("init.mp4")).unwrap();
+    let segment = std::fs::read(hls.join("seg-00000.m4s")).unwrap();
+    stored.extend_from_slice(&segment);
+    let stored_path = tmp.path().join("stored.mp4");
+    std::fs::write(&stored_path, &stored).unwrap();
+    assert_ne!(
+        decode_errors(stored_path.to_str().unwrap()),
+        "",
+        "a stored segment must not decode"
+    );
+    let ended = server
+        .text(&format!("/media/{id}/media.m3u8?token={token}"))
+        .await;
+    let ended_lines: Vec<&str> = ended.lines().collect();
+    let seg0 = ended_lines
+        .iter()
+        .position(|l| l.starts_with("seg-00000.m4s"))
+        .unwrap();
+    let mut clear = std::fs::read(hls.join("init.mp4")).unwrap();
+    clear.extend(decrypt(&key, &iv_before(&ended_lines, seg0), &segment).unwrap());
+    let clear_path = tmp.path().join("clear.mp4");
+    std::fs::write(&clear_path, &clear).unwrap();
+    assert_eq!(
+        decode_errors(clear_path.to_str().unwrap()),
+        "",
+        "the same segment, decrypted, decodes"
+    );
+    // The key is nowhere under the media.
+    for entry in walk(&server.data.path().join("recordings")) {
+        assert_ne!(
+            std::fs::read(&entry).unwrap(),
+            key,
+            "{} holds the key",
+            entry.display()
+        );
+    }
+
+    // The share link plays: ffmpeg (every frame) and VLC.
+    let url = server.url(&format!("/media/{id}/index.m3u8?token={token}"));
+    assert_eq!(
+        decode_errors(&url),
+        "",
+        "ffmpeg decodes the encrypted recording"
+    );
+    let copy = tmp.path().join("ffmpeg.mkv");
+    let ran = std::process::Command::new("ffmpeg")
+        .args(["-v", "error", "-nostdin", "-i", &url, "-c", "copy", "-y"])
+        .arg(&copy)
+        .status()
+        .unwrap();
+    assert!(ran.success());
+    let duration = probe_duration_s(&copy);
+    assert!((5.5..=6.5).contains(&duration), "ffmpeg: {duration}");
+    let played = vlc_remux(&url, tmp.path());
+    let mut kinds = stream_kinds(&played);
+    kinds.sort();
+    assert_eq!(kinds, ["audio", "video"]);
+    let duration = probe_duration_s(&played);
+    assert!((5.5..=6.5).contains(&duration), "VLC: {duration}");
+    server.stop().await;
+}
+
+fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
+    let mut files = Vec::new();
+    for entry in std::fs::read_dir(dir).unwrap().flatten() {
+        let path = entry.path();
+        if path.is_dir() {
+            files.extend(walk(&path));
+        } else {
+            files.push(path);
+        }
+    }
+    files
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn https_serves_the_record_page_and_the_api() {
+    let tmp = tempfile::tempdir().unwrap();
+    let made = rcgen::generate_simple_self_signed(vec!["localhost".into()]).unwrap();
+    let (cert, key) = (tmp.path().join("cert.pem"), tmp.path().join("key.pem"));
+    std::fs::write(&cert, made.cert.pem()).unwrap();
+    std::fs::write(&key, made.key_pair.serialize_pem()).unwrap();
+    let server = Server::start(|c| {
+        c.tls_cert = Some(cert.clone());
+        c.tls_key = Some(key.clone());
+    })
+    .await;
+    let port = server.base.rsplit(':').next().unwrap().to_string();
+    let base = format!("https://localhost:{port}");
+    let root = reqwest::Certificate::from_pem(made.cert.pem().as_bytes()).unwrap();
+    let client = reqwest::Client::builder()
+        .add_root_certificate(root)
+        .tls_built_in_root_certs(false)
+        .build()
+        .unwrap();
+    let page = client.get(format!("{base}/record")).send().await.unwrap();
+    assert_eq!(page.status(), 200);
+    assert!(
+        page.text().await.unwrap().contains("<html"),
+        "the record page"
+    );
+    let created = client
+        .post(format!("{base}/api/recordings"))
+        .json(&json!({"title": "over TLS"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(created.status(), 201);
+    let body: Value = created.json().await.unwrap();
+    let status = client
+        .get(format!(
+            "{base}/api/recordings/{}",
+            body["id"].as_str().unwrap()
+        ))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(status.status(), 200);
+    // A client that does not trust the certificate refuses the server,
+    // and plain HTTP gets no answer from the TLS port.
+    let untrusting = reqwest::Client::builder()
+        .tls_built_in_root_certs(false)
+        .build()
+        .unwrap();
+    assert!(untrusting
+        .get(format!("{base}/healthz"))
+        .send()
+        .await
+        .is_err());
+    let plain = reqwest::Client::new()
+        .get(format!("http://localhost:{port}/healthz"))
+        .send()
+        .await;
+    assert!(plain.map_or(true, |r| !r.status().is_success()));
+    server.stop().await;
+}
