@@ -85,7 +85,10 @@ pub async fn serve(
         policy,
         trusted_proxies,
     };
-    tracing::info!(addr = %listener.local_addr()?, https = tls.is_some(), "serving");
+    if tls.is_some() {
+        tracing::info!("HTTPS: every connection starts with a TLS handshake");
+    }
+    tracing::info!(addr = %listener.local_addr()?, "serving");
     let served = http::server::run(listener, shared, admission, tls, shutdown).await;
     library.shutdown().await;
     served
