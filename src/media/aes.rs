@@ -119,7 +119,7 @@ mod tests {
             let plain: Vec<u8> = (0..len).map(|i| i as u8).collect();
             let cipher = key.encrypt(&iv, &plain);
             assert_eq!(cipher.len(), (len / 16 + 1) * 16, "PKCS7 always pads");
-            assert!(len == 0 || &cipher[..len.min(16)] != &plain[..len.min(16)]);
+            assert!(len == 0 || cipher[..len.min(16)] != plain[..len.min(16)]);
             assert_eq!(key.decrypt(&iv, &cipher).unwrap(), plain);
         }
     }
