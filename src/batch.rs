@@ -104,8 +104,16 @@ async fn import_file(
         Err(e) => return Err(format!("cannot read it: {e}")),
     };
     let info = import_info(&display_name(file), bytes, ImportOrigin::Cli);
-    let (meta, _token) = new_import_meta(None, info);
+    let (mut meta, _token) = new_import_meta(None, info);
     let id = meta.id.clone();
+    if cx.config.encrypt {
+        // The key goes straight to its place in the data directory (never
+        // into the staged recording folder); the media is encrypted as made.
+        meta.encrypt = true;
+        crate::secrets::KeyStore::new(&cx.config.data_dir)
+            .create(&id)
+            .map_err(|e| format!("cannot store its key: {e}"))?;
+    }
     let lock_path = cx.staging.root().join(format!("{id}{LOCK_SUFFIX}"));
     let lock = File::create(&lock_path).map_err(|e| format!("cannot stage it: {e}"))?;
     lock.lock().map_err(|e| format!("cannot stage it: {e}"))?;

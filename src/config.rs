@@ -106,6 +106,14 @@ pub const DEFAULT_COMMENT_SOCKET_QUEUE: usize = 256;
 /// A comment socket that cannot take a message for this long (the viewer
 /// stopped reading) is closed.
 pub const DEFAULT_COMMENT_SEND_TIMEOUT_MS: u64 = 10_000;
+/// A share link lives this long unless its creator asks otherwise.
+pub const DEFAULT_SHARE_EXPIRY_S: u64 = 24 * 3600;
+/// Longest life a share link may be given (a link cannot be revoked
+/// before it expires, except by changing the token secret).
+pub const DEFAULT_SHARE_MAX_EXPIRY_S: u64 = 30 * 24 * 3600;
+/// A TLS handshake must complete within this many seconds; the header
+/// timeout starts after it.
+pub const TLS_HANDSHAKE_TIMEOUT_S: u64 = 10;
 
 #[derive(Debug, Clone, clap::Args)]
 pub struct Config {
@@ -284,6 +292,29 @@ pub struct Config {
     #[arg(long, env = "SEGCAST_COMMENT_SEND_TIMEOUT_MS", default_value_t = DEFAULT_COMMENT_SEND_TIMEOUT_MS,
           value_parser = clap::value_parser!(u64).range(1..))]
     pub comment_send_timeout_ms: u64,
+
+    /// Secret that signs share links (at least 16 bytes). Default: 32
+    /// random bytes in `<data>/token-secret`, made on first start (mode 0600).
+    #[arg(long, env = "SEGCAST_TOKEN_SECRET", hide_env_values = true)]
+    pub token_secret: Option<String>,
+
+    /// Longest expiry a share link may be given, in seconds (400 above it).
+    #[arg(long, env = "SEGCAST_SHARE_MAX_EXPIRY_S", default_value_t = DEFAULT_SHARE_MAX_EXPIRY_S,
+          value_parser = clap::value_parser!(u64).range(1..))]
+    pub share_max_expiry_s: u64,
+
+    /// Encrypt new recordings and imports (AES-128 HLS) unless they ask
+    /// for `"encrypt": false`.
+    #[arg(long, env = "SEGCAST_ENCRYPT")]
+    pub encrypt: bool,
+
+    /// PEM certificate chain: serve HTTPS (needs --tls-key).
+    #[arg(long, env = "SEGCAST_TLS_CERT", requires = "tls_key")]
+    pub tls_cert: Option<PathBuf>,
+
+    /// PEM private key of --tls-cert.
+    #[arg(long, env = "SEGCAST_TLS_KEY", requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
 }
 
 impl Config {

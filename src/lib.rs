@@ -6,6 +6,7 @@
 //! (ffmpeg sidecar) → [`publish`] (the pure [`media`] core: fMP4 splitter,
 //! segmenter, timeline, playlists) → files under `<data>/` → [`http`].
 
+pub mod access;
 pub mod batch;
 pub mod comments;
 pub mod config;
@@ -16,6 +17,7 @@ pub mod http;
 pub mod ingest;
 pub mod media;
 pub mod publish;
+pub mod secrets;
 pub mod store;
 pub mod transcode;
 
@@ -45,7 +47,7 @@ pub async fn app(config: Config) -> std::io::Result<(axum::Router, Arc<ingest::l
             tracing::error!(%error, "recordings added by `segcast import` are not picked up until a restart");
         }
     });
-    let router = http::router(http::AppState::new(library.clone()));
+    let router = http::router(http::AppState::new(library.clone())?);
     Ok((router, library))
 }
 
@@ -73,14 +75,21 @@ pub async fn serve(
         "connection limits"
     );
     let trusted_proxies = config.trusted_proxies.clone();
+    let tls = match (&config.tls_cert, &config.tls_key) {
+        (Some(cert), Some(key)) => Some(http::tls::acceptor(cert, key)?),
+        _ => None,
+    };
     let (router, library) = app(config).await?;
     let shared = http::connection::Shared {
         router,
         policy,
         trusted_proxies,
     };
+    if tls.is_some() {
+        tracing::info!("HTTPS: every connection starts with a TLS handshake");
+    }
     tracing::info!(addr = %listener.local_addr()?, "serving");
-    let served = http::server::run(listener, shared, admission, shutdown).await;
+    let served = http::server::run(listener, shared, admission, tls, shutdown).await;
     library.shutdown().await;
     served
 }

@@ -18,6 +18,14 @@
 //! segments already published without rewriting them: URIs and durations
 //! stay as players saw them, and the playlist never shrinks (RFC 8216
 //! §6.2.1 forbids removing segments from an EVENT playlist).
+//!
+//! Encryption (RFC 8216 §5.2): with a content key, every segment file and
+//! every part is AES-128-CBC encrypted on its own, under its segment's IV
+//! ([`crate::media::aes`]); init segments stay in the clear. A part is then
+//! no longer a byte range of its encrypted segment file, so the edge keeps
+//! the encrypted parts as they are, and a part read back from disk is cut
+//! from the decrypted segment and encrypted again (the same bytes: the IV
+//! is derived). No DASH manifest is written for encrypted media.
 
 use std::io;
 use std::path::PathBuf;
@@ -26,6 +34,7 @@ use std::sync::Arc;
 use bytes::Bytes;
 
 use crate::edge::{EdgeChanges, LiveEdge};
+use crate::media::aes::ContentKey;
 use crate::media::cmaf::{track_fragment, track_init};
 use crate::media::dash::{self, MpdSettings};
 use crate::media::fmp4::{
@@ -69,6 +78,8 @@ pub struct PublishSettings {
     /// imported at hundreds of times real time would otherwise rewrite a
     /// growing playlist for every segment: quadratic work in its length.
     pub playlist_interval_ms: u64,
+    /// Encrypts segments and parts (AES-128) when set.
+    pub key: Option<ContentKey>,
 }
 
 /// One track's output: its segments in the making, its timeline, and
@@ -157,6 +168,7 @@ impl HlsPublisher {
         PlaylistSettings {
             segment_target_ms: self.settings.segment_target_ms,
             part_target_ms: self.settings.part_target_ms,
+            key: self.settings.key,
         }
     }
 
@@ -299,6 +311,10 @@ impl HlsPublisher {
                 let part = out.cut.add(place.seq, &bytes, &run, audio);
                 if let (true, Some(edge)) = (new_part, &self.edge) {
                     let part_index = out.closed_parts + part as u64;
+                    let bytes = match &self.settings.key {
+                        Some(key) => key.encrypt(&key.iv(out.files.index(), place.seq), &bytes),
+                        None => bytes,
+                    };
                     edge.add_part(out.files, part_index, place.seq, Bytes::from(bytes));
                 }
             }
@@ -362,14 +378,26 @@ impl HlsPublisher {
             return Ok(false);
         }
         let path = self.settings.dir.join(out.files.segment(seq));
-        write_atomic(&path, &closed.bytes, false)?;
-        if let Some(edge) = &self.edge {
-            edge.close_segment(
-                out.files,
-                seq,
-                Bytes::from(closed.bytes),
-                &closed.segment.parts,
-            );
+        match &self.settings.key {
+            Some(key) => {
+                let encrypted = key.encrypt(&key.iv(out.files.index(), seq), &closed.bytes);
+                write_atomic(&path, &encrypted, false)?;
+                if let Some(edge) = &self.edge {
+                    // Its parts were encrypted one by one: kept as they are.
+                    edge.close_segment(out.files, seq, Bytes::from(encrypted), &[]);
+                }
+            }
+            None => {
+                write_atomic(&path, &closed.bytes, false)?;
+                if let Some(edge) = &self.edge {
+                    edge.close_segment(
+                        out.files,
+                        seq,
+                        Bytes::from(closed.bytes),
+                        &closed.segment.parts,
+                    );
+                }
+            }
         }
         out.closed_parts += closed.segment.parts.len() as u64;
         if index == 0 && self.available_from_ms.is_none() {
@@ -416,8 +444,12 @@ impl HlsPublisher {
             write_atomic(&dir.join(MULTIVARIANT_FILE), text.as_bytes(), false)?;
             multivariant = Some(text);
         }
-        // DASH lists segments, not parts: it changes with them.
-        let mpd = dash::render_mpd(&rendition, &self.mpd_settings());
+        // DASH lists segments, not parts: it changes with them. Encrypted
+        // media has none (docs/architecture.md, decision 11).
+        let mpd = match self.settings.key {
+            Some(_) => None,
+            None => dash::render_mpd(&rendition, &self.mpd_settings()),
+        };
         if let Some(mpd) = &mpd {
             write_atomic(&dir.join(dash::MPD_FILE), mpd.as_bytes(), false)?;
         }
@@ -461,6 +493,7 @@ mod tests {
             declared_bits_per_s: 1,
             keyframe_grid_ms: None,
             playlist_interval_ms: 0,
+            key: None,
         });
         let mut published = 0;
         for chunk in FIXTURE.chunks(5000) {
@@ -515,6 +548,7 @@ mod tests {
             declared_bits_per_s: 1,
             keyframe_grid_ms: None,
             playlist_interval_ms: 0,
+            key: None,
         }
     }
 
@@ -663,6 +697,7 @@ mod tests {
             declared_bits_per_s: 1,
             keyframe_grid_ms: None,
             playlist_interval_ms: 0,
+            key: None,
         });
         publisher.push(&FIXTURE[..FIXTURE.len() / 2]).unwrap();
         assert!(matches!(

@@ -66,6 +66,12 @@ pub struct RecordingMeta {
     /// Set for recordings imported from a file (kept as `original`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub import: Option<ImportInfo>,
+    /// Who may watch it (v1 recordings are public).
+    #[serde(default)]
+    pub access: crate::access::Access,
+    /// HLS media is AES-128 encrypted with the key in `<data>/keys/`.
+    #[serde(default)]
+    pub encrypt: bool,
 }
 
 /// Where an imported file came from.
@@ -305,6 +311,8 @@ mod tests {
             segments: 0,
             incomplete: false,
             import: None,
+            access: Default::default(),
+            encrypt: false,
         }
     }
 

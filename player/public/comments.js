@@ -35,8 +35,10 @@ function rememberAuthor(name) {
  * `seek(seconds)` makes each timestamp a button that seeks there.
  * Returns `{ stop() }`. `root.dataset.socket` is `open` while live.
  */
-export function mountComments(root, { id, getMediaTime = null, seek = null }) {
-  const base = `/api/recordings/${encodeURIComponent(id)}/comments`;
+export function mountComments(root, { id, getMediaTime = null, seek = null, token = null }) {
+  // A private recording's viewer carries its share token on every request.
+  const query = token ? `?token=${encodeURIComponent(token)}` : '';
+  const base = `/api/recordings/${encodeURIComponent(id)}/comments${query}`;
   const list = el('ol', { className: 'comment-list' });
   list.setAttribute('aria-live', 'polite');
   const empty = el('p', { className: 'muted comment-empty', textContent: 'No comments yet.' });
@@ -112,7 +114,7 @@ export function mountComments(root, { id, getMediaTime = null, seek = null }) {
   }
 
   function connect() {
-    const url = new URL(`${base}/ws`, window.location.href);
+    const url = new URL(`/api/recordings/${encodeURIComponent(id)}/comments/ws${query}`, window.location.href);
     url.protocol = url.protocol === 'https:' ? 'wss:' : 'ws:';
     socket = new WebSocket(url);
     socket.addEventListener('open', () => {

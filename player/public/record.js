@@ -55,7 +55,30 @@ function makeUploader(rec) {
   return new Uploader({ recording: { id: rec.id, token: rec.token }, store, onChange: renderUpload });
 }
 
+/** The owner's "Share": a signed link that opens the recording (private
+ * or not) until it expires. */
+let shareFor = null;
+async function makeShare() {
+  if (!shareFor) return;
+  try {
+    const link = await api(`/api/recordings/${encodeURIComponent(shareFor.id)}/share`, {
+      method: 'POST',
+      headers: { 'Content-Type': 'application/json', Authorization: `Bearer ${shareFor.token}` },
+      body: JSON.stringify({ expires_in_s: Number($('share-expiry').value) }),
+    });
+    const a = $('share-link');
+    a.href = link.watch;
+    a.textContent = absolute(link.watch);
+    $('share-expires').textContent = ` (until ${new Date(link.expires_at).toLocaleString()})`;
+    $('share-result').hidden = false;
+  } catch (err) {
+    show(`Cannot make a share link: ${err.message}`, 'error');
+  }
+}
+$('make-share').addEventListener('click', makeShare);
+
 function showShare(rec) {
+  shareFor = rec;
   $('share').hidden = false;
   const link = $('watch-link');
   link.href = rec.watch;
@@ -107,7 +130,12 @@ async function start() {
     created = await api('/api/recordings', {
       method: 'POST',
       headers: { 'Content-Type': 'application/json' },
-      body: JSON.stringify({ title: $('title').value, mime: mimeType.split(';')[0] || 'video/webm' }),
+      body: JSON.stringify({
+        title: $('title').value,
+        mime: mimeType.split(';')[0] || 'video/webm',
+        access: $('private').checked ? 'private' : 'public',
+        encrypt: $('encrypt').checked,
+      }),
     });
   } catch (err) {
     show(`Cannot start a recording: ${err.message}`, 'error');
@@ -115,11 +143,27 @@ async function start() {
     return;
   }
   const rec = { id: created.id, token: created.upload_token, title: created.title, watch: created.watch, nextSeq: 0, total: null, createdAt: Date.now() };
+  // A private recording's own page watches and reads comments through a
+  // share link of its own (a socket cannot send the upload token).
+  let viewToken = null;
+  if (created.access === 'private') {
+    try {
+      const link = await api(`/api/recordings/${encodeURIComponent(created.id)}/share`, {
+        method: 'POST',
+        headers: { 'Content-Type': 'application/json', Authorization: `Bearer ${created.upload_token}` },
+        body: JSON.stringify({}),
+      });
+      viewToken = link.token;
+      rec.watch = link.watch;
+    } catch (err) {
+      show(`Cannot make the recording's own link: ${err.message}`, 'error');
+    }
+  }
   await store.saveRecording(rec);
   uploader = makeUploader(rec);
   showShare(rec);
   comments?.stop();
-  comments = mountComments($('comments'), { id: rec.id });
+  comments = mountComments($('comments'), { id: rec.id, token: viewToken });
   $('comments').hidden = false;
 
   recorder = new MediaRecorder(stream, mimeType ? { mimeType } : {});

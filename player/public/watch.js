@@ -6,6 +6,10 @@ import { mountComments } from './comments.js';
 const id = decodeURIComponent(window.location.pathname.split('/').filter(Boolean).pop() || '');
 /** `?format=dash` plays the DASH manifest with dash.js; HLS otherwise. */
 const FORMAT = new URLSearchParams(window.location.search).get('format') === 'dash' ? 'dash' : 'hls';
+/** A share link's token (`?token=`): passed to the status, comments and
+ * playlist requests; the server carries it into every URI a playlist lists. */
+const TOKEN = new URLSearchParams(window.location.search).get('token');
+const TOKEN_QUERY = TOKEN ? `?token=${encodeURIComponent(TOKEN)}` : '';
 const video = document.getElementById('video');
 const titleEl = document.getElementById('title');
 const badge = document.getElementById('badge');
@@ -147,14 +151,17 @@ video.addEventListener('playing', () => {
 
 async function poll() {
   try {
-    const status = await api(`/api/recordings/${encodeURIComponent(id)}`);
+    const status = await api(`/api/recordings/${encodeURIComponent(id)}${TOKEN_QUERY}`);
     render(status);
     startPlayback(status);
     if (status.state === 'recording' || status.state === 'processing' || status.segments === 0) {
       setTimeout(poll, STATUS_POLL_MS);
     }
   } catch (err) {
-    if (err.status === 404 || err.status === 410) {
+    if (err.status === 401 || err.status === 403) {
+      titleEl.textContent = 'Private recording';
+      show(`This recording is private: ${err.message}. Ask its owner for a share link.`, 'error');
+    } else if (err.status === 404 || err.status === 410) {
       titleEl.textContent = 'Recording not found';
       show('There is no recording with this id. It may have been deleted — see the library.', 'error');
     } else {
@@ -170,6 +177,7 @@ document.getElementById('copy').addEventListener('click', (e) =>
 // Comments: posts carry the player's position; a timestamp seeks there.
 mountComments(document.getElementById('comments'), {
   id,
+  token: TOKEN,
   getMediaTime: () => video.currentTime,
   seek: (seconds) => {
     video.currentTime = seconds;

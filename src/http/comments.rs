@@ -37,6 +37,7 @@ use axum::{Json, Router};
 use tokio::sync::broadcast::error::RecvError;
 use tracing::Instrument;
 
+use super::access::Viewer;
 use super::recordings::{bearer, body_idle, caused_by, holds_publish_key, read_json};
 use super::AppState;
 use crate::comments::hub::{CommentHub, Event, Subscription};
@@ -55,19 +56,19 @@ pub fn router() -> Router<AppState> {
         .route("/api/recordings/{id}/comments/{cid}", delete(remove))
 }
 
-async fn list(State(state): State<AppState>, Path(id): Path<String>) -> Result<Json<Vec<Comment>>> {
-    state.library.get(&id)?;
+async fn list(State(state): State<AppState>, viewer: Viewer) -> Result<Json<Vec<Comment>>> {
+    let id = viewer.id;
     Ok(Json(state.comments.list(&id).await?))
 }
 
 /// The client is the TCP peer (`ConnectInfo`): see `comments::rate`.
 async fn post(
     State(state): State<AppState>,
-    Path(id): Path<String>,
+    viewer: Viewer,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     body: Body,
 ) -> Result<Response> {
-    state.library.get(&id)?;
+    let id = viewer.id;
     let new: NewComment = read_json(body, body_idle(&state)).await?.ok_or_else(|| {
         Error::BadRequest(
             "body must be JSON like {\"author\": …, \"text\": …, \"media_time_s\": …}".into(),
@@ -94,12 +95,12 @@ async fn remove(
 
 async fn socket(
     State(state): State<AppState>,
-    Path(id): Path<String>,
+    viewer: Viewer,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     ClientAddr(client): ClientAddr,
     upgrade: std::result::Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
 ) -> Result<Response> {
-    state.library.get(&id)?;
+    let id = viewer.id;
     let upgrade = upgrade
         .map_err(|e| Error::BadRequest(format!("this URL is a WebSocket (RFC 6455): {e}")))?;
     // A socket is a long-lived request: it holds one of its client's

@@ -22,8 +22,10 @@ use super::recordings::{
     body_error, body_idle, check_publish_key, declared_length, drain, Created,
 };
 use super::AppState;
+use crate::access::Access;
 use crate::error::{Error, Result};
 use crate::ingest::import::{import_info, Placement};
+use crate::ingest::library::Protection;
 use crate::store::ImportOrigin;
 
 /// Uploads being received, under the data directory (same file system as
@@ -42,6 +44,36 @@ struct ImportQuery {
     title: Option<String>,
     /// The file's own name (its extension tells the original's type).
     name: Option<String>,
+    /// `public` (default) or `private`.
+    access: Option<String>,
+    /// `true` or `false` (default: `--encrypt`).
+    encrypt: Option<String>,
+}
+
+impl ImportQuery {
+    /// Checked before the body is read: a bad value costs no upload.
+    fn protection(&self) -> Result<Protection> {
+        let access = match self.access.as_deref() {
+            None | Some("public") => Access::Public,
+            Some("private") => Access::Private,
+            Some(other) => {
+                return Err(Error::BadRequest(format!(
+                    "access must be \"public\" or \"private\", not {other:?}"
+                )))
+            }
+        };
+        let encrypt = match self.encrypt.as_deref() {
+            None => None,
+            Some("true" | "1") => Some(true),
+            Some("false" | "0") => Some(false),
+            Some(other) => {
+                return Err(Error::BadRequest(format!(
+                    "encrypt must be true or false, not {other:?}"
+                )))
+            }
+        };
+        Ok(Protection { access, encrypt })
+    }
 }
 
 async fn create(
@@ -51,6 +83,7 @@ async fn create(
     body: Body,
 ) -> Result<Response> {
     check_publish_key(&state, &headers, "imports")?;
+    let protection = query.protection()?;
     let config = state.library.config();
     let limit = config.max_import_bytes;
     let too_large = || {
@@ -79,7 +112,13 @@ async fn create(
     let info = import_info(&name, bytes, ImportOrigin::Http);
     let created = state
         .library
-        .create_import(query.title, info, upload.path.clone(), Placement::Move)
+        .create_import(
+            query.title,
+            info,
+            upload.path.clone(),
+            Placement::Move,
+            protection,
+        )
         .await?;
     Ok(Created::response(created))
 }

@@ -196,7 +196,7 @@ async fn serve(
         MediaFile::Manifest => live::manifest(edge, request.headers()),
         MediaFile::Part(files, index) => match live::part(edge, &slot, files, index).await? {
             Some(bytes) => Some(media_bytes(file, bytes)),
-            None => return part_from_disk(&state, &id, files, index).await,
+            None => return part_from_disk(&state, &recording, &id, files, index).await,
         },
         // A segment is in memory only once closed (and only the newest).
         MediaFile::Segment(files, seq) if !request.headers().contains_key(header::RANGE) => edge
@@ -231,11 +231,16 @@ fn media_bytes(file: MediaFile, bytes: Bytes) -> Response {
 /// saved timeline names (parts are never files of their own).
 async fn part_from_disk(
     state: &AppState,
+    recording: &Recording,
     id: &str,
     files: TrackFiles,
     index: u64,
 ) -> Result<Response> {
     let dir = state.library.store().hls_dir(id);
+    // An encrypted part is not a byte range of its encrypted segment.
+    let keys = recording
+        .encrypted()
+        .then(|| (state.library.keys(), id.to_string()));
     let read = tokio::task::spawn_blocking(move || -> std::io::Result<Option<Vec<u8>>> {
         use std::os::unix::fs::FileExt;
         let rendition = match std::fs::read(dir.join(TIMELINE_FILE)) {
@@ -250,6 +255,21 @@ async fn part_from_disk(
         let Some((seq, offset, len)) = located else {
             return Ok(None);
         };
+        if let Some((keys, id)) = keys {
+            let key = keys
+                .load(&id)?
+                .ok_or_else(|| std::io::Error::other("no key"))?;
+            let segment = std::fs::read(dir.join(files.segment(seq)))?;
+            let part = crate::media::aes::part_of_encrypted_segment(
+                &key,
+                files.index(),
+                seq,
+                &segment,
+                offset,
+                len,
+            );
+            return part.map(Some).map_err(std::io::Error::other);
+        }
         let file = std::fs::File::open(dir.join(files.segment(seq)))?;
         let mut bytes = vec![0; len as usize];
         file.read_exact_at(&mut bytes, offset)?;

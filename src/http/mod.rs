@@ -1,6 +1,7 @@
 //! The HTTP surface (docs/http-contract.md): one router per resource,
 //! merged here, over a shared [`AppState`].
 
+pub mod access;
 pub mod clients;
 mod comments;
 pub mod connection;
@@ -10,8 +11,10 @@ pub mod imports;
 mod live;
 mod media;
 mod pages;
+mod private;
 pub mod recordings;
 pub mod server;
+pub mod tls;
 
 use std::sync::Arc;
 
@@ -34,19 +37,25 @@ pub struct AppState {
     pub comments: Arc<CommentHub>,
     /// Finished media files in memory (`--media-cache-mb`).
     pub file_cache: file_cache::FileCache,
+    /// Signs and checks share tokens (`--token-secret` or `<data>/token-secret`).
+    pub signer: Arc<crate::access::ShareSigner>,
 }
 
 impl AppState {
-    pub fn new(library: Arc<Library>) -> Self {
+    pub fn new(library: Arc<Library>) -> std::io::Result<Self> {
         let comments = CommentHub::new(library.store().clone(), library.config());
-        let waiting = library.config().max_waiting_per_client;
-        let file_cache = file_cache::FileCache::new(library.config().media_cache_mb << 20);
-        Self {
+        let config = library.config();
+        let waiting = config.max_waiting_per_client;
+        let file_cache = file_cache::FileCache::new(config.media_cache_mb << 20);
+        let secret =
+            crate::access::load_or_create_secret(&config.data_dir, config.token_secret.as_deref())?;
+        Ok(Self {
+            signer: Arc::new(crate::access::ShareSigner::new(secret)),
             library,
             client_slots: Arc::new(clients::ClientSlots::new(waiting)),
             comments: Arc::new(comments),
             file_cache,
-        }
+        })
     }
 }
 
@@ -55,12 +64,22 @@ pub fn router(state: AppState) -> Router {
         .merge(recordings::router())
         .merge(comments::router())
         .merge(imports::router())
-        .merge(media::router())
+        .merge(media::router().route_layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            access::guard_media,
+        )))
+        .merge(private::router())
         .merge(pages::router())
         .route("/healthz", get(healthz))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
-        .layer(TraceLayer::new_for_http())
+        // The path only: a query may hold a share token, which must never
+        // reach a log.
+        .layer(TraceLayer::new_for_http().make_span_with(
+            |request: &axum::http::Request<axum::body::Body>| {
+                tracing::debug_span!("request", method = %request.method(), path = %request.uri().path())
+            },
+        ))
         .with_state(state)
 }
 

@@ -15,8 +15,10 @@ use std::time::Duration;
 use subtle::ConstantTimeEq;
 use tower_http::timeout::TimeoutError;
 
+use super::access::{Viewer, TOKEN_PARAM};
 use super::AppState;
 use crate::error::{Error, Result};
+use crate::ingest::library::Protection;
 use crate::ingest::status::RecordingStatus;
 use crate::store::PutOutcome;
 
@@ -38,6 +40,10 @@ pub fn router() -> Router<AppState> {
 struct CreateRequest {
     title: Option<String>,
     mime: Option<String>,
+    /// `"public"` (default) or `"private"`.
+    access: Option<crate::access::Access>,
+    /// Default: `--encrypt`.
+    encrypt: Option<bool>,
 }
 
 /// A new recording or import: its status and the token that lets its
@@ -91,19 +97,32 @@ async fn create(State(state): State<AppState>, headers: HeaderMap, body: Body) -
     check_publish_key(&state, &headers, "recordings")?;
     let idle = body_idle(&state);
     let request: CreateRequest = read_json(body, idle).await?.unwrap_or_default();
-    let created = state.library.create(request.title, request.mime).await?;
+    let protection = Protection {
+        access: request.access.unwrap_or_default(),
+        encrypt: request.encrypt,
+    };
+    let created = state
+        .library
+        .create(request.title, request.mime, protection)
+        .await?;
     Ok(Created::response(created))
 }
 
-async fn list(State(state): State<AppState>) -> Json<Vec<RecordingStatus>> {
-    Json(state.library.list())
+/// Private recordings are listed to the publish key only.
+async fn list(State(state): State<AppState>, headers: HeaderMap) -> Json<Vec<RecordingStatus>> {
+    let operator = holds_publish_key(&state, &headers);
+    let mut all = state.library.list();
+    all.retain(|r| operator || !r.access.is_private());
+    Json(all)
 }
 
-async fn status(
-    State(state): State<AppState>,
-    Path(id): Path<String>,
-) -> Result<Json<RecordingStatus>> {
-    Ok(Json(state.library.get(&id)?.status()))
+/// A viewer who came with `?token=` gets URLs that carry it.
+async fn status(viewer: Viewer) -> Json<RecordingStatus> {
+    let status = viewer.recording.status();
+    Json(match &viewer.carried {
+        Some(token) => status.with_query(&format!("{TOKEN_PARAM}={token}")),
+        None => status,
+    })
 }
 
 async fn put_chunk(

@@ -65,6 +65,7 @@ pub async fn run(
     listener: TcpListener,
     shared: Shared,
     admission: Admission,
+    tls: Option<tokio_rustls::TlsAcceptor>,
     shutdown: impl Future<Output = ()> + Send,
 ) -> io::Result<()> {
     let shared = Arc::new(shared);
@@ -107,7 +108,26 @@ pub async fn run(
             tracing::debug!(%peer, %error, "TCP_NODELAY not set");
         }
         let (shared, closing) = (shared.clone(), closing.clone());
-        tasks.spawn(connection::serve(stream, peer, permit, shared, closing));
+        match &tls {
+            None => {
+                tasks.spawn(connection::serve(stream, peer, permit, shared, closing));
+            }
+            Some(acceptor) => {
+                // The handshake has its own deadline; the header timeout
+                // starts once it is done.
+                let handshake = acceptor.accept(stream);
+                tasks.spawn(async move {
+                    let limit = Duration::from_secs(crate::config::TLS_HANDSHAKE_TIMEOUT_S);
+                    match tokio::time::timeout(limit, handshake).await {
+                        Ok(Ok(stream)) => {
+                            connection::serve(stream, peer, permit, shared, closing).await
+                        }
+                        Ok(Err(error)) => tracing::debug!(%peer, %error, "TLS handshake failed"),
+                        Err(_) => tracing::debug!(%peer, "TLS handshake timed out"),
+                    }
+                });
+            }
+        }
     }
     drop(listener);
     closing.cancel();

@@ -276,6 +276,7 @@ impl ImportTask {
             keyframe_grid_ms: (plan.video == Some(StreamAction::Transcode))
                 .then_some(settings.segment_target_ms),
             playlist_interval_ms: IMPORT_PLAYLIST_INTERVAL_MS,
+            key: self.core.content_key()?,
         };
         let input: PathBuf = self.core.store.original_path(self.core.id());
         Transcoder::spawn(

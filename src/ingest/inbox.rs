@@ -257,7 +257,13 @@ async fn take(library: &Arc<Library>, inbox: &Path, path: PathBuf) {
     let bytes = std::fs::metadata(&path).map(|m| m.len()).unwrap_or(0);
     let info = import_info(&name, bytes, ImportOrigin::Inbox);
     match library
-        .create_import(None, info, path.clone(), Placement::Move)
+        .create_import(
+            None,
+            info,
+            path.clone(),
+            Placement::Move,
+            Default::default(),
+        )
         .await
     {
         Ok((status, _token)) => {

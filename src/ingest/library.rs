@@ -12,9 +12,11 @@ use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 use tokio::sync::{mpsc, oneshot, watch, Semaphore};
 
+use crate::access::Access;
 use crate::config::Config;
 use crate::edge::LiveEdge;
 use crate::error::{Error, Result};
+use crate::secrets::KeyStore;
 use crate::store::{
     is_valid_id, ImportInfo, ImportOrigin, PutOutcome, RecordingMeta, State, Store,
 };
@@ -31,11 +33,21 @@ const TOKEN_BYTES: usize = 16;
 /// Longest title kept; longer ones are cut at a character boundary.
 pub const MAX_TITLE_CHARS: usize = 200;
 
+/// Who may watch a new recording, and whether its media is encrypted
+/// (`None`: the server's `--encrypt` default).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Protection {
+    pub access: Access,
+    pub encrypt: Option<bool>,
+}
+
 /// A handle to one recording's task.
 #[derive(Clone)]
 pub struct Recording {
     mime: Arc<str>,
     import: Option<Arc<ImportInfo>>,
+    access: Access,
+    encrypted: bool,
     token_sha256: [u8; 32],
     cmds: mpsc::Sender<Command>,
     status: watch::Receiver<RecordingStatus>,
@@ -55,6 +67,22 @@ impl Recording {
 
     pub fn status(&self) -> RecordingStatus {
         self.status.borrow().clone()
+    }
+
+    /// Who may watch it.
+    pub fn access(&self) -> Access {
+        self.access
+    }
+
+    /// Whether its HLS media is AES-128 encrypted.
+    pub fn encrypted(&self) -> bool {
+        self.encrypted
+    }
+
+    /// Whether `token` is this recording's upload token (constant time).
+    pub fn is_upload_token(&self, token: &str) -> bool {
+        let digest: [u8; 32] = Sha256::digest(token.as_bytes()).into();
+        bool::from(digest.ct_eq(&self.token_sha256))
     }
 
     /// Playlists, parts and newest segments in memory (live recordings).
@@ -143,6 +171,7 @@ impl Library {
             return existing.clone();
         }
         let token_sha256 = parse_digest(&meta.token_sha256);
+        let (meta_access, meta_encrypt) = (meta.access, meta.encrypt);
         let (id, mime) = (meta.id.clone(), Arc::from(meta.mime.as_str()));
         let import = meta.import.clone().map(Arc::new);
         let (store, config) = (self.store.clone(), self.config.clone());
@@ -153,6 +182,8 @@ impl Library {
         let recording = Recording {
             mime,
             import,
+            access: meta_access,
+            encrypted: meta_encrypt,
             token_sha256,
             cmds: handle.cmds,
             status: handle.status,
@@ -200,6 +231,7 @@ impl Library {
         &self,
         title: Option<String>,
         mime: Option<String>,
+        protection: Protection,
     ) -> Result<(RecordingStatus, String)> {
         let live = self
             .list()
@@ -215,7 +247,8 @@ impl Library {
                 retry_after_s: crate::config::RETRY_AFTER_S,
             });
         }
-        let (meta, token) = new_meta(title, mime, "Recording", State::Recording);
+        let (mut meta, token) = new_meta(title, mime, "Recording", State::Recording);
+        self.protect(&mut meta, protection).await?;
         let store = self.store.clone();
         let to_store = meta.clone();
         tokio::task::spawn_blocking(move || store.create(&to_store))
@@ -235,8 +268,10 @@ impl Library {
         info: ImportInfo,
         source: PathBuf,
         placement: Placement,
+        protection: Protection,
     ) -> Result<(RecordingStatus, String)> {
-        let (meta, token) = new_import_meta(title, info);
+        let (mut meta, token) = new_import_meta(title, info);
+        self.protect(&mut meta, protection).await?;
         let store = self.store.clone();
         let to_store = meta.clone();
         tokio::task::spawn_blocking(move || {
@@ -248,6 +283,27 @@ impl Library {
         let initial = self.start(meta, Vec::new()).status();
         tracing::info!(%id, "import created");
         Ok((initial, token))
+    }
+
+    /// Sets who may watch a new recording and, when it is encrypted, makes
+    /// its key (stored before the recording exists, so no media is ever
+    /// published in the clear by mistake).
+    async fn protect(&self, meta: &mut RecordingMeta, protection: Protection) -> Result<()> {
+        meta.access = protection.access;
+        meta.encrypt = protection.encrypt.unwrap_or(self.config.encrypt);
+        if meta.encrypt {
+            let (keys, id) = (self.keys(), meta.id.clone());
+            tokio::task::spawn_blocking(move || keys.create(&id))
+                .await
+                .map_err(|e| Error::internal("key task", e))?
+                .map_err(|e| Error::storage("the recording's key could not be stored", &e))?;
+        }
+        Ok(())
+    }
+
+    /// The content keys of encrypted recordings.
+    pub fn keys(&self) -> KeyStore {
+        KeyStore::new(&self.config.data_dir)
     }
 
     /// The recording with this id: 404 when unknown, 410 when deleted.
@@ -350,6 +406,14 @@ impl Library {
     pub async fn delete(&self, id: &str) -> Result<()> {
         let recording = self.get(id)?;
         recording.ask(|reply| Command::Delete { reply }).await?;
+        // Without its key, no copy of an encrypted recording's media left
+        // anywhere (a backup, a bucket) can be played.
+        let keys = self.keys();
+        let owned_id = id.to_string();
+        let forgotten = tokio::task::spawn_blocking(move || keys.delete(&owned_id)).await;
+        if let Ok(Err(e)) | Err(e) = forgotten.map_err(std::io::Error::other) {
+            tracing::error!(%id, error = %e, "cannot delete the recording's key");
+        }
         self.recordings.write().expect("lock").remove(id);
         self.deleted.lock().expect("lock").insert(id.to_string());
         Ok(())
@@ -386,6 +450,8 @@ pub fn new_meta(
         segments: 0,
         incomplete: false,
         import: None,
+        access: Access::Public,
+        encrypt: false,
     };
     (meta, token)
 }

@@ -259,6 +259,7 @@ impl LiveTask {
             keyframe_grid_ms: Some(settings.segment_target_ms),
             // A segment every couple of seconds: list each at once.
             playlist_interval_ms: 0,
+            key: self.core.content_key()?,
         };
         let publisher =
             HlsPublisher::resume(publish, self.timeline.clone()).with_edge(self.core.edge.clone());

@@ -37,6 +37,10 @@ pub struct RecordingStatus {
     /// A JPEG of the first frame, once there is one.
     pub poster: Option<String>,
     pub error: Option<String>,
+    /// `public` or `private` (a viewer token is needed).
+    pub access: crate::access::Access,
+    /// HLS media is AES-128 encrypted (and there is no DASH).
+    pub encrypted: bool,
 }
 
 /// Answer to a chunk upload.
@@ -102,6 +106,8 @@ impl RecordingStatus {
                 )
             }),
             error: meta.error.clone(),
+            access: meta.access,
+            encrypted: meta.encrypt,
         }
     }
 
@@ -109,6 +115,20 @@ impl RecordingStatus {
     /// are files of their own, once a segment exists).
     pub fn with_dash(mut self, dash: bool) -> Self {
         self.dash = dash.then(|| format!("/media/{}/{}", self.id, crate::media::dash::MPD_FILE));
+        self
+    }
+
+    /// The same status with `query` (`token=…`) added to each of its URLs,
+    /// for a viewer who came with a share token.
+    pub fn with_query(mut self, query: &str) -> Self {
+        let add = |url: &mut String| {
+            url.push(if url.contains('?') { '&' } else { '?' });
+            url.push_str(query);
+        };
+        add(&mut self.hls);
+        add(&mut self.watch);
+        self.dash.as_mut().map(add);
+        self.poster.as_mut().map(add);
         self
     }
 

@@ -119,10 +119,13 @@ impl TaskCore {
     /// (The publisher itself keeps the edge's playlists up to date.)
     pub fn on_published(&mut self, rendition: &Rendition) {
         let timeline = rendition.primary();
-        self.dash = rendition.separate && !timeline.segments.is_empty();
+        // Encrypted media has no DASH: see docs/architecture.md, decision 11.
+        self.dash = rendition.separate && !timeline.segments.is_empty() && !self.meta.encrypt;
         self.duration_ms = timeline.duration_ms();
         self.segments = timeline.segments.len() as u64;
-        if self.poster == Poster::Missing && timeline.info.has_video {
+        // A poster of an encrypted recording would be one of its frames in
+        // the clear beside the media: it has none.
+        if self.poster == Poster::Missing && timeline.info.has_video && !self.meta.encrypt {
             self.start_poster();
         }
     }
@@ -146,21 +149,44 @@ impl TaskCore {
         let settings = PlaylistSettings {
             segment_target_ms: self.config.segment_target_ms,
             part_target_ms: self.config.fragment_ms,
+            key: self.content_key().ok().flatten(),
         };
         let declared = declared_bits_per_s(&EncodeSettings::from(&*self.config));
         let multivariant = (rendition.primary().info.timescale > 0)
             .then(|| render_multivariant(rendition, declared));
-        let mpd = render_mpd(
-            rendition,
-            &MpdSettings {
-                segment_target_ms: self.config.segment_target_ms,
-                availability_start_ms: rendition.available_from_ms.unwrap_or(0),
-                publish_ms: crate::publish::unix_ms(),
-                declared_bits_per_s: declared,
-            },
-        );
+        let mpd = (!self.meta.encrypt)
+            .then(|| {
+                render_mpd(
+                    rendition,
+                    &MpdSettings {
+                        segment_target_ms: self.config.segment_target_ms,
+                        availability_start_ms: rendition.available_from_ms.unwrap_or(0),
+                        publish_ms: crate::publish::unix_ms(),
+                        declared_bits_per_s: declared,
+                    },
+                )
+            })
+            .flatten();
         let changes = EdgeChanges { multivariant, mpd };
         self.edge.publish(rendition, &settings, changes);
+    }
+
+    /// The content key of an encrypted recording (`None` for a clear one);
+    /// an error when an encrypted recording's key is missing or unreadable:
+    /// its media must then not be published at all.
+    pub fn content_key(&self) -> std::io::Result<Option<crate::media::aes::ContentKey>> {
+        if !self.meta.encrypt {
+            return Ok(None);
+        }
+        crate::secrets::KeyStore::new(&self.config.data_dir)
+            .load(&self.meta.id)?
+            .map(Some)
+            .ok_or_else(|| {
+                std::io::Error::new(
+                    std::io::ErrorKind::NotFound,
+                    "the recording's encryption key is missing",
+                )
+            })
     }
 
     /// A poster frame is being made (its job writes into the hls folder).

@@ -18,12 +18,18 @@
 //!   before fetching any media; when audio is a track of its own, an
 //!   `EXT-X-MEDIA` audio rendition (§4.3.4.1) that the variant names in
 //!   `AUDIO`, so HLS lists the very files the DASH manifest lists.
+//! - Encrypted recordings (§5.2, §4.3.2.4): an `EXT-X-KEY:METHOD=AES-128`
+//!   with the segment's own IV before each segment (and before its parts),
+//!   always after `EXT-X-MAP`: the init segment stays in the clear, which
+//!   every player the project supports plays (VLC 3.0 plays nothing when
+//!   the init segment is under a key: ../shared/design/player-facts.md).
 
 use m3u8_rs::{
     AlternativeMedia, AlternativeMediaType, MasterPlaylist, MediaPlaylist, MediaPlaylistType,
     MediaSegment, Resolution, VariantStream, WRITE_OPT_FLOAT_PRECISION,
 };
 
+use super::aes::{iv_attribute, ContentKey};
 use super::names::TrackFiles;
 use super::timeline::{Part, Rendition, Segment, Timeline};
 
@@ -32,6 +38,9 @@ use super::timeline::{Part, Rendition, Segment, Timeline};
 pub const MULTIVARIANT_FILE: &str = "index.m3u8";
 pub const MEDIA_PLAYLIST_FILE: &str = "media.m3u8";
 pub const INIT_FILE: &str = "init.mp4";
+/// Where a player gets the key of an encrypted recording (beside the
+/// playlists, so a relative URI and a token carried into it just work).
+pub const KEY_FILE: &str = "key";
 /// `GROUP-ID` of the audio rendition.
 const AUDIO_GROUP: &str = "audio";
 
@@ -60,6 +69,19 @@ pub struct PlaylistSettings {
     pub segment_target_ms: u64,
     /// The part duration the encoder aims at (its fragment duration).
     pub part_target_ms: u64,
+    /// The content key of an encrypted recording (its IVs are derived
+    /// from it; the key itself is never written into a playlist).
+    pub key: Option<ContentKey>,
+}
+
+/// The `EXT-X-KEY` of segment `seq` of `files` (and of its parts).
+fn key_tag(key: &ContentKey, files: TrackFiles, seq: u64) -> m3u8_rs::Key {
+    m3u8_rs::Key {
+        method: m3u8_rs::KeyMethod::AES128,
+        uri: Some(KEY_FILE.into()),
+        iv: Some(iv_attribute(&key.iv(files.index(), seq))),
+        ..Default::default()
+    }
 }
 
 /// Parts are listed for segments ending within this many target durations
@@ -100,6 +122,7 @@ pub fn render_media_playlist(
                     uri: files.init(),
                     ..Default::default()
                 }),
+                key: settings.key.as_ref().map(|k| key_tag(k, files, s.seq)),
                 unknown_tags: match &window {
                     Some(w) if w.lists(s) => part_tags(timeline, s, first_part, files),
                     _ => Vec::new(),
@@ -221,6 +244,24 @@ fn add_low_latency_lines(
         // parts come before there is one.
         out.push_str(&format!("#EXT-X-MAP:URI=\"{}\"\n", files.init()));
     }
+    if let Some(key) = &settings.key {
+        // The open segment's parts, and the hinted one, are under the next
+        // segment's IV (hls.js decrypts the parts of the segment still
+        // being written with the last EXT-X-KEY of the playlist).
+        let next_seq = timeline
+            .open
+            .as_ref()
+            .map(|s| s.seq)
+            .or_else(|| timeline.segments.last().map(|s| s.seq + 1))
+            .unwrap_or(0);
+        let mut tag = Vec::new();
+        key_tag(key, files, next_seq)
+            .write_attributes_to(&mut tag)
+            .expect("writing to a Vec cannot fail");
+        out.push_str("#EXT-X-KEY:");
+        out.push_str(std::str::from_utf8(&tag).expect("m3u8-rs writes UTF-8"));
+        out.push('\n');
+    }
     for part in timeline.open.iter().flat_map(|s| &s.parts) {
         out.push_str("#EXT-X-PART:");
         out.push_str(&part_attributes(part, files.part(next_part), timescale));
@@ -306,6 +347,7 @@ mod tests {
     const SETTINGS: PlaylistSettings = PlaylistSettings {
         segment_target_ms: 2000,
         part_target_ms: 500,
+        key: None,
     };
 
     fn timeline(durs_ticks: &[u64], ended: bool) -> Timeline {

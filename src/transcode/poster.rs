@@ -96,6 +96,7 @@ mod tests {
             declared_bits_per_s: 1,
             keyframe_grid_ms: None,
             playlist_interval_ms: 0,
+            key: None,
         });
         publisher.push(fixture).unwrap();
         publisher.finish().unwrap();
