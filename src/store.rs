@@ -22,6 +22,8 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
+use crate::transcode::live_plan::LivePlan;
+
 const META_FILE: &str = "recording.json";
 const CHUNKS_DIR: &str = "chunks";
 const HLS_DIR: &str = "hls";
@@ -66,6 +68,11 @@ pub struct RecordingMeta {
     /// Set for recordings imported from a file (kept as `original`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub import: Option<ImportInfo>,
+    /// Live recordings: what ffmpeg copies and encodes, decided from the
+    /// first chunks before it first starts (see `transcode::live_plan`).
+    /// Absent in recordings made before plans existed: WebM, transcoded.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub live_plan: Option<LivePlan>,
 }
 
 /// Where an imported file came from.
@@ -305,6 +312,7 @@ mod tests {
             segments: 0,
             incomplete: false,
             import: None,
+            live_plan: None,
         }
     }
 

@@ -34,7 +34,6 @@ pub const MAX_TITLE_CHARS: usize = 200;
 /// A handle to one recording's task.
 #[derive(Clone)]
 pub struct Recording {
-    mime: Arc<str>,
     import: Option<Arc<ImportInfo>>,
     token_sha256: [u8; 32],
     cmds: mpsc::Sender<Command>,
@@ -43,9 +42,10 @@ pub struct Recording {
 }
 
 impl Recording {
-    /// Media type of the original upload.
-    pub fn mime(&self) -> &str {
-        &self.mime
+    /// Media type of the original upload (a live recording created
+    /// without one takes it from its chunk 0).
+    pub fn mime(&self) -> String {
+        self.status.borrow().mime.clone()
     }
 
     /// Where the file came from, for imported recordings.
@@ -143,7 +143,7 @@ impl Library {
             return existing.clone();
         }
         let token_sha256 = parse_digest(&meta.token_sha256);
-        let (id, mime) = (meta.id.clone(), Arc::from(meta.mime.as_str()));
+        let id = meta.id.clone();
         let import = meta.import.clone().map(Arc::new);
         let (store, config) = (self.store.clone(), self.config.clone());
         let handle = match &import {
@@ -151,7 +151,6 @@ impl Library {
             None => live::spawn(meta, seqs, store, config),
         };
         let recording = Recording {
-            mime,
             import,
             token_sha256,
             cmds: handle.cmds,
@@ -374,9 +373,10 @@ pub fn new_meta(
         title: title
             .filter(|t| !t.is_empty())
             .unwrap_or_else(|| format!("{kind} {}", &created_at[..16])),
+        // Undeclared: chunk 0 says what it is (`ingest::format`).
         mime: mime
             .filter(|m| is_plain_mime(m))
-            .unwrap_or_else(|| "video/webm".into()),
+            .unwrap_or_else(|| super::format::UNDECLARED_MIME.into()),
         created_at,
         token_sha256: hex::encode(Sha256::digest(token.as_bytes())),
         total: None,
@@ -386,6 +386,7 @@ pub fn new_meta(
         segments: 0,
         incomplete: false,
         import: None,
+        live_plan: None,
     };
     (meta, token)
 }

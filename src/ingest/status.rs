@@ -3,6 +3,7 @@
 use serde::Serialize;
 
 use crate::store::{RecordingMeta, State};
+use crate::transcode::probe::StreamAction;
 
 use super::reorder::{ChunkSet, MAX_MISSING_LISTED};
 
@@ -37,6 +38,13 @@ pub struct RecordingStatus {
     /// A JPEG of the first frame, once there is one.
     pub poster: Option<String>,
     pub error: Option<String>,
+    /// What became of the video: `copy` (the source's H.264 as it came,
+    /// cut at its keyframes) or `transcode` (encoded here); `null` until
+    /// decided (a live recording's first chunks) or without video.
+    pub video: Option<StreamAction>,
+    /// Media type of the original (declared, or read from chunk 0).
+    #[serde(skip)]
+    pub mime: String,
 }
 
 /// Answer to a chunk upload.
@@ -102,7 +110,15 @@ impl RecordingStatus {
                 )
             }),
             error: meta.error.clone(),
+            video: meta.live_plan.and_then(|p| p.video),
+            mime: meta.mime.clone(),
         }
+    }
+
+    /// Says what became of the video (imports decide it per file).
+    pub fn with_video(mut self, video: Option<StreamAction>) -> Self {
+        self.video = video.or(self.video);
+        self
     }
 
     /// Lists the DASH manifest (there is one only for media whose tracks
