@@ -213,7 +213,8 @@ impl LiveTask {
             .then(|| format::check_first_chunk(&self.core.meta.mime, &bytes))
             .transpose()
             .map_err(|reason| {
-                tracing::info!(%reason, "chunk 0 refused");
+                let head: String = bytes.iter().take(16).map(|b| format!("{b:02x}")).collect();
+                tracing::info!(%reason, len = bytes.len(), %head, "chunk 0 refused");
                 Error::UnsupportedMediaType(reason)
             })?;
         let (store, id) = (self.core.store.clone(), self.core.meta.id.clone());
