@@ -25,6 +25,9 @@ pub enum Error {
     Timeout(String),
     #[error("{0}")]
     TooLarge(String),
+    /// The body is not a media format the server takes (RFC 9110 §15.5.16).
+    #[error("{0}")]
+    UnsupportedMediaType(String),
     #[error("{0}")]
     Unavailable(String),
     /// Over a capacity limit: 503 with `Retry-After`.
@@ -90,6 +93,7 @@ impl Error {
             Self::Gone(_) => StatusCode::GONE,
             Self::Timeout(_) => StatusCode::REQUEST_TIMEOUT,
             Self::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
+            Self::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             Self::Unavailable(_) | Self::Busy { .. } => StatusCode::SERVICE_UNAVAILABLE,
             Self::TooManyRequests { .. } => StatusCode::TOO_MANY_REQUESTS,
             Self::InsufficientStorage(_) => StatusCode::INSUFFICIENT_STORAGE,

@@ -22,6 +22,8 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
+use crate::transcode::live_plan::LivePlan;
+
 const META_FILE: &str = "recording.json";
 const CHUNKS_DIR: &str = "chunks";
 const HLS_DIR: &str = "hls";
@@ -72,6 +74,11 @@ pub struct RecordingMeta {
     /// HLS media is AES-128 encrypted with the key in `<data>/keys/`.
     #[serde(default)]
     pub encrypt: bool,
+    /// Live recordings: what ffmpeg copies and encodes, decided from the
+    /// first chunks before it first starts (see `transcode::live_plan`).
+    /// Absent in recordings made before plans existed: WebM, transcoded.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub live_plan: Option<LivePlan>,
 }
 
 /// Where an imported file came from.
@@ -313,6 +320,7 @@ mod tests {
             import: None,
             access: Default::default(),
             encrypt: false,
+            live_plan: None,
         }
     }
 

@@ -10,14 +10,22 @@ import { mountComments } from './comments.js';
  * latency (viewers sit ~1 s behind the camera with 0.2 s LL-HLS parts).
  * Smaller slices add requests without gaining much more. */
 const TIMESLICE_MS = 250;
-/** H.264 first: segcast must re-encode anyway, but H.264 is cheapest for
- * the browser; then VP9/VP8, all with Opus. */
+/** What copies best first: H.264 the server publishes as it comes (it
+ * encodes only the audio), in WebM on Chromium, in MP4 (with AAC) on Safari
+ * and iOS; VP9/VP8 where nothing else is offered (Firefox), which the
+ * server encodes. Labels say which one is used. */
 const MIME_CANDIDATES = [
-  'video/webm;codecs=h264,opus',
-  'video/webm;codecs=vp9,opus',
-  'video/webm;codecs=vp8,opus',
-  'video/webm',
+  ['video/webm;codecs=h264,opus', 'H.264 + Opus in WebM'],
+  ['video/mp4;codecs=avc1,mp4a.40.2', 'H.264 + AAC in MP4'],
+  ['video/mp4', 'MP4'],
+  ['video/webm;codecs=vp9,opus', 'VP9 + Opus in WebM'],
+  ['video/webm;codecs=vp8,opus', 'VP8 + Opus in WebM'],
+  ['video/webm', 'WebM'],
 ];
+/** A keyframe every second: the server copies H.264 only when keyframes
+ * come at least every segment (2 s); browsers default to ~5 s
+ * (docs/architecture.md, "Live copy or transcode"). */
+const KEYFRAME_INTERVAL_MS = 1000;
 
 const $ = (id) => document.getElementById(id);
 const preview = $('preview');
@@ -124,15 +132,16 @@ async function listDevices() {
 
 async function start() {
   startButton.disabled = true;
-  const mimeType = MIME_CANDIDATES.find((t) => MediaRecorder.isTypeSupported(t)) ?? '';
+  const [mimeType, label] = MIME_CANDIDATES.find(([t]) => MediaRecorder.isTypeSupported(t)) ?? ['', 'the browser’s default format'];
   let created;
   try {
     created = await api('/api/recordings', {
       method: 'POST',
       headers: { 'Content-Type': 'application/json' },
+      // No type declared for the browser's default: the server reads it from the bytes.
       body: JSON.stringify({
         title: $('title').value,
-        mime: mimeType.split(';')[0] || 'video/webm',
+        mime: mimeType || undefined,
         access: $('private').checked ? 'private' : 'public',
         encrypt: $('encrypt').checked,
       }),
@@ -166,7 +175,13 @@ async function start() {
   comments = mountComments($('comments'), { id: rec.id, token: viewToken });
   $('comments').hidden = false;
 
-  recorder = new MediaRecorder(stream, mimeType ? { mimeType } : {});
+  recorder = new MediaRecorder(stream, {
+    ...(mimeType ? { mimeType } : {}),
+    videoKeyFrameIntervalDuration: KEYFRAME_INTERVAL_MS,
+  });
+  $('format').textContent = `Recording ${label}${recorder.mimeType ? ` (${recorder.mimeType})` : ''}`;
+  $('format').hidden = false;
+  document.body.dataset.recordingMime = recorder.mimeType || mimeType;
   // Chunks are stored strictly in the order MediaRecorder produced them.
   let stored = Promise.resolve();
   let nextSeq = 0;

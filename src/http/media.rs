@@ -203,7 +203,7 @@ async fn serve(
             .segment(files, seq)
             .map(|bytes| media_bytes(file, bytes)),
         MediaFile::Original if recording.import().is_none() => {
-            return original(&state, &id, recording.mime()).await;
+            return original(&state, &id, &recording.mime()).await;
         }
         _ => None,
     };

@@ -245,6 +245,7 @@ impl ImportTask {
             "probed"
         );
         self.source_duration_ms = plan.duration_ms;
+        self.core.video = plan.video;
         let dir = self.core.store.hls_dir(self.core.id());
         let saved = tokio::task::spawn_blocking(move || HlsPublisher::load_rendition(&dir))
             .await

@@ -44,7 +44,6 @@ pub struct Protection {
 /// A handle to one recording's task.
 #[derive(Clone)]
 pub struct Recording {
-    mime: Arc<str>,
     import: Option<Arc<ImportInfo>>,
     access: Access,
     encrypted: bool,
@@ -55,9 +54,10 @@ pub struct Recording {
 }
 
 impl Recording {
-    /// Media type of the original upload.
-    pub fn mime(&self) -> &str {
-        &self.mime
+    /// Media type of the original upload (a live recording created
+    /// without one takes it from its chunk 0).
+    pub fn mime(&self) -> String {
+        self.status.borrow().mime.clone()
     }
 
     /// Where the file came from, for imported recordings.
@@ -172,7 +172,7 @@ impl Library {
         }
         let token_sha256 = parse_digest(&meta.token_sha256);
         let (meta_access, meta_encrypt) = (meta.access, meta.encrypt);
-        let (id, mime) = (meta.id.clone(), Arc::from(meta.mime.as_str()));
+        let id = meta.id.clone();
         let import = meta.import.clone().map(Arc::new);
         let (store, config) = (self.store.clone(), self.config.clone());
         let handle = match &import {
@@ -180,7 +180,6 @@ impl Library {
             None => live::spawn(meta, seqs, store, config),
         };
         let recording = Recording {
-            mime,
             import,
             access: meta_access,
             encrypted: meta_encrypt,
@@ -438,9 +437,10 @@ pub fn new_meta(
         title: title
             .filter(|t| !t.is_empty())
             .unwrap_or_else(|| format!("{kind} {}", &created_at[..16])),
+        // Undeclared: chunk 0 says what it is (`ingest::format`).
         mime: mime
             .filter(|m| is_plain_mime(m))
-            .unwrap_or_else(|| "video/webm".into()),
+            .unwrap_or_else(|| super::format::UNDECLARED_MIME.into()),
         created_at,
         token_sha256: hex::encode(Sha256::digest(token.as_bytes())),
         total: None,
@@ -452,6 +452,7 @@ pub fn new_meta(
         import: None,
         access: Access::Public,
         encrypt: false,
+        live_plan: None,
     };
     (meta, token)
 }

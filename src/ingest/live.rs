@@ -18,7 +18,11 @@ use crate::media::timeline::Rendition;
 use crate::publish::{HlsPublisher, PublishSettings};
 use crate::store::{PutOutcome, RecordingMeta, State, Store};
 use crate::transcode::args::{declared_bits_per_s, live_args, EncodeSettings};
+use crate::transcode::live_plan::{self, LivePlan, PROBE_MAX_BYTES};
+use crate::transcode::probe::StreamAction;
 use crate::transcode::sidecar::{TranscodeEvent, Transcoder};
+
+use super::format::{self, Container};
 
 use super::reorder::ChunkSet;
 use super::status::{ChunkReceipt, RecordingStatus};
@@ -54,6 +58,11 @@ pub struct LiveTask {
     stored_bytes: u64,
     transcoder: Option<Transcoder>,
     input_ended: bool,
+    /// What chunk 0 is, once it is stored.
+    container: Option<Container>,
+    /// The first chunks were last probed when this many were contiguous
+    /// (and whether that was all of them): probe again only on news.
+    probed: Option<(u64, bool)>,
 }
 
 /// Starts the task of a recording; returns its command channel and status.
@@ -81,6 +90,8 @@ pub fn spawn(
         stored_bytes: 0,
         transcoder: None,
         input_ended: false,
+        container: None,
+        probed: None,
     };
     tokio::spawn(task.run(cmd_rx, events_rx).instrument(span));
     handle
@@ -99,6 +110,7 @@ impl LiveTask {
             ))
             .await;
         }
+        self.plan_if_needed().await;
         let idle = std::time::Duration::from_secs(self.core.config.idle_timeout_s);
         let mut idle_deadline = tokio::time::Instant::now() + idle;
         loop {
@@ -130,6 +142,7 @@ impl LiveTask {
                 },
                 Some(event) = events.recv() => self.on_transcode_event(event).await,
             }
+            self.plan_if_needed().await;
             self.publish_status();
         }
         if let Some(t) = self.transcoder.take() {
@@ -153,6 +166,14 @@ impl LiveTask {
             .await
             .map_err(std::io::Error::other)?;
         self.timeline = saved.unwrap_or_default();
+        if self.chunks.contains(0) {
+            self.container = self.stored_container().await;
+        }
+        if self.core.meta.live_plan.is_none() && !self.timeline.primary().segments.is_empty() {
+            // Published before plans existed: WebM, transcoded; go on so.
+            let container = self.container.unwrap_or(Container::Webm);
+            self.core.meta.live_plan = Some(LivePlan::transcode_all(container));
+        }
         self.core.on_published(&self.timeline);
         self.core.resume_edge(&self.timeline);
         if self.chunks.received() > 0 {
@@ -188,6 +209,14 @@ impl LiveTask {
                 self.stored_bytes
             )));
         }
+        let first = (seq == 0 && !self.chunks.contains(0))
+            .then(|| format::check_first_chunk(&self.core.meta.mime, &bytes))
+            .transpose()
+            .map_err(|reason| {
+                let head: String = bytes.iter().take(16).map(|b| format!("{b:02x}")).collect();
+                tracing::info!(%reason, len = bytes.len(), %head, "chunk 0 refused");
+                Error::UnsupportedMediaType(reason)
+            })?;
         let (store, id) = (self.core.store.clone(), self.core.meta.id.clone());
         let outcome = tokio::task::spawn_blocking(move || store.put_chunk(&id, seq, &bytes))
             .await
@@ -200,6 +229,11 @@ impl LiveTask {
                 )));
             }
             PutOutcome::Stored => {
+                if let Some(container) = first {
+                    self.first_chunk_stored(container).await;
+                    // Before the answer: the original's type changes.
+                    self.publish_status();
+                }
                 self.stored_bytes += len;
                 let before = self.chunks.contiguous();
                 if self.chunks.insert(seq) > 0 {
@@ -216,9 +250,13 @@ impl LiveTask {
     /// and closes its input once every declared chunk is in.
     fn feed_new(&mut self, from: u64) {
         let contiguous = self.chunks.contiguous();
+        let Some(plan) = self.core.meta.live_plan else {
+            // `plan_if_needed` starts ffmpeg once the first chunks tell.
+            return;
+        };
         if contiguous > from && self.transcoder.is_none() && self.core.state() != State::Failed {
             self.ffmpeg_starts += 1;
-            match self.start_transcoder() {
+            match self.start_transcoder(&plan) {
                 Ok(t) => self.transcoder = Some(t),
                 Err(e) => {
                     self.core.meta.state = State::Failed;
@@ -248,15 +286,17 @@ impl LiveTask {
         }
     }
 
-    fn start_transcoder(&self) -> std::io::Result<Transcoder> {
+    fn start_transcoder(&self, plan: &LivePlan) -> std::io::Result<Transcoder> {
         let settings = EncodeSettings::from(&*self.core.config);
         let publish = PublishSettings {
             dir: self.core.store.hls_dir(self.core.id()),
             segment_target_ms: settings.segment_target_ms,
             part_target_ms: settings.fragment_ms,
             declared_bits_per_s: declared_bits_per_s(&settings),
-            // live_args forces keyframes on the segment grid.
-            keyframe_grid_ms: Some(settings.segment_target_ms),
+            // Encoded video has keyframes forced on the segment grid;
+            // copied video has the browser's, and segments follow those.
+            keyframe_grid_ms: (plan.video == Some(StreamAction::Transcode))
+                .then_some(settings.segment_target_ms),
             // A segment every couple of seconds: list each at once.
             playlist_interval_ms: 0,
             key: self.core.content_key()?,
@@ -265,11 +305,105 @@ impl LiveTask {
             HlsPublisher::resume(publish, self.timeline.clone()).with_edge(self.core.edge.clone());
         Transcoder::spawn(
             &self.core.config.ffmpeg,
-            &live_args(&settings),
+            &live_args(&settings, plan),
             publisher,
             self.core.events_tx.clone(),
             tracing::Span::current(),
         )
+    }
+
+    /// Chunk 0 was accepted: remember its container, and take its media
+    /// type when the creator declared none.
+    async fn first_chunk_stored(&mut self, container: Container) {
+        self.container = Some(container);
+        if format::declared_container(&self.core.meta.mime) == Ok(None) {
+            self.core.meta.mime = container.mime().to_string();
+            self.core.save_or_log().await;
+        }
+    }
+
+    /// The container of the stored chunk 0 (it was checked when it came).
+    async fn stored_container(&self) -> Option<Container> {
+        let path = self.core.store.chunk_path(self.core.id(), 0);
+        let head = tokio::task::spawn_blocking(move || std::fs::read(path))
+            .await
+            .ok()?
+            .ok()?;
+        format::sniff(&head).ok()
+    }
+
+    /// Before ffmpeg first starts: probes the first chunks until they say
+    /// what to copy and what to encode ([`live_plan`]), saves that plan
+    /// (a restart must cut the same segments), then starts ffmpeg. Runs
+    /// in the task, between commands: a probe takes ~0.1 s, and only
+    /// while the first second or two of a recording arrive.
+    async fn plan_if_needed(&mut self) {
+        if self.core.meta.live_plan.is_some() || self.core.state() == State::Failed {
+            return;
+        }
+        let contiguous = self.chunks.contiguous();
+        let complete = self
+            .core
+            .meta
+            .total
+            .is_some_and(|t| self.chunks.is_complete(t));
+        if contiguous == 0 || self.probed == Some((contiguous, complete)) {
+            return;
+        }
+        self.probed = Some((contiguous, complete));
+        let container = match self.container {
+            Some(c) => c,
+            None => self.stored_container().await.unwrap_or(Container::Webm),
+        };
+        let (paths, all_in) = self.prefix_paths(contiguous);
+        let ffprobe = self.core.config.ffprobe.clone();
+        let probed = tokio::task::spawn_blocking(move || {
+            live_plan::probe_prefix(&ffprobe, container, &paths)
+        })
+        .await
+        .map_err(|e| e.to_string())
+        .and_then(|p| p.map_err(|e| e.to_string()));
+        let whole = complete && all_in;
+        let target_ms = self.core.config.segment_target_ms;
+        let plan = match &probed {
+            Ok(prefix) => live_plan::decide(container, prefix, whole, target_ms),
+            Err(error) => {
+                tracing::debug!(%error, "the first chunks tell nothing yet");
+                None
+            }
+        };
+        // Nothing more will tell: encode, and let ffmpeg judge the input.
+        let plan = plan.or_else(|| (whole || !all_in).then(|| LivePlan::transcode_all(container)));
+        let Some(plan) = plan else {
+            return;
+        };
+        tracing::info!(?plan, chunks = contiguous, "live plan decided");
+        self.core.meta.live_plan = Some(plan);
+        if let Err(e) = self.core.save_meta().await {
+            tracing::error!(error = %crate::error::chain(&e), "cannot save the live plan");
+            self.core.meta.live_plan = None;
+            self.probed = None;
+            return;
+        }
+        self.feed_new(0);
+        self.publish_status();
+    }
+
+    /// Chunks `0..contiguous` up to [`PROBE_MAX_BYTES`]; and whether that
+    /// is all of them.
+    fn prefix_paths(&self, contiguous: u64) -> (Vec<std::path::PathBuf>, bool) {
+        let mut paths = Vec::new();
+        let mut bytes = 0;
+        for seq in 0..contiguous {
+            let path = self.core.store.chunk_path(self.core.id(), seq);
+            bytes += std::fs::metadata(&path).map_or(0, |m| m.len());
+            paths.push(path);
+            if bytes > PROBE_MAX_BYTES {
+                // Over the budget: this probe is the last one.
+                return (paths, false);
+            }
+        }
+        (paths, true)
     }
 
     async fn finish(&mut self, total: u64) -> Result<RecordingStatus> {

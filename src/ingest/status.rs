@@ -3,6 +3,7 @@
 use serde::Serialize;
 
 use crate::store::{RecordingMeta, State};
+use crate::transcode::probe::StreamAction;
 
 use super::reorder::{ChunkSet, MAX_MISSING_LISTED};
 
@@ -41,6 +42,13 @@ pub struct RecordingStatus {
     pub access: crate::access::Access,
     /// HLS media is AES-128 encrypted (and there is no DASH).
     pub encrypted: bool,
+    /// What became of the video: `copy` (the source's H.264 as it came,
+    /// cut at its keyframes) or `transcode` (encoded here); `null` until
+    /// decided (a live recording's first chunks) or without video.
+    pub video: Option<StreamAction>,
+    /// Media type of the original (declared, or read from chunk 0).
+    #[serde(skip)]
+    pub mime: String,
 }
 
 /// Answer to a chunk upload.
@@ -108,7 +116,15 @@ impl RecordingStatus {
             error: meta.error.clone(),
             access: meta.access,
             encrypted: meta.encrypt,
+            video: meta.live_plan.and_then(|p| p.video),
+            mime: meta.mime.clone(),
         }
+    }
+
+    /// Says what became of the video (imports decide it per file).
+    pub fn with_video(mut self, video: Option<StreamAction>) -> Self {
+        self.video = video.or(self.video);
+        self
     }
 
     /// Lists the DASH manifest (there is one only for media whose tracks

@@ -16,6 +16,7 @@ use crate::media::timeline::Rendition;
 use crate::store::{RecordingMeta, State, Store};
 use crate::transcode::args::{declared_bits_per_s, EncodeSettings};
 use crate::transcode::poster::{make_poster, POSTER_FILE};
+use crate::transcode::probe::StreamAction;
 use crate::transcode::sidecar::TranscodeEvent;
 
 use super::live::Command;
@@ -51,6 +52,9 @@ pub struct TaskCore {
     poster: Poster,
     /// A DASH manifest is published.
     dash: bool,
+    /// Imports: what their plan does with the video (live recordings
+    /// report their saved plan's).
+    pub video: Option<StreamAction>,
     status: watch::Sender<RecordingStatus>,
     pub edge: Arc<LiveEdge>,
 }
@@ -87,6 +91,7 @@ impl TaskCore {
             events_tx,
             progress,
             dash: has_dash,
+            video: None,
             poster: if has_poster {
                 Poster::Ready
             } else {
@@ -295,7 +300,8 @@ impl TaskCore {
         let status =
             RecordingStatus::new(&self.meta, chunks, self.duration_ms, self.segments, poster)
                 .with_progress(self.progress)
-                .with_dash(self.dash);
+                .with_dash(self.dash)
+                .with_video(self.video);
         self.status.send_if_modified(|current| {
             let changed = *current != status;
             *current = status;

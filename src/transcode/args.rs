@@ -4,6 +4,7 @@
 
 use std::path::Path;
 
+use super::live_plan::LivePlan;
 use super::probe::{ImportPlan, StreamAction};
 use crate::config::Config;
 
@@ -33,29 +34,30 @@ impl From<&Config> for EncodeSettings {
 /// duration closely and matches MPEG-TS and RTP habits.
 pub const VIDEO_TIMESCALE: u32 = 90_000;
 
-/// Arguments for a live recording: WebM (Matroska) on stdin, fMP4 on stdout.
-pub fn live_args(s: &EncodeSettings) -> Vec<String> {
+/// Arguments for a live recording: its chunks on stdin (WebM/Matroska or
+/// fragmented MP4, as the plan says), fMP4 on stdout. Streams the plan
+/// marks `Copy` are remuxed untouched; the others are encoded.
+pub fn live_args(s: &EncodeSettings, plan: &LivePlan) -> Vec<String> {
     let mut args: Vec<String> = [
-        // Input: MediaRecorder's WebM has no duration and arrives slowly;
+        // Input: MediaRecorder's output has no duration and arrives slowly;
         // its track headers describe the streams, so a small probe suffices
         // and the first segment is not held back by a 5 s default analysis.
         "-probesize",
         "500000",
         "-analyzeduration",
         "1000000",
+        // A pipe: the demuxer is named, not guessed. ffmpeg 5.1's mov
+        // demuxer reads fragmented MP4 (moov first, then moof+mdat) from a
+        // pipe fragment by fragment (measured, docs/architecture.md).
         "-f",
-        "matroska",
+        plan.container.ffmpeg_format(),
         "-i",
         "pipe:0",
-        // First video and first audio stream, either may be absent.
-        "-map",
-        "0:v:0?",
-        "-map",
-        "0:a:0?",
     ]
     .map(String::from)
     .to_vec();
-    args.extend(encode_args(s));
+    // First video and first audio stream; `?`: either may be absent.
+    args.extend(stream_args(plan.video, plan.audio, "0:v:0?", s));
     args.extend(fmp4_output_args(s));
     args
 }
@@ -70,22 +72,40 @@ pub fn import_args(input: &Path, plan: &ImportPlan, s: &EncodeSettings) -> Vec<S
         "-i".into(),
         input.display().to_string(),
     ];
-    if let Some(video) = plan.video {
-        // `V`: video streams that are not attached pictures (cover art).
-        args.extend(["-map".into(), "0:V:0".into()]);
+    // `V`: video streams that are not attached pictures (cover art).
+    args.extend(stream_args(plan.video, plan.audio, "0:V:0", s));
+    args.extend(fmp4_output_args(s));
+    args
+}
+
+/// `-map` and codec arguments for the first video (as `video_map` selects
+/// it) and the first audio stream.
+fn stream_args(
+    video: Option<StreamAction>,
+    audio: Option<StreamAction>,
+    video_map: &str,
+    s: &EncodeSettings,
+) -> Vec<String> {
+    let mut args = Vec::new();
+    if let Some(video) = video {
+        args.extend(["-map".into(), video_map.into()]);
         match video {
             StreamAction::Copy => args.extend(["-c:v".into(), "copy".into()]),
             StreamAction::Transcode => args.extend(h264_args(s)),
         }
     }
-    if let Some(audio) = plan.audio {
-        args.extend(["-map".into(), "0:a:0".into()]);
+    if let Some(audio) = audio {
+        let audio_map = if video_map.ends_with('?') {
+            "0:a:0?"
+        } else {
+            "0:a:0"
+        };
+        args.extend(["-map".into(), audio_map.into()]);
         match audio {
             StreamAction::Copy => args.extend(["-c:a".into(), "copy".into()]),
             StreamAction::Transcode => args.extend(aac_args(s)),
         }
     }
-    args.extend(fmp4_output_args(s));
     args
 }
 
@@ -168,6 +188,7 @@ pub fn declared_bits_per_s(s: &EncodeSettings) -> u64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::ingest::format::Container;
 
     fn settings() -> EncodeSettings {
         EncodeSettings {
@@ -188,9 +209,13 @@ mod tests {
         &args[at + 1]
     }
 
+    fn webm() -> LivePlan {
+        LivePlan::transcode_all(Container::Webm)
+    }
+
     #[test]
     fn reads_webm_from_stdin_and_writes_fmp4_to_stdout() {
-        let args = live_args(&settings());
+        let args = live_args(&settings(), &webm());
         assert_eq!(value(&args, "-i"), "pipe:0");
         assert_eq!(value(&args, "-f"), "matroska", "input format comes first");
         assert_eq!(args.last().unwrap(), "pipe:1");
@@ -208,7 +233,7 @@ mod tests {
         let mut s = settings();
         s.segment_target_ms = 1500;
         s.fragment_ms = 250;
-        let args = live_args(&s);
+        let args = live_args(&s, &webm());
         assert_eq!(
             value(&args, "-force_key_frames"),
             "expr:gte(t,n_forced*1.500)"
@@ -242,8 +267,30 @@ mod tests {
     }
 
     #[test]
+    fn live_mp4_with_h264_copies_the_video_and_encodes_only_the_audio() {
+        let plan = LivePlan {
+            container: Container::Mp4,
+            video: Some(StreamAction::Copy),
+            audio: Some(StreamAction::Transcode),
+        };
+        let args = live_args(&settings(), &plan);
+        assert_eq!(value(&args, "-f"), "mp4", "input format comes first");
+        assert_eq!(value(&args, "-c:v"), "copy");
+        assert!(!args
+            .iter()
+            .any(|a| a == "libx264" || a == "-force_key_frames"));
+        assert_eq!(value(&args, "-c:a"), "aac");
+        assert_eq!(value(&args, "-map"), "0:v:0?");
+        let safari = LivePlan {
+            audio: Some(StreamAction::Copy),
+            ..plan
+        };
+        assert_eq!(value(&live_args(&settings(), &safari), "-c:a"), "copy");
+    }
+
+    #[test]
     fn encodes_h264_and_aac_at_the_configured_rates() {
-        let args = live_args(&settings());
+        let args = live_args(&settings(), &webm());
         assert_eq!(value(&args, "-c:v"), "libx264");
         assert_eq!(value(&args, "-b:v"), "2500k");
         assert_eq!(value(&args, "-bufsize"), "5000k");

@@ -38,7 +38,8 @@ pub struct StreamInfo {
     pub channels: Option<u32>,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
 pub enum StreamAction {
     /// Remuxed as is (`-c copy`): no quality loss, hundreds of times real time.
     Copy,
@@ -257,7 +258,7 @@ impl Probe {
 }
 
 /// `"12.345000"` → 12345; ffprobe prints seconds as decimal text.
-fn seconds_to_ms(text: &str) -> Option<u64> {
+pub(crate) fn seconds_to_ms(text: &str) -> Option<u64> {
     let seconds: f64 = text.trim().parse().ok()?;
     (seconds.is_finite() && seconds >= 0.0).then(|| (seconds * 1000.0).round() as u64)
 }

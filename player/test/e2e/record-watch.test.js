@@ -101,6 +101,12 @@ test('a recording is watchable while live, then ready and seekable', async () =>
   assert.ok(Math.abs(ready.duration_s - recordedS) <= 1.5, `duration ${ready.duration_s} s for ${recordedS} s recorded`);
   assert.deepEqual(ready.chunks.missing, []);
   assert.equal(ready.chunks.received, ready.chunks.total);
+  // Chromium offers H.264: the page asks for it with 1 s keyframes, and
+  // the server publishes the browser's video as it came.
+  const mime = await recorder.evaluate(() => document.body.dataset.recordingMime);
+  assert.match(mime, /h264|avc1/i, `the page records H.264 where Chromium offers it: ${mime}`);
+  assert.match(await recorder.locator('#format').textContent(), /H\.264/);
+  assert.equal(ready.video, 'copy', `H.264 with 1 s keyframes is copied: ${JSON.stringify(ready)}`);
 
   // Replays as a normal video: full duration and seeking.
   await watcher.reload();
