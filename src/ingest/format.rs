@@ -82,11 +82,15 @@ pub fn declared_container(mime: &str) -> Result<Option<Container>, String> {
     }
 }
 
-/// Checks chunk 0 against the declared media type: the container it is,
-/// or why it is refused (answered 415).
-pub fn check_first_chunk(declared_mime: &str, bytes: &[u8]) -> Result<Container, String> {
+/// Checks the first bytes of a recording against the declared media type:
+/// the container they are, `None` while they are too few to tell (Chromium's
+/// first blob may be a single byte of the EBML magic, and an empty chunk is
+/// a valid chunk), or why they are refused (answered 415).
+pub fn check_first_chunk(declared_mime: &str, bytes: &[u8]) -> Result<Option<Container>, String> {
     let declared = declared_container(declared_mime)?;
-    let found = sniff(bytes)?;
+    let Some(found) = sniff(bytes)? else {
+        return Ok(None);
+    };
     match declared {
         Some(declared) if declared != found => Err(format!(
             "chunk 0 is {} but the recording was declared as '{declared_mime}' ({}); \
@@ -94,24 +98,28 @@ pub fn check_first_chunk(declared_mime: &str, bytes: &[u8]) -> Result<Container,
             found.family(),
             declared.family()
         )),
-        _ => Ok(found),
+        _ => Ok(Some(found)),
     }
 }
 
-/// What chunk 0's bytes are.
-pub fn sniff(bytes: &[u8]) -> Result<Container, String> {
-    if bytes.is_empty() {
-        return Err("chunk 0 is empty; it must start with the WebM or MP4 header".into());
-    }
+/// What the first bytes of a recording are; `None` while they are too few
+/// to tell and still agree with a header segcast reads.
+pub fn sniff(bytes: &[u8]) -> Result<Option<Container>, String> {
     if bytes.starts_with(&EBML_MAGIC) {
-        return Ok(Container::Webm);
+        return Ok(Some(Container::Webm));
     }
     if bytes.get(4..8) == Some(b"ftyp") {
-        return check_fragmented(bytes).map(|()| Container::Mp4);
+        return check_fragmented(bytes).map(|()| Some(Container::Mp4));
+    }
+    let ebml_so_far = bytes.len() < EBML_MAGIC.len() && EBML_MAGIC.starts_with(bytes);
+    // An MP4 box header is a 4-byte size, then the type.
+    let ftyp_so_far = bytes.len() < 8 && b"ftyp".starts_with(bytes.get(4..).unwrap_or_default());
+    if ebml_so_far || ftyp_so_far {
+        return Ok(None);
     }
     Err(
-        "chunk 0 is neither WebM/Matroska (EBML) nor MP4 (ftyp): not a recording segcast can \
-         read"
+        "the recording starts neither as WebM/Matroska (EBML) nor as MP4 (ftyp): not a \
+         recording segcast can read"
             .into(),
     )
 }
@@ -194,17 +202,20 @@ mod tests {
 
     #[test]
     fn ebml_and_fragmented_mp4_are_recognised() {
-        assert_eq!(sniff(&[0x1a, 0x45, 0xdf, 0xa3, 0x9f]), Ok(Container::Webm));
-        assert_eq!(sniff(&fragmented_header()), Ok(Container::Mp4));
+        assert_eq!(
+            sniff(&[0x1a, 0x45, 0xdf, 0xa3, 0x9f]),
+            Ok(Some(Container::Webm))
+        );
+        assert_eq!(sniff(&fragmented_header()), Ok(Some(Container::Mp4)));
         // Only the ftyp arrived in chunk 0: nothing says it is progressive.
         assert_eq!(
             sniff(&mp4_box(b"ftyp", b"isom\0\0\0\0")),
-            Ok(Container::Mp4)
+            Ok(Some(Container::Mp4))
         );
         // A moov cut at the end of the chunk is not judged.
         let mut cut = fragmented_header();
         cut.truncate(cut.len() - 20);
-        assert_eq!(sniff(&cut), Ok(Container::Mp4));
+        assert_eq!(sniff(&cut), Ok(Some(Container::Mp4)));
     }
 
     #[test]
@@ -214,9 +225,27 @@ mod tests {
         assert!(sniff(&media_first).unwrap_err().contains("progressive"));
         let no_mvex = [ftyp, mp4_box(b"moov", &mp4_box(b"mvhd", &[0; 100]))].concat();
         assert!(sniff(&no_mvex).unwrap_err().contains("progressive"));
-        assert!(sniff(b"").unwrap_err().contains("empty"));
         assert!(sniff(b"OggS\0\x02").unwrap_err().contains("neither"));
-        assert!(sniff(&[0x1a, 0x45]).is_err(), "too short to be EBML");
+        assert!(
+            sniff(&[0x1a, 0x45, 0xdf, 0x00]).is_err(),
+            "not the EBML magic"
+        );
+        assert!(sniff(&[0, 0, 0, 0x20, b'f', b't', b'y', b'x']).is_err());
+    }
+
+    #[test]
+    fn too_few_bytes_to_tell_wait_for_more() {
+        // Chromium's first blob can be one byte; browsers emit empty blobs.
+        for head in [
+            &b""[..],
+            &[0x1a],
+            &[0x1a, 0x45, 0xdf],
+            &[0, 0, 0, 0x20, b'f', b't'],
+        ] {
+            assert_eq!(sniff(head), Ok(None), "{head:02x?}");
+            assert_eq!(check_first_chunk("video/webm", head), Ok(None));
+        }
+        assert!(check_first_chunk("video/ogg", &[0x1a]).is_err());
     }
 
     #[test]
@@ -231,14 +260,21 @@ mod tests {
         ] {
             assert_eq!(
                 check_first_chunk(mime, &webm),
-                Ok(Container::Webm),
+                Ok(Some(Container::Webm)),
                 "{mime}"
             );
         }
         for mime in ["video/mp4", "video/mp4;codecs=avc1,mp4a.40.2", "audio/mp4"] {
-            assert_eq!(check_first_chunk(mime, &mp4), Ok(Container::Mp4), "{mime}");
+            assert_eq!(
+                check_first_chunk(mime, &mp4),
+                Ok(Some(Container::Mp4)),
+                "{mime}"
+            );
         }
-        assert_eq!(check_first_chunk(UNDECLARED_MIME, &mp4), Ok(Container::Mp4));
+        assert_eq!(
+            check_first_chunk(UNDECLARED_MIME, &mp4),
+            Ok(Some(Container::Mp4))
+        );
         let mismatch = check_first_chunk("video/mp4", &webm).unwrap_err();
         assert!(
             mismatch.contains("WebM/Matroska") && mismatch.contains("'video/mp4'"),

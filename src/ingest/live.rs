@@ -28,6 +28,10 @@ use super::reorder::ChunkSet;
 use super::status::{ChunkReceipt, RecordingStatus};
 use super::task::{TaskCore, TaskHandle};
 
+/// Enough of a recording's first bytes to tell its container, and to see
+/// a fragmented MP4's `moov` start (`format::sniff`).
+const HEAD_BYTES: usize = 4096;
+
 pub enum Command {
     Put {
         seq: u64,
@@ -167,7 +171,7 @@ impl LiveTask {
             .map_err(std::io::Error::other)?;
         self.timeline = saved.unwrap_or_default();
         if self.chunks.contains(0) {
-            self.container = self.stored_container().await;
+            self.container = self.head_container().await.ok().flatten();
         }
         if self.core.meta.live_plan.is_none() && !self.timeline.primary().segments.is_empty() {
             // Published before plans existed: WebM, transcoded; go on so.
@@ -229,14 +233,15 @@ impl LiveTask {
                 )));
             }
             PutOutcome::Stored => {
-                if let Some(container) = first {
-                    self.first_chunk_stored(container).await;
-                    // Before the answer: the original's type changes.
-                    self.publish_status();
-                }
                 self.stored_bytes += len;
                 let before = self.chunks.contiguous();
-                if self.chunks.insert(seq) > 0 {
+                let grew = self.chunks.insert(seq) > 0;
+                match first.flatten() {
+                    Some(container) => self.container_known(container).await,
+                    None if grew && self.container.is_none() => self.learn_container().await,
+                    None => {}
+                }
+                if grew {
                     self.feed_new(before);
                 }
                 tracing::debug!(seq, contiguous = self.chunks.contiguous(), "chunk stored");
@@ -312,24 +317,50 @@ impl LiveTask {
         )
     }
 
-    /// Chunk 0 was accepted: remember its container, and take its media
-    /// type when the creator declared none.
-    async fn first_chunk_stored(&mut self, container: Container) {
+    /// The container is known: remember it, and take its media type when
+    /// the creator declared none. Published before the chunk's answer, as
+    /// the original's type changes.
+    async fn container_known(&mut self, container: Container) {
         self.container = Some(container);
         if format::declared_container(&self.core.meta.mime) == Ok(None) {
             self.core.meta.mime = container.mime().to_string();
             self.core.save_or_log().await;
         }
+        self.publish_status();
     }
 
-    /// The container of the stored chunk 0 (it was checked when it came).
-    async fn stored_container(&self) -> Option<Container> {
-        let path = self.core.store.chunk_path(self.core.id(), 0);
-        let head = tokio::task::spawn_blocking(move || std::fs::read(path))
-            .await
-            .ok()?
-            .ok()?;
-        format::sniff(&head).ok()
+    /// Chunk 0 was too short to tell (a browser's first blob can be one
+    /// byte): reads the contiguous head again now that it has grown. Bytes
+    /// that turn out to be no recording fail it with the reason.
+    async fn learn_container(&mut self) {
+        match self.head_container().await {
+            Ok(Some(container)) => self.container_known(container).await,
+            Ok(None) => {}
+            Err(reason) => {
+                tracing::info!(%reason, "the recording's first bytes are refused");
+                self.fail(reason).await;
+            }
+        }
+    }
+
+    /// What the first stored bytes are, read across the contiguous chunks.
+    async fn head_container(&self) -> Result<Option<Container>, String> {
+        let (store, id) = (self.core.store.clone(), self.core.meta.id.clone());
+        let contiguous = self.chunks.contiguous();
+        let head = tokio::task::spawn_blocking(move || {
+            let mut head = Vec::new();
+            for seq in 0..contiguous {
+                if head.len() >= HEAD_BYTES {
+                    break;
+                }
+                head.extend(std::fs::read(store.chunk_path(&id, seq))?);
+            }
+            std::io::Result::Ok(head)
+        })
+        .await
+        .map_err(|e| e.to_string())?
+        .map_err(|e| format!("reading the first chunks: {e}"))?;
+        format::check_first_chunk(&self.core.meta.mime, &head)
     }
 
     /// Before ffmpeg first starts: probes the first chunks until they say
@@ -353,7 +384,9 @@ impl LiveTask {
         self.probed = Some((contiguous, complete));
         let container = match self.container {
             Some(c) => c,
-            None => self.stored_container().await.unwrap_or(Container::Webm),
+            // Too few bytes to tell yet: more chunks will.
+            None if !complete => return,
+            None => Container::Webm,
         };
         let (paths, all_in) = self.prefix_paths(contiguous);
         let ffprobe = self.core.config.ffprobe.clone();
