@@ -227,7 +227,7 @@ mod tests {
         assert!(sniff(&no_mvex).unwrap_err().contains("progressive"));
         assert!(sniff(b"OggS\0\x02").unwrap_err().contains("neither"));
         assert!(
-            sniff(&[0x1a, 0x45, 0xdf, 0x00]).is_err(),
+            sniff(&[0x1a, 0x45, 0xdf, 0, 0, 0, 0, 0]).is_err(),
             "not the EBML magic"
         );
         assert!(sniff(&[0, 0, 0, 0x20, b'f', b't', b'y', b'x']).is_err());
