@@ -10,6 +10,9 @@ use common::{decode_errors, make_webm, Server};
 use serde_json::Value;
 
 const READY_LIMIT: Duration = Duration::from_secs(90);
+/// Seconds of the live manifest ffmpeg reads (of a 10 s recording, started
+/// once two 2 s segments are listed).
+const FOLLOW_S: &str = "8";
 
 /// Every `<S t d r>` of every adaptation set, expanded to (start, duration).
 fn timelines(mpd: &str) -> Vec<Vec<(u64, u64)>> {
@@ -95,21 +98,35 @@ async fn dash_plays_live_and_finished_from_the_hls_files() {
     let chunks: Vec<Vec<u8>> = source.chunks(pieces).map(<[u8]>::to_vec).collect();
     let mut next_at = tokio::time::Instant::now();
     let mut live_mpd = String::new();
+    let mut follower = None;
+    let mut first_listed_s = 0.0;
     for (seq, chunk) in chunks.iter().enumerate() {
         // At the pace it is recorded: quarter-second chunks.
         tokio::time::sleep_until(next_at).await;
         next_at += Duration::from_millis(250);
         server.put(&id, &token, seq as u64, chunk.clone()).await;
         let status = server.status(&id).await;
-        // (ffmpeg 5.1's DASH demuxer cannot follow a live SegmentTimeline:
-        // after its first reload it asks for numbers past the manifest and
-        // loops on their 404s; ffmpeg follows the live HLS instead, see
-        // tests/live.rs. dash.js plays the live manifest: the E2E test.)
         if live_mpd.is_empty() && status["segments"].as_u64() >= Some(2) {
             assert_eq!(status["dash"], format!("/media/{id}/manifest.mpd"));
             let resp = server.get(&format!("/media/{id}/manifest.mpd")).await;
             assert_eq!(resp.headers()["content-type"], "application/dash+xml");
             live_mpd = resp.text().await.unwrap();
+            first_listed_s = status["duration_s"].as_f64().unwrap();
+            // ffmpeg follows the live manifest from its first segment past
+            // what is published now, without a gap. ffmpeg 5.1 never notices
+            // that a dynamic manifest turned static (its DASH demuxer only
+            // ever sets "live"), so it is told where to stop.
+            let (url, file) = (mpd_url.clone(), out.path().join("follower.mkv"));
+            follower = Some(tokio::task::spawn_blocking(move || {
+                let status = std::process::Command::new("ffmpeg")
+                    .args(["-v", "error", "-nostdin", "-y", "-i", &url])
+                    .args(["-map", "0", "-c", "copy", "-t", FOLLOW_S])
+                    .arg(&file)
+                    .status()
+                    .unwrap();
+                assert!(status.success(), "ffmpeg following the live MPD");
+                file
+            }));
         }
     }
     assert!(live_mpd.contains("type=\"dynamic\""), "{live_mpd}");
@@ -120,6 +137,25 @@ async fn dash_plays_live_and_finished_from_the_hls_files() {
         .wait_for(&id, READY_LIMIT, |s| s["state"] == "ready")
         .await;
     let duration_s = status["duration_s"].as_f64().unwrap();
+    let followed = tokio::time::timeout(Duration::from_secs(60), follower.unwrap())
+        .await
+        .expect("ffmpeg ends with the recording")
+        .unwrap();
+    let mut kinds = common::stream_kinds(&followed);
+    kinds.sort();
+    assert_eq!(kinds, ["audio", "video"], "ffmpeg followed both sets");
+    let followed_s = common::probe_duration_s(&followed);
+    let wanted_s: f64 = FOLLOW_S.parse().unwrap();
+    assert!(
+        (followed_s - wanted_s).abs() < 0.3,
+        "ffmpeg following live: {followed_s} s of {wanted_s} s"
+    );
+    let gap_s = common::longest_video_gap_s(&followed);
+    assert!(gap_s < 0.2, "ffmpeg skipped {gap_s} s of the live manifest");
+    assert!(
+        followed_s > first_listed_s + 2.0,
+        "ffmpeg read past what was listed when it started ({first_listed_s} s)"
+    );
 
     // Finished: static, the whole duration, every entry published live
     // unchanged, and the same files HLS lists.

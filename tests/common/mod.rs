@@ -526,6 +526,24 @@ pub fn stream_kinds(path: &Path) -> Vec<String> {
         .collect()
 }
 
+/// The longest stretch between consecutive video packets of a media file,
+/// in seconds: a skipped segment shows as a gap of its duration.
+pub fn longest_video_gap_s(path: &Path) -> f64 {
+    let out = Command::new("ffprobe")
+        .args(["-v", "error", "-select_streams", "v:0"])
+        .args(["-show_entries", "packet=pts_time", "-of", "csv=p=0"])
+        .arg(path)
+        .output()
+        .unwrap();
+    let mut times: Vec<f64> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter_map(|l| l.trim().trim_end_matches(',').parse().ok())
+        .collect();
+    assert!(times.len() > 1, "no video packets in {}", path.display());
+    times.sort_by(f64::total_cmp);
+    times.windows(2).map(|w| w[1] - w[0]).fold(0.0, f64::max)
+}
+
 /// Duration of a media file in seconds, as ffprobe reads it.
 pub fn probe_duration_s(path: &Path) -> f64 {
     let out = Command::new("ffprobe")
