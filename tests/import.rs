@@ -242,6 +242,32 @@ async fn http_imports_end_ready_or_failed_with_a_reason() {
     }
     let listed: Vec<Value> = server.get("/api/recordings").await.json().await.unwrap();
     assert_eq!(listed.len(), ids.len(), "every import is in the library");
+
+    // VLC plays the DASH manifest of a copied (H.264) and a transcoded
+    // (VP9) import to the end, both adaptation sets.
+    let out = tempfile::tempdir().unwrap();
+    for ((name, expect), id) in expectations().iter().zip(&ids) {
+        let Expect::Ready { duration_s, .. } = expect else {
+            continue;
+        };
+        if !["h264-aac.mp4", "vp9-opus.webm"].contains(name) {
+            continue;
+        }
+        let url = server.url(&format!("/media/{id}/manifest.mpd"));
+        let dir = out.path().join(id);
+        std::fs::create_dir_all(&dir).unwrap();
+        let played = tokio::task::spawn_blocking(move || common::vlc_remux(&url, &dir))
+            .await
+            .unwrap();
+        let mut kinds = common::stream_kinds(&played);
+        kinds.sort();
+        assert_eq!(kinds, ["audio", "video"], "{name}: VLC played both sets");
+        let played_s = common::probe_duration_s(&played);
+        assert!(
+            (played_s - duration_s).abs() < 0.3,
+            "{name}: VLC {played_s} s of {duration_s} s"
+        );
+    }
 }
 
 /// Every video sample of an MP4, in order, with its sync flag; read with
