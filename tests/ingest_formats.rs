@@ -38,19 +38,8 @@ fn fixture_chunks(name: &str) -> Vec<Vec<u8>> {
 
 /// A recording declared as `mime`; returns (id, upload token).
 async fn create(api: &Api, title: &str, mime: &str) -> (String, String) {
-    let resp = api
-        .client
-        .post(api.url("/api/recordings"))
-        .json(&serde_json::json!({ "title": title, "mime": mime }))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(resp.status(), 201);
-    let body: serde_json::Value = resp.json().await.unwrap();
-    (
-        body["id"].as_str().unwrap().into(),
-        body["upload_token"].as_str().unwrap().into(),
-    )
+    let body = serde_json::json!({ "title": title, "mime": mime });
+    api.create_with(body, None).await
 }
 
 /// Seconds of video in `bytes` (a whole recording): the end of its last

@@ -25,20 +25,7 @@ async fn start() -> Server {
 
 /// Creates a recording as the operator; returns (id, upload token).
 async fn create(api: &Api, body: Value) -> (String, String) {
-    let resp = api
-        .client
-        .post(api.url("/api/recordings"))
-        .bearer_auth(PUBLISH_KEY)
-        .json(&body)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(resp.status(), 201);
-    let body: Value = resp.json().await.unwrap();
-    (
-        body["id"].as_str().unwrap().into(),
-        body["upload_token"].as_str().unwrap().into(),
-    )
+    api.create_with(body, Some(PUBLISH_KEY)).await
 }
 
 async fn status_as(api: &Api, id: &str, token: &str) -> Value {

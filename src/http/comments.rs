@@ -38,7 +38,7 @@ use tokio::sync::broadcast::error::RecvError;
 use tracing::Instrument;
 
 use super::access::Viewer;
-use super::recordings::{bearer, body_idle, caused_by, holds_publish_key, read_json};
+use super::recordings::{authorize_owner, body_idle, caused_by, read_json};
 use super::AppState;
 use crate::comments::hub::{CommentHub, Event, Subscription};
 use crate::comments::{
@@ -86,9 +86,7 @@ async fn remove(
     headers: HeaderMap,
 ) -> Result<StatusCode> {
     let recording = state.library.get(&id)?;
-    if !holds_publish_key(&state, &headers) {
-        recording.authorize(bearer(&headers))?;
-    }
+    authorize_owner(&state, &headers, &recording)?;
     state.comments.delete(&id, &comment_id).await?;
     Ok(StatusCode::NO_CONTENT)
 }

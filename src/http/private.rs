@@ -13,7 +13,7 @@ use serde::{Deserialize, Serialize};
 use tower_http::cors::{Any, CorsLayer};
 
 use super::access::{Viewer, TOKEN_PARAM};
-use super::recordings::{bearer, body_idle, holds_publish_key, read_json};
+use super::recordings::{authorize_owner, body_idle, read_json};
 use super::AppState;
 use crate::access::unix_s;
 use crate::config::DEFAULT_SHARE_EXPIRY_S;
@@ -54,9 +54,7 @@ async fn share(
     body: Body,
 ) -> Result<Response> {
     let recording = state.library.get(&id)?;
-    if !holds_publish_key(&state, &headers) {
-        recording.authorize(bearer(&headers))?;
-    }
+    authorize_owner(&state, &headers, &recording)?;
     let request: ShareRequest = read_json(body, body_idle(&state))
         .await?
         .unwrap_or_default();

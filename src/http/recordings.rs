@@ -83,6 +83,19 @@ pub(super) fn check_publish_key(state: &AppState, headers: &HeaderMap, what: &st
 }
 
 /// Whether the request carries the configured publish key.
+/// The recording's owner (its upload token) or the operator (the publish
+/// key, which may act on any recording): 401/403 otherwise.
+pub(super) fn authorize_owner(
+    state: &AppState,
+    headers: &HeaderMap,
+    recording: &crate::ingest::library::Recording,
+) -> Result<()> {
+    if holds_publish_key(state, headers) {
+        return Ok(());
+    }
+    recording.authorize(bearer(headers))
+}
+
 pub(super) fn holds_publish_key(state: &AppState, headers: &HeaderMap) -> bool {
     let sent = bearer(headers).unwrap_or_default();
     state
@@ -177,9 +190,7 @@ async fn delete(
 ) -> Result<StatusCode> {
     let recording = state.library.get(&id)?;
     // The publish key is the operator's: it may delete any recording.
-    if !holds_publish_key(&state, &headers) {
-        recording.authorize(bearer(&headers))?;
-    }
+    authorize_owner(&state, &headers, &recording)?;
     state.library.delete(&id).await?;
     state.comments.forget(&id).await;
     state.file_cache.forget_dir(&state.library.store().dir(&id));

@@ -83,13 +83,18 @@ impl Api {
 
     /// Creates a recording; returns (id, upload token).
     pub async fn create(&self, title: &str) -> (String, String) {
-        let resp = self
-            .client
-            .post(self.url("/api/recordings"))
-            .json(&serde_json::json!({ "title": title }))
-            .send()
+        self.create_with(serde_json::json!({ "title": title }), None)
             .await
-            .unwrap();
+    }
+
+    /// Creates a recording from a JSON body, with the publish key if given;
+    /// returns (id, upload token).
+    pub async fn create_with(&self, body: Value, publish_key: Option<&str>) -> (String, String) {
+        let mut request = self.client.post(self.url("/api/recordings")).json(&body);
+        if let Some(key) = publish_key {
+            request = request.bearer_auth(key);
+        }
+        let resp = request.send().await.unwrap();
         assert_eq!(resp.status(), 201);
         let body: Value = resp.json().await.unwrap();
         (
