@@ -15,7 +15,9 @@
 //! - tail: finish → `ready`, worst recording.
 //!
 //! Lag that grows with N is where the machine stops keeping up.
-//! `--quick` runs a short smoke version. Figures go to docs/benchmarks.md.
+//! `--quick` runs a short smoke version (6 s: fixed costs such as the
+//! first-chunk probes and the poster weigh more than in a real recording);
+//! `--counts 1,2` runs only those N. Figures go to docs/benchmarks.md.
 
 #[path = "../tests/common/mod.rs"]
 mod common;
@@ -34,8 +36,21 @@ enum Mode {
 }
 
 fn main() {
-    let quick = std::env::args().any(|a| a == "--quick");
-    let (secs, counts): (u32, &[usize]) = if quick { (6, &[1, 2]) } else { (SECS, &COUNTS) };
+    let args: Vec<String> = std::env::args().collect();
+    let quick = args.iter().any(|a| a == "--quick");
+    // `--counts 1,2`: only these N (a per-recording cost needs N = 1 only).
+    let chosen: Option<Vec<usize>> = args
+        .iter()
+        .position(|a| a == "--counts")
+        .and_then(|i| args.get(i + 1))
+        .map(|list| {
+            list.split(',')
+                .map(|n| n.parse().expect("--counts 1,2,4"))
+                .collect()
+        });
+    let (secs, default_counts): (u32, &[usize]) =
+        if quick { (6, &[1, 2]) } else { (SECS, &COUNTS) };
+    let counts = chosen.as_deref().unwrap_or(default_counts);
     let work = tempfile::tempdir().unwrap();
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
