@@ -121,6 +121,11 @@ pub struct Config {
     #[arg(long, env = "SEGCAST_LISTEN", default_value = DEFAULT_LISTEN)]
     pub listen: SocketAddr,
 
+    /// Serve `GET /metrics` on this address only (e.g. 127.0.0.1:9464),
+    /// instead of on the main listener.
+    #[arg(long, env = "SEGCAST_METRICS_LISTEN")]
+    pub metrics_listen: Option<SocketAddr>,
+
     /// Directory holding recordings (chunks, segments, playlists).
     #[arg(long = "data", env = "SEGCAST_DATA", default_value = DEFAULT_DATA_DIR)]
     pub data_dir: PathBuf,

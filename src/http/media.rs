@@ -185,8 +185,15 @@ async fn serve(
     // Blocking requests hold one of their client's waiting slots while
     // they wait (docs/architecture.md, threat model).
     let client = request.extensions().get::<ClientAddr>().map(|c| c.0);
-    let slots = state.client_slots.clone();
-    let slot = move || client.map(|ip| slots.try_acquire(ip)).transpose();
+    let (slots, waiting) = (
+        state.client_slots.clone(),
+        state.metrics.waiting_requests.clone(),
+    );
+    let slot = move || {
+        client
+            .map(|ip| slots.try_acquire(ip).map(|s| s.counted(&waiting)))
+            .transpose()
+    };
     let from_memory = match file {
         MediaFile::MediaPlaylist(files) => {
             let blocking = blocking.parse()?;
