@@ -17,6 +17,7 @@ pub mod http;
 pub mod ingest;
 pub mod media;
 pub mod metrics;
+pub mod objects;
 pub mod publish;
 pub mod secrets;
 pub mod store;
@@ -85,7 +86,17 @@ pub async fn serve(
         _ => None,
     };
     let metrics_listen = config.metrics_listen;
+    let store_url = config.store.clone();
     let (router, library, metrics) = app(config).await?;
+    let mirror = match store_url {
+        Some(url) => {
+            let root = library.store().root().to_path_buf();
+            let mirror = objects::Mirror::open(&url, root, library.metrics().clone())?;
+            tracing::info!(bucket = %url.bucket, prefix = %url.prefix, "mirroring published media to object storage");
+            Some(tokio::spawn(mirror.run()))
+        }
+        None => None,
+    };
     let metrics_server = match metrics_listen {
         Some(addr) => Some(http::metrics::serve_apart(addr, metrics).await?),
         None => None,
@@ -100,7 +111,7 @@ pub async fn serve(
     }
     tracing::info!(addr = %listener.local_addr()?, "serving");
     let served = http::server::run(listener, shared, admission, tls, shutdown).await;
-    if let Some(task) = metrics_server {
+    for task in [metrics_server, mirror].into_iter().flatten() {
         task.abort();
     }
     library.shutdown().await;

@@ -116,6 +116,12 @@ pub struct Metrics {
     pub live_recordings: Gauge,
     /// Set from the file cache when scraped.
     pub media_cache_bytes: Gauge,
+    /// `--store`: objects and bytes uploaded, failed passes, recordings
+    /// waiting for a pass.
+    pub store_uploads: Counter,
+    pub store_upload_bytes: Counter,
+    pub store_failures: Counter,
+    pub store_pending: Gauge,
 }
 
 impl Default for Metrics {
@@ -143,6 +149,10 @@ impl Metrics {
             import_queue: Gauge::default(),
             live_recordings: Gauge::default(),
             media_cache_bytes: Gauge::default(),
+            store_uploads: Counter::default(),
+            store_upload_bytes: Counter::default(),
+            store_failures: Counter::default(),
+            store_pending: Gauge::default(),
         };
         // Every outcome from zero, so a rate over them exists from the start.
         for outcome in [
@@ -233,6 +243,26 @@ impl Metrics {
             "media_cache_bytes",
             "Bytes of finished media files held in memory (--media-cache-mb)",
             m.media_cache_bytes.clone(),
+        );
+        r.register(
+            "store_uploads",
+            "Objects uploaded to the --store bucket",
+            m.store_uploads.clone(),
+        );
+        r.register(
+            "store_upload_bytes",
+            "Bytes uploaded to the --store bucket",
+            m.store_upload_bytes.clone(),
+        );
+        r.register(
+            "store_failures",
+            "Mirror passes that failed and will be retried with backoff (the bucket is down or refuses)",
+            m.store_failures.clone(),
+        );
+        r.register(
+            "store_pending_recordings",
+            "Recordings with files not yet mirrored to the --store bucket",
+            m.store_pending.clone(),
         );
     }
 

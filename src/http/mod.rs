@@ -9,7 +9,7 @@ pub mod digest;
 mod file_cache;
 pub mod imports;
 mod live;
-mod media;
+pub(crate) mod media;
 pub mod metrics;
 mod pages;
 mod private;
