@@ -147,6 +147,8 @@ async fn process(
         cx.staging.clone(),
         cx.config.clone(),
         cx.jobs.clone(),
+        // The CLI serves no /metrics: counted, never read.
+        crate::metrics::Metrics::new(),
     );
     let mut status = task.status.clone();
     bar.set_message("queued");

@@ -121,6 +121,18 @@ pub struct Config {
     #[arg(long, env = "SEGCAST_LISTEN", default_value = DEFAULT_LISTEN)]
     pub listen: SocketAddr,
 
+    /// Serve `GET /metrics` on this address only (e.g. 127.0.0.1:9464),
+    /// instead of on the main listener.
+    #[arg(long, env = "SEGCAST_METRICS_LISTEN")]
+    pub metrics_listen: Option<SocketAddr>,
+
+    /// Also put published media in S3-compatible object storage
+    /// (`s3://bucket/prefix`), configured by the usual `AWS_ENDPOINT_URL`,
+    /// `AWS_REGION`, `AWS_ACCESS_KEY_ID`, `AWS_SECRET_ACCESS_KEY`. Local
+    /// disk stays the source; chunks stay local.
+    #[arg(long, env = "SEGCAST_STORE")]
+    pub store: Option<crate::objects::StoreUrl>,
+
     /// Directory holding recordings (chunks, segments, playlists).
     #[arg(long = "data", env = "SEGCAST_DATA", default_value = DEFAULT_DATA_DIR)]
     pub data_dir: PathBuf,

@@ -16,6 +16,8 @@ pub mod fdlimit;
 pub mod http;
 pub mod ingest;
 pub mod media;
+pub mod metrics;
+pub mod objects;
 pub mod publish;
 pub mod secrets;
 pub mod store;
@@ -28,9 +30,12 @@ use tokio::net::TcpListener;
 
 pub use config::Config;
 
+/// The HTTP app, its library, and `/metrics` alone (for `--metrics-listen`).
+pub type App = (axum::Router, Arc<ingest::library::Library>, axum::Router);
+
 /// Opens the library under `config.data_dir`, starts its watchers (the
 /// inbox, recordings imported by the CLI) and builds the HTTP app.
-pub async fn app(config: Config) -> std::io::Result<(axum::Router, Arc<ingest::library::Library>)> {
+pub async fn app(config: Config) -> std::io::Result<App> {
     http::imports::clean_staging(&config.data_dir);
     let library = ingest::library::Library::open(Arc::new(config)).await?;
     // Both need inotify; without it the server still serves, and says why
@@ -47,8 +52,9 @@ pub async fn app(config: Config) -> std::io::Result<(axum::Router, Arc<ingest::l
             tracing::error!(%error, "recordings added by `segcast import` are not picked up until a restart");
         }
     });
-    let router = http::router(http::AppState::new(library.clone())?);
-    Ok((router, library))
+    let state = http::AppState::new(library.clone())?;
+    let metrics = http::metrics::standalone(state.clone());
+    Ok((http::router(state), library, metrics))
 }
 
 /// Serves until `shutdown` resolves; then stops accepting connections,
@@ -79,7 +85,22 @@ pub async fn serve(
         (Some(cert), Some(key)) => Some(http::tls::acceptor(cert, key)?),
         _ => None,
     };
-    let (router, library) = app(config).await?;
+    let metrics_listen = config.metrics_listen;
+    let store_url = config.store.clone();
+    let (router, library, metrics) = app(config).await?;
+    let mirror = match store_url {
+        Some(url) => {
+            let root = library.store().root().to_path_buf();
+            let mirror = objects::Mirror::open(&url, root, library.metrics().clone())?;
+            tracing::info!(bucket = %url.bucket, prefix = %url.prefix, "mirroring published media to object storage");
+            Some(tokio::spawn(mirror.run()))
+        }
+        None => None,
+    };
+    let metrics_server = match metrics_listen {
+        Some(addr) => Some(http::metrics::serve_apart(addr, metrics).await?),
+        None => None,
+    };
     let shared = http::connection::Shared {
         router,
         policy,
@@ -90,6 +111,9 @@ pub async fn serve(
     }
     tracing::info!(addr = %listener.local_addr()?, "serving");
     let served = http::server::run(listener, shared, admission, tls, shutdown).await;
+    for task in [metrics_server, mirror].into_iter().flatten() {
+        task.abort();
+    }
     library.shutdown().await;
     served
 }

@@ -25,6 +25,8 @@ enum Command {
     // The server's own settings (listening, upload limits, the inbox) mean
     // nothing here: accepted, so one environment serves both, but not shown.
     #[command(mut_arg("listen", |a| a.hide(true)))]
+    #[command(mut_arg("metrics_listen", |a| a.hide(true)))]
+    #[command(mut_arg("store", |a| a.hide(true)))]
     #[command(mut_arg("publish_key", |a| a.hide(true)))]
     #[command(mut_arg("max_chunk_bytes", |a| a.hide(true)))]
     #[command(mut_arg("max_recording_bytes", |a| a.hide(true)))]

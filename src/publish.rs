@@ -124,6 +124,8 @@ pub struct HlsPublisher {
     edge: Option<Arc<LiveEdge>>,
     /// See [`Rendition::available_from_ms`].
     available_from_ms: Option<u64>,
+    /// Counts segments and parts published; `None` for the CLI importer.
+    metrics: Option<crate::metrics::Metrics>,
 }
 
 /// Now, in Unix milliseconds.
@@ -155,7 +157,14 @@ impl HlsPublisher {
             playlists_written: None,
             unlisted_segments: false,
             edge: None,
+            metrics: None,
         }
+    }
+
+    /// Counts the segments and parts this publisher lists.
+    pub fn with_metrics(mut self, metrics: crate::metrics::Metrics) -> Self {
+        self.metrics = Some(metrics);
+        self
     }
 
     /// Also publishes every part and playlist to `edge`, for live viewers.
@@ -316,6 +325,9 @@ impl HlsPublisher {
                         None => bytes,
                     };
                     edge.add_part(out.files, part_index, place.seq, Bytes::from(bytes));
+                    if let Some(metrics) = &self.metrics {
+                        metrics.parts_published.inc();
+                    }
                 }
             }
             out.timeline.open = out
@@ -406,6 +418,9 @@ impl HlsPublisher {
             self.available_from_ms = Some(unix_ms().saturating_sub(dur_ms));
         }
         out.timeline.segments.push(closed.segment);
+        if let Some(metrics) = &self.metrics {
+            metrics.segments_published.inc();
+        }
         Ok(true)
     }
 

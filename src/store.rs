@@ -26,7 +26,7 @@ use crate::transcode::live_plan::LivePlan;
 
 const META_FILE: &str = "recording.json";
 const CHUNKS_DIR: &str = "chunks";
-const HLS_DIR: &str = "hls";
+pub const HLS_DIR: &str = "hls";
 /// An imported file, byte for byte.
 const ORIGINAL_FILE: &str = "original";
 const CHUNK_SUFFIX: &str = ".chunk";

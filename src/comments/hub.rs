@@ -53,6 +53,8 @@ pub struct CommentHub {
     queue: usize,
     rate: Mutex<RateLimiter>,
     channels: Mutex<HashMap<String, Arc<Channel>>>,
+    /// Comments accepted (`GET /metrics`).
+    posted: prometheus_client::metrics::counter::Counter,
 }
 
 /// One recording's comments and sockets.
@@ -104,7 +106,17 @@ impl CommentHub {
                 Duration::from_secs(config.comment_rate_window_s),
             )),
             channels: Mutex::default(),
+            posted: Default::default(),
         }
+    }
+
+    /// Counts accepted comments on `posted` (the server's metrics).
+    pub fn with_posted_counter(
+        mut self,
+        posted: prometheus_client::metrics::counter::Counter,
+    ) -> Self {
+        self.posted = posted;
+        self
     }
 
     /// The comments of a recording, oldest first. The caller checked that
@@ -142,6 +154,7 @@ impl CommentHub {
             .push(comment.clone());
         let message = Bytes::from(comment_message(&comment));
         let _ = channel.events.send(Event::Message(message));
+        self.posted.inc();
         Ok(comment)
     }
 

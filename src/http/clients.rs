@@ -182,6 +182,16 @@ pub struct ClientSlots {
 #[derive(Debug)]
 pub struct SlotGuard {
     _held: Held,
+    /// A gauge of waiting requests this slot counts in, if any.
+    _counted: Option<crate::metrics::GaugeGuard>,
+}
+
+impl SlotGuard {
+    /// Also counts this slot in `gauge` while it is held.
+    pub fn counted(mut self, gauge: &prometheus_client::metrics::gauge::Gauge) -> Self {
+        self._counted = Some(crate::metrics::Metrics::hold(gauge));
+        self
+    }
 }
 
 impl ClientSlots {
@@ -204,7 +214,10 @@ impl ClientSlots {
                 ),
                 retry_after_s: CLIENT_RETRY_AFTER_S,
             })?;
-        Ok(SlotGuard { _held: held })
+        Ok(SlotGuard {
+            _held: held,
+            _counted: None,
+        })
     }
 
     /// Slots `client` holds now.

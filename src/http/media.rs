@@ -77,7 +77,7 @@ async fn time() -> Response {
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum MediaFile {
+pub(crate) enum MediaFile {
     Multivariant,
     /// The DASH manifest.
     Manifest,
@@ -92,7 +92,7 @@ enum MediaFile {
 
 /// How long clients and CDNs may keep a response.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum CachePolicy {
+pub(crate) enum CachePolicy {
     /// Never changes once published (segments, init).
     Immutable,
     /// Grows while live: always revalidate.
@@ -101,15 +101,19 @@ enum CachePolicy {
 
 impl CachePolicy {
     fn header(self) -> HeaderValue {
-        HeaderValue::from_static(match self {
+        HeaderValue::from_static(self.as_str())
+    }
+
+    pub(crate) fn as_str(self) -> &'static str {
+        match self {
             Self::Immutable => "public, max-age=31536000, immutable",
             Self::Revalidate => "no-cache",
-        })
+        }
     }
 }
 
 impl MediaFile {
-    fn parse(name: &str) -> Option<Self> {
+    pub(crate) fn parse(name: &str) -> Option<Self> {
         match name {
             MULTIVARIANT_FILE => return Some(Self::Multivariant),
             MPD_FILE => return Some(Self::Manifest),
@@ -140,7 +144,7 @@ impl MediaFile {
         }
     }
 
-    fn content_type(self) -> &'static str {
+    pub(crate) fn content_type(self) -> &'static str {
         match self {
             Self::Multivariant | Self::MediaPlaylist(_) => "application/vnd.apple.mpegurl",
             Self::Manifest => "application/dash+xml",
@@ -151,7 +155,7 @@ impl MediaFile {
         }
     }
 
-    fn cache(self) -> CachePolicy {
+    pub(crate) fn cache(self) -> CachePolicy {
         match self {
             Self::Init(_) | Self::Segment(..) | Self::Part(..) => CachePolicy::Immutable,
             _ => CachePolicy::Revalidate,
@@ -185,8 +189,15 @@ async fn serve(
     // Blocking requests hold one of their client's waiting slots while
     // they wait (docs/architecture.md, threat model).
     let client = request.extensions().get::<ClientAddr>().map(|c| c.0);
-    let slots = state.client_slots.clone();
-    let slot = move || client.map(|ip| slots.try_acquire(ip)).transpose();
+    let (slots, waiting) = (
+        state.client_slots.clone(),
+        state.metrics.waiting_requests.clone(),
+    );
+    let slot = move || {
+        client
+            .map(|ip| slots.try_acquire(ip).map(|s| s.counted(&waiting)))
+            .transpose()
+    };
     let from_memory = match file {
         MediaFile::MediaPlaylist(files) => {
             let blocking = blocking.parse()?;

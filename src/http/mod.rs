@@ -9,7 +9,8 @@ pub mod digest;
 mod file_cache;
 pub mod imports;
 mod live;
-mod media;
+pub(crate) mod media;
+pub mod metrics;
 mod pages;
 mod private;
 pub mod recordings;
@@ -39,11 +40,15 @@ pub struct AppState {
     pub file_cache: file_cache::FileCache,
     /// Signs and checks share tokens (`--token-secret` or `<data>/token-secret`).
     pub signer: Arc<crate::access::ShareSigner>,
+    /// The server's counters (`GET /metrics`).
+    pub metrics: crate::metrics::Metrics,
 }
 
 impl AppState {
     pub fn new(library: Arc<Library>) -> std::io::Result<Self> {
-        let comments = CommentHub::new(library.store().clone(), library.config());
+        let metrics = library.metrics().clone();
+        let comments = CommentHub::new(library.store().clone(), library.config())
+            .with_posted_counter(metrics.comments_posted.clone());
         let config = library.config();
         let waiting = config.max_waiting_per_client;
         let file_cache = file_cache::FileCache::new(config.media_cache_mb << 20);
@@ -55,6 +60,7 @@ impl AppState {
             client_slots: Arc::new(clients::ClientSlots::new(waiting)),
             comments: Arc::new(comments),
             file_cache,
+            metrics,
         })
     }
 }
@@ -71,8 +77,13 @@ pub fn router(state: AppState) -> Router {
         .merge(private::router())
         .merge(pages::router())
         .route("/healthz", get(healthz))
+        .merge(metrics::router(state.library.config()))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            metrics::count_request,
+        ))
         // The path only: a query may hold a share token, which must never
         // reach a log.
         .layer(TraceLayer::new_for_http().make_span_with(

@@ -126,11 +126,12 @@ pub fn spawn(
     store: Store,
     config: Arc<Config>,
     jobs: Arc<Semaphore>,
+    metrics: crate::metrics::Metrics,
 ) -> TaskHandle {
     let span = tracing::info_span!("import", id = %meta.id);
     let (cmd_tx, cmd_rx) = mpsc::channel(16);
     let (core, handle, events_rx) =
-        TaskCore::new(meta, &ChunkSet::default(), store, config, cmd_tx);
+        TaskCore::new(meta, &ChunkSet::default(), store, config, cmd_tx, metrics);
     let task = ImportTask {
         core,
         transcoder: None,
@@ -152,12 +153,14 @@ impl ImportTask {
     ) {
         if self.core.state() == State::Processing {
             // Queue for a job slot, still answering (a delete, say).
+            let queued = crate::metrics::Metrics::hold(&self.core.metrics.import_queue);
             let acquire = self.jobs.clone().acquire_owned();
             tokio::pin!(acquire);
             loop {
                 tokio::select! {
                     permit = &mut acquire => {
                         self.permit = permit.ok();
+                        drop(queued);
                         break;
                     }
                     cmd = cmds.recv() => if !self.on_command(cmd, &mut events).await {
@@ -251,6 +254,7 @@ impl ImportTask {
             .await
             .ok()
             .flatten();
+        self.core.metrics.ffmpeg_starts.inc();
         match self.start_transcoder(&plan, saved.unwrap_or_default()) {
             Ok(t) => {
                 // Everything ffmpeg reads comes from the file.
@@ -258,6 +262,7 @@ impl ImportTask {
                 self.transcoder = Some(t);
             }
             Err(e) => {
+                self.core.metrics.ffmpeg_failures.inc();
                 let ffmpeg = self.core.config.ffmpeg.display().to_string();
                 self.fail(format!("cannot start ffmpeg ({ffmpeg}): {e}"))
                     .await
@@ -283,7 +288,9 @@ impl ImportTask {
         Transcoder::spawn(
             &self.core.config.ffmpeg,
             &import_args(&input, plan, &settings),
-            HlsPublisher::resume(publish, published).with_edge(self.core.edge.clone()),
+            HlsPublisher::resume(publish, published)
+                .with_edge(self.core.edge.clone())
+                .with_metrics(self.core.metrics.clone()),
             self.core.events_tx.clone(),
             tracing::Span::current(),
         )
@@ -313,6 +320,7 @@ impl ImportTask {
                 self.permit = None;
                 match outcome {
                     Ok(timeline) if timeline.primary().segments.is_empty() => {
+                        self.core.metrics.ffmpeg_failures.inc();
                         self.fail("ffmpeg produced no media from this file".into())
                             .await
                     }
@@ -325,7 +333,10 @@ impl ImportTask {
                             self.core.mark_ready(&timeline).await;
                         }
                     }
-                    Err(reason) => self.fail(reason).await,
+                    Err(reason) => {
+                        self.core.metrics.ffmpeg_failures.inc();
+                        self.fail(reason).await
+                    }
                 }
             }
         }

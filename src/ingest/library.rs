@@ -16,6 +16,7 @@ use crate::access::Access;
 use crate::config::Config;
 use crate::edge::LiveEdge;
 use crate::error::{Error, Result};
+use crate::metrics::Metrics;
 use crate::secrets::KeyStore;
 use crate::store::{
     is_valid_id, ImportInfo, ImportOrigin, PutOutcome, RecordingMeta, State, Store,
@@ -134,6 +135,8 @@ pub struct Library {
     recordings: RwLock<HashMap<String, Recording>>,
     /// Ids deleted since start-up, answered 410 instead of 404.
     deleted: Mutex<HashSet<String>>,
+    /// The server's counters (`GET /metrics`).
+    metrics: Metrics,
 }
 
 impl Library {
@@ -152,6 +155,7 @@ impl Library {
             config,
             recordings: RwLock::default(),
             deleted: Mutex::default(),
+            metrics: Metrics::new(),
         };
         for (meta, seqs) in loaded {
             library.start(meta, seqs);
@@ -175,9 +179,10 @@ impl Library {
         let id = meta.id.clone();
         let import = meta.import.clone().map(Arc::new);
         let (store, config) = (self.store.clone(), self.config.clone());
+        let metrics = self.metrics.clone();
         let handle = match &import {
-            Some(_) => import::spawn(meta, store, config, self.import_jobs.clone()),
-            None => live::spawn(meta, seqs, store, config),
+            Some(_) => import::spawn(meta, store, config, self.import_jobs.clone(), metrics),
+            None => live::spawn(meta, seqs, store, config, metrics),
         };
         let recording = Recording {
             import,
@@ -223,6 +228,11 @@ impl Library {
 
     pub fn store(&self) -> &Store {
         &self.store
+    }
+
+    /// The server's counters (`GET /metrics`).
+    pub fn metrics(&self) -> &Metrics {
+        &self.metrics
     }
 
     /// Creates a recording; returns its status and its upload token.

@@ -15,6 +15,7 @@ use tracing::Instrument;
 use crate::config::Config;
 use crate::error::{Error, Result};
 use crate::media::timeline::Rendition;
+use crate::metrics::{ChunkOutcome, LagQueue, Metrics};
 use crate::publish::{HlsPublisher, PublishSettings};
 use crate::store::{PutOutcome, RecordingMeta, State, Store};
 use crate::transcode::args::{declared_bits_per_s, live_args, EncodeSettings};
@@ -67,6 +68,8 @@ pub struct LiveTask {
     /// The first chunks were last probed when this many were contiguous
     /// (and whether that was all of them): probe again only on news.
     probed: Option<(u64, bool)>,
+    /// Chunks acknowledged whose media is not listed yet (publish lag).
+    lag: LagQueue,
 }
 
 /// Starts the task of a recording; returns its command channel and status.
@@ -75,12 +78,13 @@ pub fn spawn(
     stored_seqs: Vec<u64>,
     store: Store,
     config: Arc<Config>,
+    metrics: Metrics,
 ) -> TaskHandle {
     let chunks = ChunkSet::from_stored(stored_seqs);
     let span = tracing::info_span!("recording", id = %meta.id);
     let (cmd_tx, cmd_rx) = mpsc::channel(64);
     let fresh = meta.state == State::Recording && chunks.received() == 0;
-    let (core, handle, events_rx) = TaskCore::new(meta, &chunks, store, config, cmd_tx);
+    let (core, handle, events_rx) = TaskCore::new(meta, &chunks, store, config, cmd_tx, metrics);
     if fresh {
         // Before the creator even has the id: the playlist URL answers
         // (empty, live, hinting part 0) from the first request on.
@@ -96,6 +100,7 @@ pub fn spawn(
         input_ended: false,
         container: None,
         probed: None,
+        lag: LagQueue::default(),
     };
     tokio::spawn(task.run(cmd_rx, events_rx).instrument(span));
     handle
@@ -117,6 +122,7 @@ impl LiveTask {
         self.plan_if_needed().await;
         let idle = std::time::Duration::from_secs(self.core.config.idle_timeout_s);
         let mut idle_deadline = tokio::time::Instant::now() + idle;
+        let mut listings = self.core.edge.subscribe();
         loop {
             let waiting_for_chunks = self.core.state() == State::Recording;
             tokio::select! {
@@ -126,7 +132,10 @@ impl LiveTask {
                 cmd = cmds.recv() => match cmd {
                     Some(Command::Put { seq, bytes, reply }) => {
                         idle_deadline = tokio::time::Instant::now() + idle;
-                        let _ = reply.send(self.put(seq, bytes).await);
+                        let len = bytes.len() as u64;
+                        let answer = self.put(seq, bytes).await;
+                        self.core.metrics.chunk(chunk_outcome(&answer), len);
+                        let _ = reply.send(answer);
                     }
                     Some(Command::Finish { total, reply }) => {
                         let _ = reply.send(self.finish(total).await);
@@ -145,6 +154,11 @@ impl LiveTask {
                     None => break,
                 },
                 Some(event) = events.recv() => self.on_transcode_event(event).await,
+                Ok(()) = listings.changed() => {
+                    for lag_s in self.lag.listed(std::time::Instant::now()) {
+                        self.core.metrics.publish_lag.observe(lag_s);
+                    }
+                }
             }
             self.plan_if_needed().await;
             self.publish_status();
@@ -234,6 +248,7 @@ impl LiveTask {
             }
             PutOutcome::Stored => {
                 self.stored_bytes += len;
+                self.lag.acknowledged(std::time::Instant::now());
                 let before = self.chunks.contiguous();
                 let grew = self.chunks.insert(seq) > 0;
                 match first.flatten() {
@@ -261,9 +276,14 @@ impl LiveTask {
         };
         if contiguous > from && self.transcoder.is_none() && self.core.state() != State::Failed {
             self.ffmpeg_starts += 1;
+            self.core.metrics.ffmpeg_starts.inc();
+            if self.ffmpeg_starts > 1 {
+                self.core.metrics.ffmpeg_restarts.inc();
+            }
             match self.start_transcoder(&plan) {
                 Ok(t) => self.transcoder = Some(t),
                 Err(e) => {
+                    self.core.metrics.ffmpeg_failures.inc();
                     self.core.meta.state = State::Failed;
                     self.core.meta.error = Some(format!(
                         "cannot start ffmpeg ({}): {e}",
@@ -280,6 +300,7 @@ impl LiveTask {
         for seq in from..contiguous {
             transcoder.feed(self.core.store.chunk_path(self.core.id(), seq));
         }
+        self.lag.fed();
         let complete = self
             .core
             .meta
@@ -306,8 +327,9 @@ impl LiveTask {
             playlist_interval_ms: 0,
             key: self.core.content_key()?,
         };
-        let publisher =
-            HlsPublisher::resume(publish, self.timeline.clone()).with_edge(self.core.edge.clone());
+        let publisher = HlsPublisher::resume(publish, self.timeline.clone())
+            .with_edge(self.core.edge.clone())
+            .with_metrics(self.core.metrics.clone());
         Transcoder::spawn(
             &self.core.config.ffmpeg,
             &live_args(&settings, plan),
@@ -527,6 +549,7 @@ impl LiveTask {
         if self.core.state() == State::Failed {
             return;
         }
+        self.core.metrics.ffmpeg_failures.inc();
         let attempts = self.core.config.ffmpeg_attempts;
         if self.ffmpeg_starts >= attempts {
             let plural = if attempts == 1 { "" } else { "s" };
@@ -560,6 +583,15 @@ impl LiveTask {
 
 /// A chunk that could not be stored is not acknowledged: the client keeps
 /// it and retries (5xx). A full disk or quota says so with 507.
+/// How a chunk upload ended, for the chunks counter.
+fn chunk_outcome(answer: &Result<(PutOutcome, ChunkReceipt)>) -> ChunkOutcome {
+    match answer {
+        Ok((PutOutcome::Stored, _)) => ChunkOutcome::Stored,
+        Ok((PutOutcome::Duplicate, _)) => ChunkOutcome::Duplicate,
+        Ok((PutOutcome::Conflict, _)) | Err(_) => ChunkOutcome::Refused,
+    }
+}
+
 fn storage_error(seq: u64, err: std::io::Error) -> Error {
     tracing::error!(seq, error = %err, "cannot store chunk");
     Error::storage(

@@ -13,6 +13,7 @@ use crate::error::{Error, Result};
 use crate::media::dash::{render_mpd, MpdSettings, MPD_FILE};
 use crate::media::hls::{render_multivariant, PlaylistSettings};
 use crate::media::timeline::Rendition;
+use crate::metrics::Metrics;
 use crate::store::{RecordingMeta, State, Store};
 use crate::transcode::args::{declared_bits_per_s, EncodeSettings};
 use crate::transcode::poster::{make_poster, POSTER_FILE};
@@ -57,6 +58,8 @@ pub struct TaskCore {
     pub video: Option<StreamAction>,
     status: watch::Sender<RecordingStatus>,
     pub edge: Arc<LiveEdge>,
+    /// The server's counters (`GET /metrics`).
+    pub metrics: Metrics,
 }
 
 impl TaskCore {
@@ -68,6 +71,7 @@ impl TaskCore {
         store: Store,
         config: Arc<Config>,
         cmds: mpsc::Sender<Command>,
+        metrics: Metrics,
     ) -> (Self, TaskHandle, mpsc::UnboundedReceiver<TranscodeEvent>) {
         let has_poster = store.hls_dir(&meta.id).join(POSTER_FILE).exists();
         let has_dash = store.hls_dir(&meta.id).join(MPD_FILE).exists();
@@ -99,6 +103,7 @@ impl TaskCore {
             },
             status,
             edge: edge.clone(),
+            metrics,
         };
         let handle = TaskHandle {
             cmds,
