@@ -501,14 +501,28 @@ async fn waiting_requests_hold_a_client_slot_until_they_end() {
     };
     let first = spawn_get(&server, blocking.clone());
     let second = spawn_get(&server, format!("/media/{id}/part-000000.m4s"));
+    // Both are waiting once the server's waiting gauge says so.
     let deadline = std::time::Instant::now() + Duration::from_secs(10);
-    let refused = loop {
-        // Until both are waiting, a third may still get a slot.
-        if let Some(resp) = try_wait(blocking.clone()).await {
-            break resp;
+    loop {
+        let metrics = server.text("/metrics").await;
+        let waiting = metrics
+            .lines()
+            .find(|l| l.starts_with("segcast_http_waiting_requests "))
+            .and_then(|l| l.split_whitespace().nth(1)?.parse::<f64>().ok());
+        if waiting == Some(2.0) {
+            break;
         }
-        assert!(std::time::Instant::now() < deadline, "never refused");
-    };
+        assert!(
+            !first.is_finished() && !second.is_finished(),
+            "a waiter ended early"
+        );
+        assert!(
+            std::time::Instant::now() < deadline,
+            "never both waiting: {waiting:?}"
+        );
+        tokio::task::yield_now().await;
+    }
+    let refused = try_wait(blocking.clone()).await.expect("answered at once");
     assert_eq!(refused.status(), 429);
     assert!(refused.headers().contains_key("retry-after"));
     // A request that does not wait needs no slot.
