@@ -21,6 +21,7 @@
 
 #[path = "../tests/common/mod.rs"]
 mod common;
+use common::cpu_s;
 
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -119,18 +120,6 @@ struct Run {
     lag_max_s: f64,
     tail_max_s: f64,
     video: String,
-}
-
-/// CPU seconds used so far by this process and its reaped children.
-fn cpu_s() -> f64 {
-    let usage = |who| {
-        // SAFETY: getrusage fills the struct we own.
-        let mut u: libc::rusage = unsafe { std::mem::zeroed() };
-        unsafe { libc::getrusage(who, &mut u) };
-        let tv = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 / 1e6;
-        tv(u.ru_utime) + tv(u.ru_stime)
-    };
-    usage(libc::RUSAGE_SELF) + usage(libc::RUSAGE_CHILDREN)
 }
 
 async fn run(bytes: &[u8], secs: u32, n: usize) -> Run {

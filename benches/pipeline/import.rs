@@ -12,7 +12,8 @@ use std::time::{Duration, Instant};
 
 use segcast::transcode::args::{encode_args, EncodeSettings};
 
-use super::{cpu_s, run_plain_hls, wait_status, Cost, InProcess};
+use super::common::cpu_s;
+use super::{run_plain_hls, wait_status, Cost, InProcess};
 
 /// Status polling: fine enough not to blur sub-second imports. Each poll
 /// is an HTTP request served in this process, so the waits for ready use

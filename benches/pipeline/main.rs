@@ -19,6 +19,7 @@ mod import;
 
 #[path = "../../tests/common/mod.rs"]
 mod common;
+use common::cpu_s;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -148,18 +149,6 @@ impl std::fmt::Display for Cost {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(f, "wall {:6.2} s, cpu {:6.2} s", self.wall_s, self.cpu_s)
     }
-}
-
-/// CPU seconds used so far by this process and its waited-for children.
-fn cpu_s() -> f64 {
-    let usage = |who| {
-        let mut u: libc::rusage = unsafe { std::mem::zeroed() };
-        // SAFETY: getrusage fills the struct we own.
-        unsafe { libc::getrusage(who, &mut u) };
-        let tv = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 / 1e6;
-        tv(u.ru_utime) + tv(u.ru_stime)
-    };
-    usage(libc::RUSAGE_SELF) + usage(libc::RUSAGE_CHILDREN)
 }
 
 /// A 720p VP8/Opus WebM whose clusters last `cluster_ms`, so it can be cut

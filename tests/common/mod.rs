@@ -650,3 +650,16 @@ pub fn cli_value(flag: &str) -> Option<String> {
 pub fn cli_number(flag: &str, default: usize) -> usize {
     cli_value(flag).map_or(default, |v| v.parse().expect("a number"))
 }
+
+/// CPU seconds used so far by this process and its waited-for children
+/// (every ffmpeg and ffprobe it reaped): the benchmarks' cost measure.
+pub fn cpu_s() -> f64 {
+    let usage = |who| {
+        // SAFETY: getrusage fills the struct we own.
+        let mut u: libc::rusage = unsafe { std::mem::zeroed() };
+        unsafe { libc::getrusage(who, &mut u) };
+        let tv = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 / 1e6;
+        tv(u.ru_utime) + tv(u.ru_stime)
+    };
+    usage(libc::RUSAGE_SELF) + usage(libc::RUSAGE_CHILDREN)
+}
