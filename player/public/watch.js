@@ -98,6 +98,13 @@ function startDash(status) {
   dash = window.dashjs.MediaPlayer().create();
   dash.updateSettings({ streaming: { delay: { liveDelayFragmentCount: 1.5 } } });
   window.segcastDash = dash;
+  // dash.js retries segment requests itself; what reaches ERROR is final, so
+  // the viewer is told (and the end-to-end tests can say why a stall stalled).
+  dash.on(window.dashjs.MediaPlayer.events.ERROR, (event) => {
+    const text = event.error?.message ?? String(event.error?.code ?? 'unknown');
+    (window.segcastPlayerErrors ??= []).push(text);
+    show(`Playback stopped: ${text}`, 'error');
+  });
   dash.initialize(video, status.dash, true);
   return true;
 }

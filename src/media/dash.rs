@@ -63,7 +63,7 @@ pub fn render_mpd(rendition: &Rendition, settings: &MpdSettings) -> Option<Strin
         let _ = writeln!(
             out,
             " type=\"static\" mediaPresentationDuration=\"{}\">",
-            duration(primary.duration_ms())
+            duration(presentation_duration_ms(rendition))
         );
     } else {
         let _ = writeln!(
@@ -179,6 +179,29 @@ fn timeline_entries(out: &mut String, segments: &[Segment]) {
     }
 }
 
+/// From the period's time 0 (the primary track's first sample) to the end
+/// of whichever track ends last, rounded up. Not the primary track's own
+/// duration: AAC's last frame usually runs a few milliseconds past the
+/// video, the browser's media element then ends there, and dash.js, seeing
+/// its clock pass the period's end first, "ends" playback itself by seeking
+/// back half a second and pausing (StreamController's playback-ended timer).
+fn presentation_duration_ms(rendition: &Rendition) -> u64 {
+    let primary = rendition.primary();
+    let origin_ms = primary.segments.first().map_or(0, |first| {
+        first.start_ticks * 1000 / u64::from(primary.info.timescale.max(1))
+    });
+    rendition
+        .tracks
+        .iter()
+        .filter_map(|track| {
+            let last = track.segments.last()?;
+            Some((last.end_ticks() * 1000).div_ceil(u64::from(track.info.timescale.max(1))))
+        })
+        .max()
+        .unwrap_or(origin_ms)
+        .saturating_sub(origin_ms)
+}
+
 fn longest_segment_ms(rendition: &Rendition) -> u64 {
     let primary = rendition.primary();
     let timescale = u64::from(primary.info.timescale.max(1));
@@ -262,6 +285,31 @@ mod tests {
         assert_eq!(
             out,
             "            <S t=\"0\" d=\"180000\" r=\"2\"/>\n            <S t=\"540009\" d=\"180000\"/>\n"
+        );
+    }
+
+    #[test]
+    fn the_presentation_lasts_until_the_last_track_ends() {
+        let mut tl = rendition(true);
+        // The fixture's video (8.0667 s) outlasts its audio: rounded up.
+        let video_ms = tl.tracks[0].duration_ms();
+        assert!(render_mpd(&tl, &SETTINGS).unwrap().contains(&format!(
+            "mediaPresentationDuration=\"{}\"",
+            duration(video_ms + 1)
+        )));
+        // Audio running 11 ms (and a fraction) past the video, as AAC does.
+        let audio = &mut tl.tracks[1];
+        let timescale = u64::from(audio.info.timescale);
+        let video_end_ticks = video_ms * timescale / 1000;
+        let last = audio.segments.last_mut().unwrap();
+        last.dur_ticks = video_end_ticks + timescale * 113 / 10_000 - last.start_ticks;
+        let ended = render_mpd(&tl, &SETTINGS).unwrap();
+        assert!(
+            ended.contains(&format!(
+                "mediaPresentationDuration=\"{}\"",
+                duration(video_ms + 12)
+            )),
+            "{ended}"
         );
     }
 

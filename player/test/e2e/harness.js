@@ -110,3 +110,27 @@ export async function uploadCounters(page) {
     pending: Number(document.getElementById('pending').textContent),
   }));
 }
+
+/** What the page's <video> is doing: the message a timed-out wait fails with,
+ * so a stall says where it stalled (position, buffered ranges, errors). */
+export async function videoState(page) {
+  return page.evaluate(() => {
+    const v = document.getElementById('video');
+    const ranges = (r) => Array.from({ length: r.length }, (_, i) => `${r.start(i).toFixed(2)}-${r.end(i).toFixed(2)}`).join(',');
+    return JSON.stringify({
+      currentTime: v.currentTime, duration: v.duration, paused: v.paused, ended: v.ended,
+      readyState: v.readyState, networkState: v.networkState, error: v.error?.message ?? null,
+      buffered: ranges(v.buffered), played: ranges(v.played), errors: window.segcastPlayerErrors ?? [],
+    });
+  });
+}
+
+/** `page.waitForFunction` over the video element that, on timeout, fails with
+ * the video's state instead of a bare "Timeout exceeded". */
+export async function waitForVideo(page, predicate, arg, timeout) {
+  try {
+    await page.waitForFunction(predicate, arg, { timeout });
+  } catch (err) {
+    throw new Error(`${err.message}\nvideo: ${await videoState(page).catch((e) => e.message)}`);
+  }
+}
