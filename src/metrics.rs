@@ -276,9 +276,9 @@ impl Metrics {
         }
     }
 
-    pub fn http_request(&self, route: &str, method: &axum::http::Method, status: u16) {
+    pub fn http_request(&self, route: String, method: &axum::http::Method, status: u16) {
         let labels = HttpLabels {
-            route: route.to_string(),
+            route,
             method: method.into(),
             status: status_class(status),
         };
@@ -367,7 +367,7 @@ mod tests {
         let metrics = Metrics::new();
         metrics.chunk(ChunkOutcome::Stored, 10);
         metrics.chunk(ChunkOutcome::Refused, 99);
-        metrics.http_request("/api/recordings/{id}", &axum::http::Method::GET, 404);
+        metrics.http_request("/api/recordings/{id}".into(), &axum::http::Method::GET, 404);
         let text = metrics.render();
         assert!(
             text.contains("segcast_chunks_received_total{outcome=\"stored\"} 1"),

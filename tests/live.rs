@@ -378,6 +378,13 @@ async fn parts_are_the_bytes_of_their_segments_from_memory_and_after_a_restart()
         served.push(std::fs::read(hls.join(file)).unwrap());
         std::fs::remove_file(hls.join(file)).unwrap();
     }
+    // A segment this large is mapped and sent with sendfile(2)
+    // (src/http/zero_copy.rs), here from a file already deleted.
+    assert!(
+        served[1].len() as u64 >= segcast::http::zero_copy::MAP_MIN_BYTES,
+        "segment of {} bytes: too small to take the zero-copy path",
+        served[1].len()
+    );
     for (file, bytes) in ["media.m3u8", "seg-00000.m4s"].iter().zip(&served) {
         let resp = server.get(&format!("/media/{id}/{file}")).await;
         assert_eq!(resp.status(), 200, "{file} from memory");

@@ -689,6 +689,23 @@ async fn https_serves_the_record_page_and_the_api() {
         .await
         .unwrap();
     assert_eq!(status.status(), 200);
+    // A segment large enough to be memory-mapped (src/http/zero_copy.rs):
+    // over TLS its mapped bytes are encrypted as they are, not sendfile'd.
+    let id = body["id"].as_str().unwrap();
+    let hls = server.data.path().join("recordings").join(id).join("hls");
+    std::fs::create_dir_all(&hls).unwrap();
+    let segment: Vec<u8> = (0..300_000u32).map(|i| (i % 251) as u8).collect();
+    std::fs::write(hls.join("seg-00007.m4s"), &segment).unwrap();
+    let served = client
+        .get(format!("{base}/media/{id}/seg-00007.m4s"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(served.status(), 200);
+    assert!(
+        served.bytes().await.unwrap() == segment[..],
+        "the segment over TLS"
+    );
     // A client that does not trust the certificate refuses the server,
     // and plain HTTP gets no answer from the TLS port.
     let untrusting = reqwest::Client::builder()

@@ -37,6 +37,7 @@ use tower::ServiceExt;
 use tower_http::timeout::TimeoutBody;
 
 use super::clients::{client_addr, ClientAddr, ConnectionPermit};
+use super::zero_copy::{self, SendFile};
 use crate::config::Config;
 
 /// The timeouts every connection is held to: set here and nowhere else.
@@ -75,7 +76,7 @@ pub async fn serve<I>(
     shared: Arc<Shared>,
     shutdown: CancellationToken,
 ) where
-    I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    I: AsyncRead + AsyncWrite + SendFile + Unpin + Send + 'static,
 {
     let ConnectionPolicy {
         header_timeout,
@@ -245,21 +246,53 @@ impl<I: AsyncRead + Unpin> AsyncRead for Tracked<I> {
     }
 }
 
-impl<I: AsyncWrite + Unpin> AsyncWrite for Tracked<I> {
+impl<I: SendFile> Tracked<I> {
+    /// `buf` sent with `sendfile(2)` if it lies in a mapped media file and
+    /// the stream can (see [`zero_copy`]).
+    fn poll_mapped(&self, cx: &mut Context<'_>, buf: &[u8]) -> Option<Poll<io::Result<usize>>> {
+        if !self.io.can_send_file() {
+            return None;
+        }
+        let (file, offset) = zero_copy::locate(buf)?;
+        self.io.poll_send_file(cx, &file, offset, buf.len())
+    }
+}
+
+impl<I: AsyncWrite + SendFile + Unpin> AsyncWrite for Tracked<I> {
     fn poll_write(
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
+        if let Some(sent) = self.poll_mapped(cx, buf) {
+            return sent;
+        }
         Pin::new(&mut self.io).poll_write(cx, buf)
     }
 
+    /// hyper hands the response head and body over together: a mapped
+    /// slice at the front goes by `sendfile` alone, and the slices before
+    /// the first mapped one by `writev` (a partial write is a normal
+    /// answer: hyper comes back with the rest).
     fn poll_write_vectored(
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
         bufs: &[io::IoSlice<'_>],
     ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.io).poll_write_vectored(cx, bufs)
+        if !self.io.can_send_file() {
+            return Pin::new(&mut self.io).poll_write_vectored(cx, bufs);
+        }
+        let Some(first) = bufs.iter().position(|b| !b.is_empty()) else {
+            return Pin::new(&mut self.io).poll_write_vectored(cx, bufs);
+        };
+        if let Some(sent) = self.poll_mapped(cx, &bufs[first]) {
+            return sent;
+        }
+        let end = bufs[first + 1..]
+            .iter()
+            .position(|b| zero_copy::locate(b).is_some())
+            .map_or(bufs.len(), |mapped| first + 1 + mapped);
+        Pin::new(&mut self.io).poll_write_vectored(cx, &bufs[..end])
     }
 
     fn is_write_vectored(&self) -> bool {

@@ -30,6 +30,7 @@ use tower_http::services::ServeFile;
 use super::clients::ClientAddr;
 use super::file_cache::CachedFile;
 use super::live::{self, BlockingQuery};
+use super::zero_copy;
 use super::AppState;
 use crate::error::{Error, Result};
 use crate::ingest::library::Recording;
@@ -303,31 +304,56 @@ async fn from_disk(
     file: MediaFile,
     request: Request,
 ) -> Result<Response> {
-    let (path, mime) = match file {
+    let original = file == MediaFile::Original;
+    let path = if original {
         // An import's original is one file: served with ranges, like media.
-        MediaFile::Original => (
-            state.library.store().original_path(id),
+        state.library.store().original_path(id)
+    } else {
+        state.library.store().hls_dir(id).join(file.file_name())
+    };
+    let content_type = |recording: &Recording| -> mime::Mime {
+        if original {
             recording
                 .mime()
                 .parse()
-                .unwrap_or(mime::APPLICATION_OCTET_STREAM),
-        ),
-        _ => (
-            state.library.store().hls_dir(id).join(file.file_name()),
-            file.content_type().parse().expect("static media type"),
-        ),
+                .unwrap_or(mime::APPLICATION_OCTET_STREAM)
+        } else {
+            file.content_type().parse().expect("static media type")
+        }
+    };
+    let content_type_header = |recording: &Recording| -> HeaderValue {
+        if original {
+            HeaderValue::from_str(content_type(recording).as_ref()).expect("a valid media type")
+        } else {
+            HeaderValue::from_static(file.content_type())
+        }
     };
     if !request.headers().contains_key(header::RANGE) {
+        // The cache first: a hit is the common case under load, and needs
+        // nothing else (no status copy, no media type parsed).
+        if let Some(hit) = state.file_cache.get(&path) {
+            return Ok(respond_whole(
+                hit,
+                file,
+                content_type_header(recording),
+                request.headers(),
+            ));
+        }
         // Only what can no longer change may be kept: a live recording's
         // playlists are rewritten (and served from its edge anyway).
         let keep = file.cache() == CachePolicy::Immutable
             || recording.status().state == crate::store::State::Ready;
         let whole = whole_file(state, path.clone(), file, keep).await?;
-        if let Some(cached) = whole {
-            return Ok(respond_whole(cached, file, &mime, request.headers()));
+        if let Some(read) = whole {
+            return Ok(respond_whole(
+                read,
+                file,
+                content_type_header(recording),
+                request.headers(),
+            ));
         }
     }
-    let mut response = ServeFile::new_with_mime(&path, &mime)
+    let mut response = ServeFile::new_with_mime(&path, &content_type(recording))
         .oneshot(request)
         .await
         .map_err(|e| Error::internal("serving a media file", e))?;
@@ -343,8 +369,8 @@ async fn from_disk(
     Ok(response.map(Body::new))
 }
 
-/// A whole file from the cache, or read in one blocking-pool trip (open,
-/// stat, read) and cached if `keep`. `None` for a file too large to read
+/// A whole file read in one blocking-pool trip (open, stat, read), and
+/// cached if `keep`. `None` for a file too large to read
 /// at once.
 async fn whole_file(
     state: &AppState,
@@ -352,21 +378,24 @@ async fn whole_file(
     file: MediaFile,
     keep: bool,
 ) -> Result<Option<CachedFile>> {
-    if let Some(hit) = state.file_cache.get(&path) {
-        return Ok(Some(hit));
-    }
     let from = path.clone();
     let read =
-        tokio::task::spawn_blocking(move || -> std::io::Result<Option<(Vec<u8>, SystemTime)>> {
+        tokio::task::spawn_blocking(move || -> std::io::Result<Option<(Bytes, SystemTime)>> {
             use std::io::Read;
             let mut handle = std::fs::File::open(&from)?;
             let meta = handle.metadata()?;
             if meta.len() > READ_WHOLE_MAX_BYTES {
                 return Ok(None);
             }
+            let modified = meta.modified()?;
+            // Segments are mapped, and sent from the page cache without a
+            // copy on plain TCP (zero_copy); small files are read.
+            if meta.len() >= zero_copy::MAP_MIN_BYTES {
+                return Ok(Some((zero_copy::map(handle, meta.len())?, modified)));
+            }
             let mut bytes = Vec::with_capacity(meta.len() as usize);
             handle.read_to_end(&mut bytes)?;
-            Ok(Some((bytes, meta.modified()?)))
+            Ok(Some((Bytes::from(bytes), modified)))
         })
         .await
         .map_err(|e| Error::internal("reading a media file", e))?;
@@ -383,7 +412,7 @@ async fn whole_file(
     };
     let etag = file_etag(bytes.len() as u64, modified);
     let cached = CachedFile {
-        bytes: Bytes::from(bytes),
+        bytes,
         etag: HeaderValue::from_str(&etag).expect("hex"),
         last_modified: HeaderValue::from_str(&httpdate::fmt_http_date(modified))
             .expect("http date"),
@@ -399,7 +428,7 @@ async fn whole_file(
 fn respond_whole(
     cached: CachedFile,
     file: MediaFile,
-    mime: &mime::Mime,
+    content_type: HeaderValue,
     headers: &HeaderMap,
 ) -> Response {
     let unchanged = headers
@@ -417,7 +446,6 @@ fn respond_whole(
     if unchanged {
         return (StatusCode::NOT_MODIFIED, validators).into_response();
     }
-    let content_type = HeaderValue::from_str(mime.as_ref()).expect("a valid media type");
     (
         validators,
         [(header::CONTENT_TYPE, content_type)],

@@ -84,6 +84,6 @@ pub async fn count_request(
     let response = next.run(request).await;
     state
         .metrics
-        .http_request(&route, &method, response.status().as_u16());
+        .http_request(route, &method, response.status().as_u16());
     response
 }

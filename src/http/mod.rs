@@ -16,6 +16,7 @@ mod private;
 pub mod recordings;
 pub mod server;
 pub mod tls;
+pub mod zero_copy;
 
 use std::sync::Arc;
 
@@ -29,8 +30,22 @@ use crate::comments::hub::CommentHub;
 use crate::error::Error;
 use crate::ingest::library::Library;
 
+/// What every handler shares. Cloned for each extractor and layer of every
+/// request, so it is one `Arc` (one reference count) rather than the dozen
+/// `Arc`s its parts hold: cloning those showed as 7 % of the CPU of serving
+/// a playlist under load (perf, docs/benchmarks.md "Serving").
 #[derive(Clone)]
-pub struct AppState {
+pub struct AppState(Arc<AppStateInner>);
+
+impl std::ops::Deref for AppState {
+    type Target = AppStateInner;
+
+    fn deref(&self) -> &AppStateInner {
+        &self.0
+    }
+}
+
+pub struct AppStateInner {
     pub library: Arc<Library>,
     /// Per-client slots for long-lived requests (`--max-waiting-per-client`):
     /// see [`clients::ClientSlots`].
@@ -54,14 +69,14 @@ impl AppState {
         let file_cache = file_cache::FileCache::new(config.media_cache_mb << 20);
         let secret =
             crate::access::load_or_create_secret(&config.data_dir, config.token_secret.as_deref())?;
-        Ok(Self {
+        Ok(Self(Arc::new(AppStateInner {
             signer: Arc::new(crate::access::ShareSigner::new(secret)),
             library,
             client_slots: Arc::new(clients::ClientSlots::new(waiting)),
             comments: Arc::new(comments),
             file_cache,
             metrics,
-        })
+        })))
     }
 }
 
