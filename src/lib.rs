@@ -22,6 +22,7 @@ pub mod publish;
 pub mod secrets;
 pub mod store;
 pub mod transcode;
+pub mod zero_copy;
 
 use std::future::Future;
 use std::sync::Arc;

@@ -46,6 +46,7 @@ use crate::media::timeline::{
     ClosedSegment, Rendition, Segmenter, StreamInfo, Timeline, TrackSegments,
 };
 use crate::store::write_atomic;
+use crate::zero_copy;
 
 /// The saved timeline of a rendition, for recovery.
 pub const TIMELINE_FILE: &str = "timeline.json";
@@ -324,7 +325,8 @@ impl HlsPublisher {
                         Some(key) => key.encrypt(&key.iv(out.files.index(), place.seq), &bytes),
                         None => bytes,
                     };
-                    edge.add_part(out.files, part_index, place.seq, Bytes::from(bytes));
+                    // Sealed in memory, so the edge sends it without a copy.
+                    edge.add_part(out.files, part_index, place.seq, zero_copy::seal(bytes));
                     if let Some(metrics) = &self.metrics {
                         metrics.parts_published.inc();
                     }
@@ -396,18 +398,15 @@ impl HlsPublisher {
                 write_atomic(&path, &encrypted, false)?;
                 if let Some(edge) = &self.edge {
                     // Its parts were encrypted one by one: kept as they are.
-                    edge.close_segment(out.files, seq, Bytes::from(encrypted), &[]);
+                    let bytes = edge_bytes(&path, encrypted);
+                    edge.close_segment(out.files, seq, bytes, &[]);
                 }
             }
             None => {
                 write_atomic(&path, &closed.bytes, false)?;
                 if let Some(edge) = &self.edge {
-                    edge.close_segment(
-                        out.files,
-                        seq,
-                        Bytes::from(closed.bytes),
-                        &closed.segment.parts,
-                    );
+                    let parts = &closed.segment.parts;
+                    edge.close_segment(out.files, seq, edge_bytes(&path, closed.bytes), parts);
                 }
             }
         }
@@ -487,6 +486,20 @@ impl HlsPublisher {
             let changes = EdgeChanges { multivariant, mpd };
             edge.publish(&self.rendition(), &self.playlist_settings(), changes);
         }
+    }
+}
+
+/// A segment just written to `path`, for the live edge: a map of the file
+/// (no second copy in memory, sent from the page cache), or its bytes when
+/// it cannot be mapped.
+fn edge_bytes(path: &std::path::Path, bytes: Vec<u8>) -> Bytes {
+    let len = bytes.len() as u64;
+    if len < zero_copy::MAP_MIN_BYTES {
+        return Bytes::from(bytes);
+    }
+    match std::fs::File::open(path).and_then(|file| zero_copy::map(file, len)) {
+        Ok(mapped) if mapped.len() as u64 == len => mapped,
+        _ => Bytes::from(bytes),
     }
 }
 

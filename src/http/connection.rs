@@ -37,8 +37,8 @@ use tower::ServiceExt;
 use tower_http::timeout::TimeoutBody;
 
 use super::clients::{client_addr, ClientAddr, ConnectionPermit};
-use super::zero_copy::{self, SendFile};
 use crate::config::Config;
+use crate::zero_copy::{self, SendFile};
 
 /// The timeouts every connection is held to: set here and nowhere else.
 #[derive(Clone, Debug)]

@@ -30,7 +30,6 @@ use tower_http::services::ServeFile;
 use super::clients::ClientAddr;
 use super::file_cache::CachedFile;
 use super::live::{self, BlockingQuery};
-use super::zero_copy;
 use super::AppState;
 use crate::error::{Error, Result};
 use crate::ingest::library::Recording;
@@ -40,6 +39,7 @@ use crate::media::names::TrackFiles;
 use crate::media::timeline::Rendition;
 use crate::publish::TIMELINE_FILE;
 use crate::transcode::poster::POSTER_FILE;
+use crate::zero_copy;
 
 /// Files up to this size are read whole in one blocking-pool trip; larger
 /// ones (an imported original) stream through `ServeFile`.

@@ -16,7 +16,6 @@ mod private;
 pub mod recordings;
 pub mod server;
 pub mod tls;
-pub mod zero_copy;
 
 use std::sync::Arc;
 

@@ -6,7 +6,7 @@
 //! `AsyncWrite`, as byte slices; it has no file body. So a large media file
 //! is handed to it as a [`Bytes`] over a read-only memory map of the file
 //! (no read, no copy: the page cache itself), and the connection's writer
-//! ([`super::connection`]) recognises a slice that lies in such a map and
+//! ([`crate::http::connection`]) recognises a slice that lies in such a map and
 //! sends that part of the file with `sendfile(2)` instead of `write(2)`.
 //! hyper sees an ordinary write of that many bytes. Over TLS (rustls
 //! encrypts in user space) or any other stream the map is simply read.
@@ -88,6 +88,44 @@ pub fn map(file: File, len: u64) -> io::Result<Bytes> {
         .unwrap_or_else(|poisoned| poisoned.into_inner())
         .insert(map.as_ptr() as usize, region);
     Ok(Bytes::from_owner(Mapped { map }))
+}
+
+/// `bytes` made into a sealed in-memory file (`memfd_create(2)`), mapped,
+/// so that what the live edge holds (parts, the newest segments) is sent
+/// with `sendfile` too. The seals make the file immutable, which is what
+/// the map needs. Small pieces, or a kernel without memfd, stay on the heap.
+pub fn seal(bytes: Vec<u8>) -> Bytes {
+    if bytes.len() < SENDFILE_MIN_BYTES {
+        return Bytes::from(bytes);
+    }
+    match sealed_file(&bytes).and_then(|file| map(file, bytes.len() as u64)) {
+        Ok(mapped) => mapped,
+        Err(error) => {
+            tracing::debug!(%error, "in-memory file refused: kept on the heap");
+            Bytes::from(bytes)
+        }
+    }
+}
+
+fn sealed_file(bytes: &[u8]) -> io::Result<File> {
+    use std::io::Write;
+    use std::os::fd::FromRawFd;
+    let flags = libc::MFD_CLOEXEC | libc::MFD_ALLOW_SEALING;
+    // SAFETY: a static NUL-terminated name; the descriptor returned is
+    // owned by the `File` at once.
+    let fd = unsafe { libc::memfd_create(c"segcast-media".as_ptr(), flags) };
+    if fd < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: `fd` was just created and is owned by nothing else.
+    let mut file = unsafe { File::from_raw_fd(fd) };
+    file.write_all(bytes)?;
+    let seals = libc::F_SEAL_SHRINK | libc::F_SEAL_GROW | libc::F_SEAL_WRITE | libc::F_SEAL_SEAL;
+    // SAFETY: plain fcntl on a descriptor we own.
+    if unsafe { libc::fcntl(file.as_raw_fd(), libc::F_ADD_SEALS, seals) } < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(file)
 }
 
 /// The file and offset of `slice`, if it lies wholly in a mapped file.
@@ -200,6 +238,19 @@ mod tests {
             .range(..=address as usize)
             .next_back()
             .is_none_or(|(&start, region)| (address as usize) >= start + region.len));
+    }
+
+    #[test]
+    fn sealed_bytes_are_mapped_and_immutable() {
+        let bytes: Vec<u8> = (0..100_000u32).map(|i| (i % 241) as u8).collect();
+        let sealed = seal(bytes.clone());
+        assert_eq!(&sealed[..], &bytes[..]);
+        let (file, offset) = locate(&sealed[50_000..]).expect("a mapped part");
+        assert_eq!(offset, 50_000);
+        use std::io::Write;
+        assert!((&*file).write_all(b"x").is_err(), "sealed against writes");
+        let small = seal(vec![1; 100]);
+        assert_eq!(&small[..], &[1; 100][..]);
     }
 
     #[tokio::test]
