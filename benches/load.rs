@@ -113,17 +113,17 @@ fn main() {
         args.pollers,
         POLL_EVERY
     );
-    let baseline_kib = rss_kib(pid);
+    let baseline = rss(pid);
     let report = rt.block_on(run(&args, base, chunks, pid));
     server.kill();
-    print_report(&args, &report, baseline_kib);
+    print_report(&args, &report, baseline);
 }
 
 struct Report {
     intact: usize,
     failures: Vec<String>,
     counters: Arc<Counters>,
-    peak_kib: u64,
+    peak: Rss,
     wall: Duration,
 }
 
@@ -191,9 +191,12 @@ async fn run(args: &Args, base: String, chunks: Arc<Vec<Vec<u8>>>, pid: u32) -> 
     let sampler = tokio::spawn({
         let stop = stop.clone();
         async move {
-            let mut peak = 0;
+            let mut peak = Rss::default();
             while !stop.load(Ordering::Relaxed) {
-                peak = peak.max(rss_kib(pid));
+                let now = rss(pid);
+                peak.total_kib = peak.total_kib.max(now.total_kib);
+                peak.own_kib = peak.own_kib.max(now.own_kib);
+                peak.mapped_files_kib = peak.mapped_files_kib.max(now.mapped_files_kib);
                 tokio::time::sleep(Duration::from_millis(250)).await;
             }
             peak
@@ -217,7 +220,7 @@ async fn run(args: &Args, base: String, chunks: Arc<Vec<Vec<u8>>>, pid: u32) -> 
         intact,
         failures,
         counters,
-        peak_kib: sampler.await.unwrap(),
+        peak: sampler.await.unwrap(),
         wall: start.elapsed(),
     }
 }
@@ -367,16 +370,30 @@ async fn poll(
     }
 }
 
-/// Resident set size of a process, KiB (0 once it is gone).
-fn rss_kib(pid: u32) -> u64 {
-    std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find_map(|l| l.strip_prefix("VmRSS:"))
-                .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-        })
-        .unwrap_or(0)
+/// Resident set of a process, KiB (0 once it is gone), and its parts:
+/// the server's own memory (anonymous, plus the sealed in-memory files the
+/// live edge keeps parts in) against pages of segment files it maps
+/// (src/zero_copy.rs), which are the page cache's and reclaimable.
+#[derive(Debug, Default, Clone, Copy)]
+struct Rss {
+    total_kib: u64,
+    own_kib: u64,
+    mapped_files_kib: u64,
+}
+
+fn rss(pid: u32) -> Rss {
+    let text = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    let field = |name: &str| -> u64 {
+        text.lines()
+            .find_map(|l| l.strip_prefix(name))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+            .unwrap_or(0)
+    };
+    Rss {
+        total_kib: field("VmRSS:"),
+        own_kib: field("RssAnon:") + field("RssShmem:"),
+        mapped_files_kib: field("RssFile:"),
+    }
 }
 
 fn percentile(sorted: &[u64], p: f64) -> u64 {
@@ -386,13 +403,13 @@ fn percentile(sorted: &[u64], p: f64) -> u64 {
     sorted[((sorted.len() - 1) as f64 * p).round() as usize]
 }
 
-fn print_report(args: &Args, report: &Report, baseline_kib: u64) {
+fn print_report(args: &Args, report: &Report, baseline: Rss) {
     let c = &report.counters;
     let mut latencies = c.playlist_latencies_us.lock().unwrap().clone();
     latencies.sort_unstable();
     let mut floor = c.floor_latencies_us.lock().unwrap().clone();
     floor.sort_unstable();
-    let growth_kib = report.peak_kib.saturating_sub(baseline_kib);
+    let growth_kib = report.peak.own_kib.saturating_sub(baseline.own_kib);
     println!("\nafter {:.1} s:", report.wall.as_secs_f64());
     println!(
         "  recordings intact          : {} / {} started",
@@ -421,9 +438,12 @@ fn print_report(args: &Args, report: &Report, baseline_kib: u64) {
         floor.len()
     );
     println!(
-        "  server RSS                 : {} MiB idle, {} MiB peak, {:.1} MiB per live recording (target ≤ 10)",
-        baseline_kib / 1024,
-        report.peak_kib / 1024,
-        growth_kib as f64 / 1024.0 / args.recordings as f64
+        "  server RSS                 : {} MiB idle, {} MiB peak; its own memory {} MiB idle, {} MiB peak: {:.1} MiB per live recording (target ≤ 10); mapped segment files (page cache) peak {} MiB",
+        baseline.total_kib / 1024,
+        report.peak.total_kib / 1024,
+        baseline.own_kib / 1024,
+        report.peak.own_kib / 1024,
+        growth_kib as f64 / 1024.0 / args.recordings as f64,
+        report.peak.mapped_files_kib / 1024
     );
 }
