@@ -29,13 +29,15 @@ use std::task::{Context, Poll};
 
 use bytes::Bytes;
 
-/// Files from this size are mapped; smaller ones are read (a map costs a
-/// few system calls and a page-table entry per page, more than copying a
-/// playlist).
-pub const MAP_MIN_BYTES: u64 = 64 << 10;
-/// Slices from this size are looked up for `sendfile`: for less, the
-/// lookup and an extra system call cost more than the copy saves.
-pub const SENDFILE_MIN_BYTES: usize = 16 << 10;
+/// Files from this size are mapped and sent with `sendfile`; smaller ones
+/// are read and copied. Measured on loopback (server CPU per request at 32
+/// connections, against copying the same bytes from the heap): a 66 KB
+/// file cost 53 µs by `sendfile` against 40 µs copied (the splice set-up
+/// and page references outweigh copying what fits in the CPU's caches),
+/// a 616 KB segment 112 µs against 160 µs.
+pub const MAP_MIN_BYTES: u64 = 256 << 10;
+/// Slices from this size are looked up for `sendfile`.
+pub const SENDFILE_MIN_BYTES: usize = MAP_MIN_BYTES as usize;
 
 /// A mapped file: the memory a [`Bytes`] points into, registered by its
 /// address while it lives.
@@ -222,15 +224,15 @@ mod tests {
 
     #[test]
     fn a_slice_of_a_map_is_located_in_its_file_until_the_map_is_dropped() {
-        let (_dir, file, bytes) = file_of(200_000);
+        let (_dir, file, bytes) = file_of(1_000_000);
         let mapped = map(file, bytes.len() as u64).unwrap();
         assert_eq!(&mapped[..], &bytes[..]);
-        let tail = mapped.slice(100_000..);
+        let tail = mapped.slice(600_000..);
         let (_, offset) = locate(&tail).expect("a mapped slice");
-        assert_eq!(offset, 100_000);
+        assert_eq!(offset, 600_000);
         // Too small to be worth a sendfile, and not in any map.
         assert!(locate(&mapped[..100]).is_none());
-        assert!(locate(&vec![0u8; 100_000]).is_none());
+        assert!(locate(&vec![0u8; 400_000]).is_none());
         let address = tail.as_ptr();
         drop((mapped, tail));
         let regions = REGIONS.read().unwrap();
@@ -242,11 +244,11 @@ mod tests {
 
     #[test]
     fn sealed_bytes_are_mapped_and_immutable() {
-        let bytes: Vec<u8> = (0..100_000u32).map(|i| (i % 241) as u8).collect();
+        let bytes: Vec<u8> = (0..700_000u32).map(|i| (i % 241) as u8).collect();
         let sealed = seal(bytes.clone());
         assert_eq!(&sealed[..], &bytes[..]);
-        let (file, offset) = locate(&sealed[50_000..]).expect("a mapped part");
-        assert_eq!(offset, 50_000);
+        let (file, offset) = locate(&sealed[300_000..]).expect("a mapped part");
+        assert_eq!(offset, 300_000);
         use std::io::Write;
         assert!((&*file).write_all(b"x").is_err(), "sealed against writes");
         let small = seal(vec![1; 100]);
