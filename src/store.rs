@@ -24,7 +24,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::transcode::live_plan::LivePlan;
 
-const META_FILE: &str = "recording.json";
+pub const META_FILE: &str = "recording.json";
 const CHUNKS_DIR: &str = "chunks";
 pub const HLS_DIR: &str = "hls";
 /// An imported file, byte for byte.
