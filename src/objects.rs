@@ -319,9 +319,9 @@ impl Mirror {
         let meta = {
             let store = self.store.clone();
             let id = id.to_string();
-            tokio::task::spawn_blocking(move || store.load(&id)).await??
+            tokio::task::spawn_blocking(move || store.load_meta(&id)).await??
         };
-        let Some((meta, _)) = meta else {
+        let Some(meta) = meta else {
             return Ok(()); // not yet, or deleted
         };
         if !self.mirrors(meta.access) {

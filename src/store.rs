@@ -213,6 +213,19 @@ impl Store {
         }
     }
 
+    /// A recording's metadata alone (no look at its chunks): `None` when
+    /// it has none (not yet, or deleted) or it is unreadable.
+    pub fn load_meta(&self, id: &str) -> io::Result<Option<RecordingMeta>> {
+        if !is_valid_id(id) {
+            return Ok(None);
+        }
+        match fs::read(self.dir(id).join(META_FILE)) {
+            Ok(bytes) => Ok(serde_json::from_slice(&bytes).ok()),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
     /// Moves a finished recording directory from another store (same file
     /// system) into this one, atomically: readers see all of it or nothing.
     pub fn adopt(&self, from: &Store, id: &str) -> io::Result<()> {

@@ -90,6 +90,8 @@ pub async fn redirect(State(state): State<AppState>, request: Request, next: Nex
 }
 
 fn cdn_location(state: &AppState, request: &Request) -> Option<HeaderValue> {
+    // Without the flag this costs one check per media request.
+    state.library.config().public_media_url.as_ref()?;
     if !matches!(*request.method(), Method::GET | Method::HEAD) {
         return None;
     }
