@@ -135,11 +135,14 @@ fn report_store_lag(
         load_before.trim(),
         load().trim()
     );
-    println!("    | listed where                          | local disk only              | with --store                 |");
-    println!("    |---------------------------------------|------------------------------|------------------------------|");
+    println!(
+        "    | {:<37} | {:<35} | {:<35} |",
+        "listed where", "local disk only", "with --store"
+    );
+    println!("    |{:-<39}|{:-<37}|{:-<37}|", "", "", "");
     let row = |what: &str, a: &[u64], b: &[u64]| {
         println!(
-            "    | {what:<37} | {:<28} | {:<28} |",
+            "    | {what:<37} | {:<35} | {:<35} |",
             p50_max(a),
             p50_max(b)
         );
@@ -163,6 +166,11 @@ fn report_store_lag(
         "segment, media.m3u8 in the bucket",
         &[],
         &bucket.bucket_lags_ms,
+    );
+    row(
+        "bucket behind disk, per new segment",
+        &[],
+        &bucket.mirror_lags_ms,
     );
 }
 
@@ -203,6 +211,8 @@ struct Cost {
     /// The same, in `media.m3u8` on local disk and in the bucket.
     disk_lags_ms: Vec<u64>,
     bucket_lags_ms: Vec<u64>,
+    /// Per change of `media.m3u8` on disk: until the bucket's lists as much.
+    mirror_lags_ms: Vec<u64>,
 }
 
 impl Cost {
@@ -467,10 +477,6 @@ async fn run_segcast(
                 .collect::<Vec<_>>()
         );
     }
-    // Every chunk but the last (which only the finish can publish): the
-    // first moment the playlist listed media up to the end of its media.
-    // A frame's worth (1/30 s) short counts as covered: a part ends where
-    // its last frame does, a chunk where the next one starts.
     let lag = |listed: &[(Instant, f64)]| covered_lags(&sent_at, &media_end_ms, listed);
     let parts: Vec<(Instant, f64)> = seen.iter().map(|e| (e.0, e.2)).collect();
     let segments: Vec<(Instant, f64)> = seen.iter().map(|e| (e.0, e.1)).collect();
@@ -482,6 +488,11 @@ async fn run_segcast(
         disk_lags_ms: if realtime { lag(&on_disk) } else { Vec::new() },
         bucket_lags_ms: if config_has_store {
             lag(&in_bucket)
+        } else {
+            Vec::new()
+        },
+        mirror_lags_ms: if config_has_store {
+            behind(&on_disk, &in_bucket)
         } else {
             Vec::new()
         },
@@ -505,6 +516,19 @@ fn covered_lags(sent_at: &[Instant], media_end_ms: &[u64], listed: &[(Instant, f
                 .find(|entry| entry.1 >= media_end_s)
                 .map_or(Instant::now(), |&(t, _)| t);
             covered.saturating_duration_since(*sent).as_millis() as u64
+        })
+        .collect()
+}
+
+/// For each change of `first` (media listed growing), how much later
+/// `then` listed as much.
+fn behind(first: &[(Instant, f64)], then: &[(Instant, f64)]) -> Vec<u64> {
+    first
+        .iter()
+        .filter(|(_, listed)| *listed > 0.0)
+        .filter_map(|&(at, listed)| {
+            let caught_up = then.iter().find(|entry| entry.1 >= listed)?;
+            Some(caught_up.0.saturating_duration_since(at).as_millis() as u64)
         })
         .collect()
 }
