@@ -148,6 +148,8 @@ pub struct Mirror {
     dirty: Mutex<BTreeSet<String>>,
     /// Deleted recordings whose objects are still to be deleted.
     deletes: Mutex<BTreeSet<String>>,
+    /// Private recordings checked for objects in a public prefix.
+    withdrawn: Mutex<HashSet<String>>,
     wake: Notify,
     metrics: Metrics,
     task: Mutex<Option<tokio::task::AbortHandle>>,
@@ -199,6 +201,7 @@ impl Mirror {
             complete: Mutex::default(),
             dirty: Mutex::default(),
             deletes: Mutex::default(),
+            withdrawn: Mutex::default(),
             wake: Notify::new(),
             metrics,
             task: Mutex::default(),
@@ -325,6 +328,14 @@ impl Mirror {
             return Ok(()); // not yet, or deleted
         };
         if !self.mirrors(meta.access) {
+            // Mirrored before the prefix was made public: withdrawn, once.
+            if !self.withdrawn.lock().expect("lock").contains(id) {
+                let count = self.delete_prefix(id).await?;
+                if count > 0 {
+                    tracing::warn!(%id, objects = count, "--store: a private recording's objects were in the public prefix; deleted");
+                }
+                self.withdrawn.lock().expect("lock").insert(id.to_string());
+            }
             return Ok(());
         }
         let ready = meta.state == State::Ready;

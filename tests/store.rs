@@ -407,6 +407,10 @@ async fn the_bucket_holds_what_segcast_serves_and_the_cdn_only_what_it_may() {
 
     // Deleted while the bucket is down, and segcast restarted before it is
     // back: the deletion is written down and done after the restart.
+    // As if the private recording had been mirrored before the prefix was
+    // public: segcast withdraws it (at the latest after the restart).
+    let stray = object_store::path::Path::from(format!("{PREFIX}/{private}/seg-00000.m4s"));
+    bucket.put(&stray, b"stray".to_vec().into()).await.unwrap();
     drop(_s3);
     delete(&server, &live, &live_token).await;
     wait_metric(&server, "segcast_store_pending_deletes", 1.0).await;
@@ -416,6 +420,7 @@ async fn the_bucket_holds_what_segcast_serves_and_the_cdn_only_what_it_may() {
     let server = Server::start_in(data, configure).await;
     let _s3 = S3::start(root.path(), port);
     wait_gone(&bucket, &live).await;
+    wait_gone(&bucket, &private).await;
     let deadline = Instant::now() + READY_LIMIT;
     while tombstone.exists() {
         assert!(Instant::now() < deadline, "the tombstone stayed");

@@ -60,6 +60,18 @@ impl Mirror {
 
     /// Deletes every object under `prefix/id/`, then the tombstone.
     pub(super) async fn delete_objects(&self, id: &str) -> Result<(), PassError> {
+        let count = self.delete_prefix(id).await?;
+        let tombstone = self.tombstones.join(id);
+        match tokio::fs::remove_file(&tombstone).await {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(e.into()),
+            _ => {}
+        }
+        tracing::info!(%id, objects = count, "--store: the recording's objects are deleted");
+        Ok(())
+    }
+
+    /// Deletes every object under `prefix/id/`; returns how many.
+    pub(super) async fn delete_prefix(&self, id: &str) -> Result<u64, PassError> {
         let prefix = object_store::path::Path::from(self.key(id, "").trim_end_matches('/'));
         let listed: Vec<_> = self.objects.list(Some(&prefix)).collect().await;
         let locations =
@@ -77,12 +89,6 @@ impl Mirror {
             }
         }
         self.metrics.store_deletes.inc_by(count);
-        let tombstone = self.tombstones.join(id);
-        match tokio::fs::remove_file(&tombstone).await {
-            Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(e.into()),
-            _ => {}
-        }
-        tracing::info!(%id, objects = count, "--store: the recording's objects are deleted");
-        Ok(())
+        Ok(count)
     }
 }
