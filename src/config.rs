@@ -133,6 +133,17 @@ pub struct Config {
     #[arg(long, env = "SEGCAST_STORE")]
     pub store: Option<crate::objects::StoreUrl>,
 
+    /// With --store: the public base of the bucket's prefix (a CDN in
+    /// front of it), `URL/<id>/<file>` serving the object
+    /// `<prefix>/<id>/<file>`. Finished public recordings, once all of
+    /// them is in the bucket, are pointed at it (status URLs) and their
+    /// `/media/…` GETs redirected there (302); live, private and
+    /// encrypted recordings stay served here, and private ones stay out
+    /// of the bucket.
+    #[arg(long, env = "SEGCAST_PUBLIC_MEDIA_URL", requires = "store",
+          value_parser = crate::objects::parse_public_url)]
+    pub public_media_url: Option<String>,
+
     /// Directory holding recordings (chunks, segments, playlists).
     #[arg(long = "data", env = "SEGCAST_DATA", default_value = DEFAULT_DATA_DIR)]
     pub data_dir: PathBuf,

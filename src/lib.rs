@@ -39,6 +39,15 @@ pub type App = (axum::Router, Arc<ingest::library::Library>, axum::Router);
 pub async fn app(config: Config) -> std::io::Result<App> {
     http::imports::clean_staging(&config.data_dir);
     let library = ingest::library::Library::open(Arc::new(config)).await?;
+    if let Some(objects) = library.objects() {
+        let url = library
+            .config()
+            .store
+            .as_ref()
+            .expect("a mirror has a store");
+        tracing::info!(bucket = %url.bucket, prefix = %url.prefix, "mirroring published media to object storage");
+        objects.start();
+    }
     // Both need inotify; without it the server still serves, and says why
     // imports by folder and CLI are not picked up.
     let inbox = ingest::inbox::run(library.clone());
@@ -87,17 +96,7 @@ pub async fn serve(
         _ => None,
     };
     let metrics_listen = config.metrics_listen;
-    let store_url = config.store.clone();
     let (router, library, metrics) = app(config).await?;
-    let mirror = match store_url {
-        Some(url) => {
-            let root = library.store().root().to_path_buf();
-            let mirror = objects::Mirror::open(&url, root, library.metrics().clone())?;
-            tracing::info!(bucket = %url.bucket, prefix = %url.prefix, "mirroring published media to object storage");
-            Some(tokio::spawn(mirror.run()))
-        }
-        None => None,
-    };
     let metrics_server = match metrics_listen {
         Some(addr) => Some(http::metrics::serve_apart(addr, metrics).await?),
         None => None,
@@ -112,7 +111,7 @@ pub async fn serve(
     }
     tracing::info!(addr = %listener.local_addr()?, "serving");
     let served = http::server::run(listener, shared, admission, tls, shutdown).await;
-    for task in [metrics_server, mirror].into_iter().flatten() {
+    if let Some(task) = metrics_server {
         task.abort();
     }
     library.shutdown().await;

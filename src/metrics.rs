@@ -122,6 +122,10 @@ pub struct Metrics {
     pub store_upload_bytes: Counter,
     pub store_failures: Counter,
     pub store_pending: Gauge,
+    /// `--store`: objects deleted with their recording, and deleted
+    /// recordings whose objects are still to be deleted.
+    pub store_deletes: Counter,
+    pub store_pending_deletes: Gauge,
 }
 
 impl Default for Metrics {
@@ -153,6 +157,8 @@ impl Metrics {
             store_upload_bytes: Counter::default(),
             store_failures: Counter::default(),
             store_pending: Gauge::default(),
+            store_deletes: Counter::default(),
+            store_pending_deletes: Gauge::default(),
         };
         // Every outcome from zero, so a rate over them exists from the start.
         for outcome in [
@@ -263,6 +269,16 @@ impl Metrics {
             "store_pending_recordings",
             "Recordings with files not yet mirrored to the --store bucket",
             m.store_pending.clone(),
+        );
+        r.register(
+            "store_deletes",
+            "Objects deleted from the --store bucket with their recording",
+            m.store_deletes.clone(),
+        );
+        r.register(
+            "store_pending_deletes",
+            "Deleted recordings whose objects are still to be deleted from the --store bucket",
+            m.store_pending_deletes.clone(),
         );
     }
 

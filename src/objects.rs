@@ -21,8 +21,20 @@
 //!
 //! Each object carries the `Content-Type` and `Cache-Control` that
 //! `/media` answers for the same file (`src/http/media.rs`).
+//!
+//! Once a recording is `ready`, a last pass also uploads its original (an
+//! import's file, or a live recording's chunks end to end, streamed in
+//! multipart pieces), checks its size in the bucket, and writes
+//! `<id>/in-bucket.json`: from then on the recording is *complete* in the
+//! bucket ([`Mirror::is_complete`], what `--public-media-url` redirects
+//! rely on) and a restarted server does not upload it again. Chunks stay
+//! on local disk all the same (docs/architecture.md, "Object storage").
+//!
+//! With `--public-media-url`, everything under the prefix is readable by
+//! anyone through the CDN: private recordings then stay local only.
+//! Deleting a recording deletes its objects ([`deletes`]).
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeSet, HashMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -30,12 +42,22 @@ use std::time::Duration;
 use notify::Watcher;
 use object_store::aws::AmazonS3Builder;
 use object_store::{Attribute, Attributes, ObjectStore, PutOptions, PutPayload};
+use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use tokio::sync::Notify;
 
 use crate::http::media::{CachePolicy, MediaFile};
 use crate::metrics::Metrics;
-use crate::store::is_valid_id;
+use crate::store::{is_valid_id, write_atomic, State, Store};
+
+mod deletes;
+mod original;
+
+/// A pass's failure: the bucket's, or reading what goes there.
+type PassError = Box<dyn std::error::Error + Send + Sync>;
+
+/// Beside `recording.json`: the recording is complete in this bucket.
+const IN_BUCKET_FILE: &str = "in-bucket.json";
 
 /// First wait after a failed pass; doubled up to [`MAX_BACKOFF`].
 const FIRST_BACKOFF: Duration = Duration::from_millis(200);
@@ -67,6 +89,21 @@ impl std::str::FromStr for StoreUrl {
     }
 }
 
+/// `--public-media-url`: an absolute http(s) URL, kept without a trailing
+/// `/` (file paths are appended to it), with no query or fragment.
+pub fn parse_public_url(url: &str) -> Result<String, String> {
+    let parsed = url::Url::parse(url).map_err(|e| format!("'{url}' is not a URL: {e}"))?;
+    if !matches!(parsed.scheme(), "http" | "https") || parsed.host_str().is_none() {
+        return Err(format!(
+            "'{url}' must be an http:// or https:// URL with a host"
+        ));
+    }
+    if parsed.query().is_some() || parsed.fragment().is_some() {
+        return Err(format!("'{url}' must have no query or fragment"));
+    }
+    Ok(url.trim_end_matches('/').to_string())
+}
+
 /// What a file of a recording's `hls/` folder is in the bucket, if it goes
 /// there at all: (content type, cache control, is a playlist or manifest).
 /// Parts are never files; `timeline.json` and temporary files stay local.
@@ -82,24 +119,55 @@ pub fn object_kind(name: &str) -> Option<(&'static str, &'static str, bool)> {
     }
 }
 
+/// What `<id>/in-bucket.json` says: where the recording was completed.
+#[derive(Debug, PartialEq, Eq, Serialize, Deserialize)]
+struct InBucket {
+    bucket: String,
+    prefix: String,
+    original_bytes: u64,
+}
+
 /// The bucket and what of each recording is in it.
 pub struct Mirror {
     objects: Arc<dyn ObjectStore>,
+    url: StoreUrl,
     prefix: String,
     /// `<data>/recordings`: one folder per recording id.
     root: PathBuf,
+    store: Store,
+    /// `<data>/store-deletes`: one empty file per recording whose objects
+    /// are still to be deleted.
+    tombstones: PathBuf,
+    /// Private recordings are not mirrored (`--public-media-url`: the
+    /// prefix is public).
+    public_prefix: bool,
     /// Per recording: file name → SHA-256 of the bytes in the bucket.
     mirrored: Mutex<HashMap<String, HashMap<String, [u8; 32]>>>,
+    /// Ready recordings whose every file and original are in the bucket.
+    complete: Mutex<HashSet<String>>,
     dirty: Mutex<BTreeSet<String>>,
+    /// Deleted recordings whose objects are still to be deleted.
+    deletes: Mutex<BTreeSet<String>>,
+    /// Private recordings checked for objects in a public prefix.
+    withdrawn: Mutex<HashSet<String>>,
     wake: Notify,
     metrics: Metrics,
+    task: Mutex<Option<tokio::task::AbortHandle>>,
 }
 
 impl Mirror {
     /// The bucket of `url`, configured by the usual `AWS_*` variables
     /// (`AWS_ENDPOINT_URL`, `AWS_REGION`, `AWS_ACCESS_KEY_ID`,
     /// `AWS_SECRET_ACCESS_KEY`).
-    pub fn open(url: &StoreUrl, root: PathBuf, metrics: Metrics) -> std::io::Result<Arc<Self>> {
+    ///
+    /// `public_prefix`: the prefix is served to anyone (`--public-media-url`).
+    pub fn open(
+        url: &StoreUrl,
+        data_dir: &Path,
+        public_prefix: bool,
+        metrics: Metrics,
+    ) -> std::io::Result<Arc<Self>> {
+        let root = data_dir.join("recordings");
         // object_store's own retries (default: up to 3 minutes per request)
         // are cut short: a pass that fails is retried by [`Mirror::run`],
         // which counts the failure and backs off for the whole recording.
@@ -123,13 +191,45 @@ impl Mirror {
             .map_err(|e| std::io::Error::other(format!("--store: {e}")))?;
         Ok(Arc::new(Self {
             objects: Arc::new(objects),
+            url: url.clone(),
             prefix: url.prefix.clone(),
+            store: Store::open_root(root.clone())?,
             root,
+            tombstones: data_dir.join(deletes::TOMBSTONES_DIR),
+            public_prefix,
             mirrored: Mutex::default(),
+            complete: Mutex::default(),
             dirty: Mutex::default(),
+            deletes: Mutex::default(),
+            withdrawn: Mutex::default(),
             wake: Notify::new(),
             metrics,
+            task: Mutex::default(),
         }))
+    }
+
+    /// Runs [`Mirror::run`] until [`Mirror::stop`].
+    pub fn start(self: &Arc<Self>) {
+        let task = tokio::spawn(self.clone().run());
+        *self.task.lock().expect("lock") = Some(task.abort_handle());
+    }
+
+    /// Stops the mirror; what is left is done after the next start.
+    pub fn stop(&self) {
+        if let Some(task) = self.task.lock().expect("lock").take() {
+            task.abort();
+        }
+    }
+
+    /// Whether the recording is ready and all of it, original included,
+    /// is in the bucket in its final form.
+    pub fn is_complete(&self, id: &str) -> bool {
+        self.complete.lock().expect("lock").contains(id)
+    }
+
+    /// Whether a recording with this access goes to the bucket at all.
+    pub fn mirrors(&self, access: crate::access::Access) -> bool {
+        !(self.public_prefix && access.is_private())
     }
 
     /// A recording's files changed: mirror it on the next pass.
@@ -155,8 +255,24 @@ impl Mirror {
                 }
             }
         }
+        self.load_tombstones();
         let mut backoff = FIRST_BACKOFF;
         loop {
+            // Deletions first: a pass cannot bring a deleted recording's
+            // objects back (its files are gone before it is queued).
+            if let Some(id) = self.next_delete() {
+                match self.delete_objects(&id).await {
+                    Ok(()) => backoff = FIRST_BACKOFF,
+                    Err(error) => {
+                        self.metrics.store_failures.inc();
+                        tracing::warn!(%id, %error, retry_in_ms = backoff.as_millis() as u64, "--store: deleting objects failed");
+                        self.requeue_delete(&id);
+                        tokio::time::sleep(backoff).await;
+                        backoff = (backoff * 2).min(MAX_BACKOFF);
+                    }
+                }
+                continue;
+            }
             let next = {
                 let mut dirty = self.dirty.lock().expect("lock");
                 let next = dirty.pop_first();
@@ -197,8 +313,72 @@ impl Mirror {
         Ok(watcher)
     }
 
-    /// One pass over a recording: media files first, listings last.
-    async fn sync(&self, id: &str) -> Result<(), object_store::Error> {
+    /// One pass over a recording: media files first, listings last; for
+    /// a ready recording, then its original.
+    async fn sync(&self, id: &str) -> Result<(), PassError> {
+        // Read before the listings: a recording read as ready has its
+        // final listings on disk already (they are written before the
+        // state is saved).
+        let meta = {
+            let store = self.store.clone();
+            let id = id.to_string();
+            tokio::task::spawn_blocking(move || store.load_meta(&id)).await??
+        };
+        let Some(meta) = meta else {
+            return Ok(()); // not yet, or deleted
+        };
+        if !self.mirrors(meta.access) {
+            // Mirrored before the prefix was made public: withdrawn, once.
+            if !self.withdrawn.lock().expect("lock").contains(id) {
+                let count = self.delete_prefix(id).await?;
+                if count > 0 {
+                    tracing::warn!(%id, objects = count, "--store: a private recording's objects were in the public prefix; deleted");
+                }
+                self.withdrawn.lock().expect("lock").insert(id.to_string());
+            }
+            return Ok(());
+        }
+        let ready = meta.state == State::Ready;
+        if ready && (self.is_complete(id) || self.was_completed(id).await) {
+            self.complete.lock().expect("lock").insert(id.to_string());
+            return Ok(());
+        }
+        self.sync_media(id).await?;
+        if ready {
+            let original_bytes = self.put_original(&meta).await?;
+            self.completed(id, original_bytes).await?;
+        }
+        Ok(())
+    }
+
+    /// Whether `<id>/in-bucket.json` says this bucket and prefix.
+    async fn was_completed(&self, id: &str) -> bool {
+        let path = self.root.join(id).join(IN_BUCKET_FILE);
+        let Ok(bytes) = tokio::fs::read(path).await else {
+            return false;
+        };
+        serde_json::from_slice::<InBucket>(&bytes)
+            .is_ok_and(|m| m.bucket == self.url.bucket && m.prefix == self.url.prefix)
+    }
+
+    /// Notes that the recording is complete in the bucket (in memory, and
+    /// in `<id>/in-bucket.json` for the next start).
+    async fn completed(&self, id: &str, original_bytes: u64) -> Result<(), PassError> {
+        let marker = InBucket {
+            bucket: self.url.bucket.clone(),
+            prefix: self.url.prefix.clone(),
+            original_bytes,
+        };
+        let json = serde_json::to_vec(&marker)?;
+        let path = self.root.join(id).join(IN_BUCKET_FILE);
+        tokio::task::spawn_blocking(move || write_atomic(&path, &json, false)).await??;
+        self.complete.lock().expect("lock").insert(id.to_string());
+        tracing::info!(%id, original_bytes, "--store: recording complete in the bucket");
+        Ok(())
+    }
+
+    /// Media files the bucket lacks, then the listings read before them.
+    async fn sync_media(&self, id: &str) -> Result<(), PassError> {
         let dir = self.root.join(id).join(crate::store::HLS_DIR);
         let listed = {
             let dir = dir.clone();
@@ -278,12 +458,14 @@ impl Mirror {
     }
 }
 
-/// The recording id of a path under `<root>/<id>/hls/`.
+/// The recording id of a path under `<root>/<id>/hls/`, or of its
+/// `recording.json` (a state change: ready means its original goes up).
 fn recording_of(root: &Path, path: &Path) -> Option<String> {
     let mut parts = path.strip_prefix(root).ok()?.components();
     let id = parts.next()?.as_os_str().to_str()?;
-    let folder = parts.next()?.as_os_str();
-    (folder == crate::store::HLS_DIR && is_valid_id(id)).then(|| id.to_string())
+    let below = parts.next()?.as_os_str();
+    let relevant = below == crate::store::HLS_DIR || below == crate::store::META_FILE;
+    (relevant && is_valid_id(id)).then(|| id.to_string())
 }
 
 /// A snapshot of the listings (name, bytes) and the names of the media
@@ -325,6 +507,27 @@ mod tests {
         assert_eq!(bare.prefix, "");
         assert!("media/x".parse::<StoreUrl>().is_err());
         assert!("s3:///x".parse::<StoreUrl>().is_err());
+    }
+
+    #[test]
+    fn public_media_urls_are_absolute_bases() {
+        assert_eq!(
+            parse_public_url("https://cdn.example.com/vod/").unwrap(),
+            "https://cdn.example.com/vod"
+        );
+        assert_eq!(
+            parse_public_url("http://127.0.0.1:9000").unwrap(),
+            "http://127.0.0.1:9000"
+        );
+        for bad in [
+            "/vod",
+            "cdn.example.com",
+            "ftp://x/y",
+            "https://x/?a=1",
+            "https://x/#a",
+        ] {
+            assert!(parse_public_url(bad).is_err(), "{bad}");
+        }
     }
 
     #[test]

@@ -24,7 +24,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::transcode::live_plan::LivePlan;
 
-const META_FILE: &str = "recording.json";
+pub const META_FILE: &str = "recording.json";
 const CHUNKS_DIR: &str = "chunks";
 pub const HLS_DIR: &str = "hls";
 /// An imported file, byte for byte.
@@ -210,6 +210,19 @@ impl Store {
                 tracing::warn!(dir = %dir.display(), %error, "skipping unreadable recording");
                 Ok(None)
             }
+        }
+    }
+
+    /// A recording's metadata alone (no look at its chunks): `None` when
+    /// it has none (not yet, or deleted) or it is unreadable.
+    pub fn load_meta(&self, id: &str) -> io::Result<Option<RecordingMeta>> {
+        if !is_valid_id(id) {
+            return Ok(None);
+        }
+        match fs::read(self.dir(id).join(META_FILE)) {
+            Ok(bytes) => Ok(serde_json::from_slice(&bytes).ok()),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(e),
         }
     }
 

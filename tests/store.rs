@@ -1,7 +1,15 @@
-//! `--store s3://bucket/prefix` against a real S3 server: `s3s-fs`
-//! (`scripts/setup` with `SEGCAST_TEST_TOOLS=1` installs it), started on a
-//! free loopback port. The bucket is read back with `object_store`, the
-//! client segcast itself uses, and compared with what `/media` serves.
+//! `--store s3://bucket/prefix` and `--public-media-url` against a real S3
+//! server: `s3s-fs` (`scripts/setup` with `SEGCAST_TEST_TOOLS=1` installs
+//! it), started on a free loopback port. The bucket is read back with
+//! `object_store`, the client segcast itself uses, and compared with what
+//! `/media` served.
+//!
+//! One test in phases, sharing one s3s-fs and one data directory (the
+//! process environment carries the bucket's address, and CI time counts):
+//! a live recording and imports finish while the bucket is down, arrive
+//! whole once it is back, are then redirected to the CDN base (only what
+//! may be), and are deleted from the bucket with their recording, also
+//! when the bucket is down at the time and segcast restarts meanwhile.
 
 mod common;
 
@@ -9,14 +17,18 @@ use std::path::Path;
 use std::process::{Child, Command};
 use std::time::{Duration, Instant};
 
+use futures_util::StreamExt;
 use object_store::aws::{AmazonS3, AmazonS3Builder};
 use object_store::{Attribute, ObjectStore};
+use serde_json::Value;
 
-use common::{make_webm, Api, Server};
+use common::{make_test_media, make_webm, Api, Server};
 
 const READY_LIMIT: Duration = Duration::from_secs(90);
 const BUCKET: &str = "media";
 const PREFIX: &str = "vod";
+/// Never fetched: the test reads the bucket behind it directly.
+const CDN: &str = "https://cdn.segcast.test/vod";
 
 /// An s3s-fs serving `root` on `port`; killed when dropped.
 struct S3 {
@@ -60,10 +72,19 @@ fn bucket_client() -> AmazonS3 {
         .unwrap()
 }
 
-/// Whether every file of the recording's `hls/` folder that goes to the
-/// bucket is there, byte-identical to what `/media` serves, with the same
-/// content type and cache policy. Returns what differs.
-async fn differences(api: &Api, bucket: &AmazonS3, data: &Path, id: &str) -> Vec<String> {
+fn configure(c: &mut segcast::Config) {
+    c.segment_target_ms = 1000;
+    c.store = Some(format!("s3://{BUCKET}/{PREFIX}").parse().unwrap());
+    c.public_media_url = Some(CDN.into());
+}
+
+/// A file as `/media` served it: name, bytes, content type, cache policy.
+type Served = (String, bytes::Bytes, String, String);
+
+/// Every file of the recording that goes to the bucket (its `hls/` folder
+/// and the original), as `/media` serves it now, from this server (a
+/// redirect fails the test: the recording is not complete in the bucket).
+async fn served(api: &Api, data: &Path, id: &str) -> Vec<Served> {
     let dir = data.join("recordings").join(id).join("hls");
     let mut names: Vec<String> = std::fs::read_dir(&dir)
         .unwrap()
@@ -73,19 +94,23 @@ async fn differences(api: &Api, bucket: &AmazonS3, data: &Path, id: &str) -> Vec
         .collect();
     names.sort();
     assert!(names.iter().any(|n| n.ends_with(".m4s")), "{names:?}");
-    let mut differ = Vec::new();
+    names.push("original".into());
+    let mut files = Vec::new();
     for name in names {
-        let served = api.get(&format!("/media/{id}/{name}")).await;
-        assert_eq!(served.status(), 200, "{name}");
-        let kind = served.headers()["content-type"]
-            .to_str()
-            .unwrap()
-            .to_string();
-        let cache = served.headers()["cache-control"]
-            .to_str()
-            .unwrap()
-            .to_string();
-        let served = served.bytes().await.unwrap();
+        let resp = api.get(&format!("/media/{id}/{name}")).await;
+        assert_eq!(resp.status(), 200, "{name}");
+        let header = |h: &str| resp.headers()[h].to_str().unwrap().to_string();
+        let (kind, cache) = (header("content-type"), header("cache-control"));
+        files.push((name, resp.bytes().await.unwrap(), kind, cache));
+    }
+    files
+}
+
+/// What of `files` the bucket lacks or holds otherwise (bytes, content
+/// type, cache policy).
+async fn differences(bucket: &AmazonS3, id: &str, files: &[Served]) -> Vec<String> {
+    let mut differ = Vec::new();
+    for (name, bytes, kind, cache) in files {
         let key = object_store::path::Path::from(format!("{PREFIX}/{id}/{name}"));
         let Ok(object) = bucket.get(&key).await else {
             differ.push(format!("{name}: missing"));
@@ -93,25 +118,33 @@ async fn differences(api: &Api, bucket: &AmazonS3, data: &Path, id: &str) -> Vec
         };
         let attributes = object.attributes.clone();
         let stored = object.bytes().await.unwrap();
-        if stored != served {
+        if stored != bytes {
             differ.push(format!(
                 "{name}: {} bytes in the bucket, {} served",
                 stored.len(),
-                served.len()
+                bytes.len()
             ));
         }
-        assert_eq!(
-            attributes.get(&Attribute::ContentType).map(|v| v.as_ref()),
-            Some(kind.as_str()),
-            "{name}"
-        );
-        assert_eq!(
-            attributes.get(&Attribute::CacheControl).map(|v| v.as_ref()),
-            Some(cache.as_str()),
-            "{name}"
-        );
+        let attribute = |a: &Attribute| attributes.get(a).map(|v| v.as_ref().to_string());
+        if attribute(&Attribute::ContentType).as_ref() != Some(kind) {
+            differ.push(format!("{name}: type {attributes:?}, served {kind}"));
+        }
+        if attribute(&Attribute::CacheControl).as_ref() != Some(cache) {
+            differ.push(format!("{name}: cache {attributes:?}, served {cache}"));
+        }
     }
     differ
+}
+
+async fn keys(bucket: &AmazonS3, under: &str) -> Vec<String> {
+    let prefix = object_store::path::Path::from(under);
+    let mut listing = bucket.list(Some(&prefix));
+    let mut keys = Vec::new();
+    while let Some(meta) = listing.next().await {
+        keys.push(meta.unwrap().location.to_string());
+    }
+    keys.sort();
+    keys
 }
 
 async fn metric(api: &Api, name: &str) -> f64 {
@@ -123,8 +156,79 @@ async fn metric(api: &Api, name: &str) -> f64 {
     line.rsplit(' ').next().unwrap().parse().unwrap()
 }
 
+async fn wait_metric(api: &Api, name: &str, at_least: f64) {
+    let deadline = Instant::now() + READY_LIMIT;
+    while metric(api, name).await < at_least {
+        assert!(Instant::now() < deadline, "{name} never reached {at_least}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// Imports `file` over HTTP with `query`; returns (id, upload token).
+async fn import(api: &Api, file: &Path, query: &str) -> (String, String) {
+    let resp = api
+        .client
+        .post(api.url(&format!("/api/imports?{query}")))
+        .body(std::fs::read(file).unwrap())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 201);
+    let body: Value = resp.json().await.unwrap();
+    (
+        body["id"].as_str().unwrap().into(),
+        body["upload_token"].as_str().unwrap().into(),
+    )
+}
+
+/// A private recording's status, read by its owner.
+async fn owner_status(api: &Api, id: &str, token: &str) -> Value {
+    let resp = api
+        .client
+        .get(api.url(&format!("/api/recordings/{id}")))
+        .bearer_auth(token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    resp.json().await.unwrap()
+}
+
+/// `GET path` without following redirects: (status, Location).
+async fn get_once(client: &reqwest::Client, api: &Api, path: &str) -> (u16, Option<String>) {
+    let resp = client.get(api.url(path)).send().await.unwrap();
+    let location = resp
+        .headers()
+        .get("location")
+        .map(|v| v.to_str().unwrap().to_string());
+    (resp.status().as_u16(), location)
+}
+
+async fn delete(api: &Api, id: &str, token: &str) {
+    let resp = api
+        .client
+        .delete(api.url(&format!("/api/recordings/{id}")))
+        .bearer_auth(token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 204);
+}
+
+async fn wait_gone(bucket: &AmazonS3, id: &str) {
+    let deadline = Instant::now() + READY_LIMIT;
+    loop {
+        let left = keys(bucket, &format!("{PREFIX}/{id}")).await;
+        if left.is_empty() {
+            return;
+        }
+        assert!(Instant::now() < deadline, "never deleted: {left:?}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_recording_reaches_the_bucket_whole_even_when_it_was_down_meanwhile() {
+async fn the_bucket_holds_what_segcast_serves_and_the_cdn_only_what_it_may() {
     let port = std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()
@@ -138,101 +242,206 @@ async fn a_recording_reaches_the_bucket_whole_even_when_it_was_down_meanwhile() 
     std::env::set_var("AWS_ACCESS_KEY_ID", "segcast");
     std::env::set_var("AWS_SECRET_ACCESS_KEY", "segcast-secret");
     let mut s3 = S3::start(root.path(), port);
-    let server = Server::start(|c| {
-        c.segment_target_ms = 1000;
-        c.store = Some(format!("s3://{BUCKET}/{PREFIX}").parse().unwrap());
-    })
-    .await;
+    let server = Server::start(configure).await;
     let bucket = bucket_client();
+    let no_redirects = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    let scratch = tempfile::tempdir().unwrap();
+    let mp4 = scratch.path().join("clip.mp4");
+    let h264_aac = ["-c:v", "libx264", "-preset", "ultrafast", "-g", "30"];
+    make_test_media(
+        &mp4,
+        "320x240",
+        3,
+        &[&h264_aac[..], &["-c:a", "aac"]].concat(),
+    );
 
+    // A live recording: segments reach the bucket while it is made, and
+    // it is served here (blocking reloads, parts), not at the CDN.
     let source = std::fs::read(make_webm(server.data.path(), 6, "320x240")).unwrap();
     let pieces: Vec<Vec<u8>> = source
         .chunks(source.len() / 8 + 1)
         .map(<[u8]>::to_vec)
         .collect();
-    let (id, token) = server.create("to the bucket").await;
+    let (live, live_token) = server.create("to the bucket").await;
     let half = pieces.len() / 2;
     for (seq, piece) in pieces[..half].iter().enumerate() {
-        assert_eq!(
-            server
-                .put(&id, &token, seq as u64, piece.clone())
-                .await
-                .status(),
-            201
-        );
+        let put = server.put(&live, &live_token, seq as u64, piece.clone());
+        assert_eq!(put.await.status(), 201);
     }
-    // Segments reach the bucket while recording.
     server
-        .wait_for(&id, READY_LIMIT, |s| s["segments"].as_u64() >= Some(1))
+        .wait_for(&live, READY_LIMIT, |s| s["segments"].as_u64() >= Some(1))
         .await;
-    let deadline = Instant::now() + READY_LIMIT;
-    while metric(&server, "segcast_store_uploads_total").await < 3.0 {
-        assert!(Instant::now() < deadline, "nothing reached the bucket");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-
-    // The bucket goes down: the recording is still taken and finished.
-    s3.stop();
-    for (seq, piece) in pieces.iter().enumerate().skip(half) {
-        assert_eq!(
-            server
-                .put(&id, &token, seq as u64, piece.clone())
-                .await
-                .status(),
-            201
-        );
-    }
+    wait_metric(&server, "segcast_store_uploads_total", 3.0).await;
     assert_eq!(
-        server
-            .finish(&id, &token, pieces.len() as u64)
-            .await
-            .status(),
-        202
+        server.status(&live).await["hls"],
+        format!("/media/{live}/index.m3u8")
     );
-    server
-        .wait_for(&id, READY_LIMIT, |s| s["state"] == "ready")
-        .await;
-    let deadline = Instant::now() + READY_LIMIT;
-    while metric(&server, "segcast_store_failures_total").await < 1.0 {
-        assert!(Instant::now() < deadline, "the failing bucket never showed");
-        tokio::time::sleep(Duration::from_millis(50)).await;
+    let playlist = format!("/media/{live}/media.m3u8");
+    assert_eq!(get_once(&no_redirects, &server, &playlist).await.0, 200);
+
+    // The bucket goes down: the recording is still taken and finished,
+    // and imports (public, private, encrypted) are made meanwhile.
+    s3.stop();
+    let (public, public_token) = import(&server, &mp4, "name=clip.mp4").await;
+    let (private, private_token) = import(&server, &mp4, "name=clip.mp4&access=private").await;
+    let (encrypted, _) = import(&server, &mp4, "name=clip.mp4&encrypt=true").await;
+    for (seq, piece) in pieces.iter().enumerate().skip(half) {
+        let put = server.put(&live, &live_token, seq as u64, piece.clone());
+        assert_eq!(put.await.status(), 201);
     }
+    let finished = server.finish(&live, &live_token, pieces.len() as u64);
+    assert_eq!(finished.await.status(), 202);
+    for id in [&live, &public, &encrypted] {
+        let status = server
+            .wait_for(id, READY_LIMIT, |s| s["state"] != "processing")
+            .await;
+        assert_eq!(status["state"], "ready", "{status:#}");
+    }
+    wait_metric(&server, "segcast_store_failures_total", 1.0).await;
     assert!(metric(&server, "segcast_store_pending_recordings").await >= 1.0);
 
-    // Back up: everything arrives, identical to what segcast serves.
+    // Ready, but not yet in the bucket: served here, status URLs here.
+    let mut expected = Vec::new();
+    for id in [&live, &public] {
+        let status = server.status(id).await;
+        assert_eq!(status["hls"], format!("/media/{id}/index.m3u8"));
+        expected.push((id.clone(), served(&server, server.data.path(), id).await));
+    }
+    let original = &expected[0].1.last().unwrap();
+    assert_eq!(original.1, source, "the live original is the upload");
+    assert_eq!(original.2, "video/webm");
+    assert_eq!(expected[1].1.last().unwrap().2, "video/mp4");
+
+    // Back up: everything arrives, identical to what segcast served.
     let _s3 = S3::start(root.path(), port);
     let deadline = Instant::now() + READY_LIMIT;
-    loop {
-        let differ = differences(&server, &bucket, server.data.path(), &id).await;
-        if differ.is_empty() {
-            break;
+    for (id, files) in &expected {
+        loop {
+            let differ = differences(&bucket, id, files).await;
+            if differ.is_empty() {
+                break;
+            }
+            assert!(Instant::now() < deadline, "{id} never arrived: {differ:?}");
+            tokio::time::sleep(Duration::from_millis(200)).await;
         }
+    }
+
+    // Complete in the bucket: finished public media is the CDN's.
+    for id in [&live, &public] {
+        let status = server
+            .wait_for(id, READY_LIMIT, |s| {
+                s["hls"].as_str().is_some_and(|u| u.starts_with(CDN))
+            })
+            .await;
+        assert_eq!(status["hls"], format!("{CDN}/{id}/index.m3u8"));
+        assert_eq!(status["dash"], format!("{CDN}/{id}/manifest.mpd"));
+        assert_eq!(status["poster"], format!("{CDN}/{id}/poster.jpg"));
+        assert_eq!(status["watch"], format!("/watch/{id}"));
+        for name in ["index.m3u8", "manifest.mpd", "seg-00000.m4s", "original"] {
+            let (code, location) =
+                get_once(&no_redirects, &server, &format!("/media/{id}/{name}")).await;
+            assert_eq!(code, 302, "{name}");
+            assert_eq!(location, Some(format!("{CDN}/{id}/{name}")), "{name}");
+        }
+    }
+    let listed = server.text("/api/recordings").await;
+    assert!(
+        listed.contains(&format!("{CDN}/{live}/index.m3u8")),
+        "{listed}"
+    );
+    // Parts are never objects: still answered here.
+    let part = format!("/media/{live}/part-000000.m4s");
+    assert_eq!(get_once(&no_redirects, &server, &part).await.0, 200);
+
+    // Encrypted: in the bucket, never at the CDN (the key is served here).
+    let deadline = Instant::now() + READY_LIMIT;
+    while !keys(&bucket, &format!("{PREFIX}/{encrypted}"))
+        .await
+        .iter()
+        .any(|k| k.ends_with("/original"))
+    {
         assert!(
             Instant::now() < deadline,
-            "the bucket never caught up: {differ:?}"
+            "the encrypted import never arrived"
         );
-        tokio::time::sleep(Duration::from_millis(200)).await;
+        tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    // Chunks stay local, and no part is a file anywhere.
-    let mut keys = Vec::new();
-    let mut listing = bucket.list(Some(&object_store::path::Path::from(PREFIX)));
-    while let Some(meta) = futures_util::StreamExt::next(&mut listing).await {
-        keys.push(meta.unwrap().location.to_string());
+    let status = server.status(&encrypted).await;
+    assert_eq!(status["hls"], format!("/media/{encrypted}/index.m3u8"));
+    let playlist = format!("/media/{encrypted}/media.m3u8");
+    assert_eq!(get_once(&no_redirects, &server, &playlist).await.0, 200);
+
+    // Private: served here to its owner, and not in the bucket at all.
+    let anonymous = server.get(&format!("/api/recordings/{private}")).await;
+    assert_eq!(anonymous.status(), 401);
+    let deadline = Instant::now() + READY_LIMIT;
+    let status = loop {
+        let status = owner_status(&server, &private, &private_token).await;
+        if status["state"] != "processing" {
+            break status;
+        }
+        assert!(Instant::now() < deadline, "{status:#}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert_eq!(status["state"], "ready", "{status:#}");
+    assert_eq!(status["hls"], format!("/media/{private}/index.m3u8"));
+    let resp = no_redirects
+        .get(server.url(&format!("/media/{private}/index.m3u8")))
+        .bearer_auth(&private_token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    assert_eq!(
+        keys(&bucket, &format!("{PREFIX}/{private}")).await,
+        Vec::<String>::new()
+    );
+
+    // Deleted while the bucket is up: its objects go.
+    delete(&server, &public, &public_token).await;
+    wait_gone(&bucket, &public).await;
+    assert!(metric(&server, "segcast_store_deletes_total").await >= expected[1].1.len() as f64);
+
+    // Deleted while the bucket is down, and segcast restarted before it is
+    // back: the deletion is written down and done after the restart.
+    // As if the private recording had been mirrored before the prefix was
+    // public: segcast withdraws it (at the latest after the restart).
+    let stray = object_store::path::Path::from(format!("{PREFIX}/{private}/seg-00000.m4s"));
+    bucket.put(&stray, b"stray".to_vec().into()).await.unwrap();
+    drop(_s3);
+    delete(&server, &live, &live_token).await;
+    wait_metric(&server, "segcast_store_pending_deletes", 1.0).await;
+    let data = server.stop().await;
+    let tombstone = data.path().join("store-deletes").join(&live);
+    assert!(tombstone.exists());
+    let server = Server::start_in(data, configure).await;
+    let _s3 = S3::start(root.path(), port);
+    wait_gone(&bucket, &live).await;
+    wait_gone(&bucket, &private).await;
+    let deadline = Instant::now() + READY_LIMIT;
+    while tombstone.exists() {
+        assert!(Instant::now() < deadline, "the tombstone stayed");
+        tokio::time::sleep(Duration::from_millis(50)).await;
     }
+
+    // What is left: the encrypted import's objects, and no chunk, part
+    // or local-only file anywhere.
+    let left = keys(&bucket, PREFIX).await;
+    assert!(!left.is_empty());
     assert!(
-        keys.iter()
-            .all(|k| k.starts_with(&format!("{PREFIX}/{id}/"))),
-        "{keys:?}"
+        left.iter()
+            .all(|k| k.starts_with(&format!("{PREFIX}/{encrypted}/"))),
+        "{left:?}"
     );
     assert!(
-        !keys
+        !left
             .iter()
             .any(|k| k.contains("chunk") || k.contains("part-") || k.ends_with(".json")),
-        "{keys:?}"
+        "{left:?}"
     );
-    assert!(
-        keys.iter()
-            .any(|k| k.ends_with("manifest.mpd") || k.ends_with(".mpd")),
-        "{keys:?}"
-    );
+    assert!(left.iter().any(|k| k.ends_with(".mpd")) || left.iter().any(|k| k.ends_with(".m3u8")));
+    drop(server);
 }

@@ -12,10 +12,16 @@
 //!
 //! (c), (d) Imports: see [`import`].
 //!
+//! (e) With `--store`: the live lag of (b) once on local disk alone and
+//!     once with `--store` on an `s3s-fs` bucket on loopback, adding for
+//!     each chunk the time until a segment covering its media is listed
+//!     in the playlist file on disk and in the bucket's copy ([`store`]).
+//!
 //! Prints the figures; docs/benchmarks.md records them. `--quick` runs
 //! short versions; `--lag-only` and `--import-only` run one part.
 
 mod import;
+mod store;
 
 #[path = "../../tests/common/mod.rs"]
 mod common;
@@ -40,6 +46,7 @@ fn main() {
     let quick = args.iter().any(|a| a == "--quick");
     let lag_only = args.iter().any(|a| a == "--lag-only");
     let import_only = args.iter().any(|a| a == "--import-only");
+    let with_store = args.iter().any(|a| a == "--store");
     let (package_secs, lag_secs, runs) = if quick {
         (10, 8, 1)
     } else {
@@ -78,6 +85,10 @@ fn main() {
     }
 
     let lag_source = make_source(work.path(), lag_secs, LAG_SLICE_MS);
+    if with_store {
+        report_store_lag(&rt, &lag_source, config, lag_secs);
+        return;
+    }
     let live = rt.block_on(run_segcast(&lag_source, config, LAG_SLICE_MS, true));
     println!(
         "\n(b) live lag, {lag_secs} s uploaded in ~{LAG_SLICE_MS} ms chunks at real-time pace, \
@@ -98,6 +109,71 @@ fn main() {
     }
 }
 
+/// (e): the live lag on local disk alone, then with the bucket.
+fn report_store_lag(
+    rt: &tokio::runtime::Runtime,
+    source: &Path,
+    config: segcast::Config,
+    secs: u32,
+) {
+    let load = || std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
+    let load_before = load();
+    let local = rt.block_on(run_segcast(source, config.clone(), LAG_SLICE_MS, true));
+    let s3 = store::S3::start();
+    let mut stored = config;
+    stored.store = Some(store::S3::store_url());
+    let bucket = rt.block_on(run_segcast(source, stored, LAG_SLICE_MS, true));
+    drop(s3);
+    println!(
+        "\n(e) publish lag, local disk vs --store (s3s-fs on loopback): {secs} s in \
+         ~{LAG_SLICE_MS} ms chunks at real-time pace; per chunk, upload → media covering it \
+         listed; followers poll every {} ms",
+        store::POLL.as_millis()
+    );
+    println!(
+        "    load average (1, 5, 15 min) before: {}; after: {}",
+        load_before.trim(),
+        load().trim()
+    );
+    println!(
+        "    | {:<37} | {:<35} | {:<35} |",
+        "listed where", "local disk only", "with --store"
+    );
+    println!("    |{:-<39}|{:-<37}|{:-<37}|", "", "", "");
+    let row = |what: &str, a: &[u64], b: &[u64]| {
+        println!(
+            "    | {what:<37} | {:<35} | {:<35} |",
+            p50_max(a),
+            p50_max(b)
+        );
+    };
+    row(
+        "part, live playlist (memory)",
+        &local.lags_ms,
+        &bucket.lags_ms,
+    );
+    row(
+        "segment, live playlist (memory)",
+        &local.segment_lags_ms,
+        &bucket.segment_lags_ms,
+    );
+    row(
+        "segment, media.m3u8 on local disk",
+        &local.disk_lags_ms,
+        &bucket.disk_lags_ms,
+    );
+    row(
+        "segment, media.m3u8 in the bucket",
+        &[],
+        &bucket.bucket_lags_ms,
+    );
+    row(
+        "bucket behind disk, per new segment",
+        &[],
+        &bucket.mirror_lags_ms,
+    );
+}
+
 fn report_packaging(secs: u32, runs: usize, plain: &[Cost], ours: &[Cost]) {
     let (plain, ours) = (Cost::median(plain), Cost::median(ours));
     println!("\n(a) packaging {secs} s of 720p30, median of {runs}");
@@ -111,6 +187,9 @@ fn report_packaging(secs: u32, runs: usize, plain: &[Cost], ours: &[Cost]) {
 }
 
 fn p50_max(ms: &[u64]) -> String {
+    if ms.is_empty() {
+        return "—".into();
+    }
     let mut sorted = ms.to_vec();
     sorted.sort_unstable();
     format!(
@@ -129,6 +208,11 @@ struct Cost {
     lags_ms: Vec<u64>,
     /// Per chunk: upload → a listed segment covers the chunk's media.
     segment_lags_ms: Vec<u64>,
+    /// The same, in `media.m3u8` on local disk and in the bucket.
+    disk_lags_ms: Vec<u64>,
+    bucket_lags_ms: Vec<u64>,
+    /// Per change of `media.m3u8` on disk: until the bucket's lists as much.
+    mirror_lags_ms: Vec<u64>,
 }
 
 impl Cost {
@@ -298,6 +382,7 @@ async fn run_segcast(
     slice_ms: u64,
     realtime: bool,
 ) -> Cost {
+    let config_has_store = config.store.is_some();
     let server = InProcess::start(config).await;
     let base = server.base.clone();
     let client = reqwest::Client::new();
@@ -330,6 +415,12 @@ async fn run_segcast(
         let url = format!("{base}/media/{id}/media.m3u8");
         tokio::spawn(follow_playlist(client.clone(), url))
     });
+    let on_disk = realtime.then(|| {
+        let data = server.data.path().to_path_buf();
+        tokio::spawn(store::follow_file(data, id.clone()))
+    });
+    let in_bucket =
+        (realtime && config_has_store).then(|| tokio::spawn(store::follow_object(id.clone())));
     let (start, cpu) = (Instant::now(), cpu_s());
     let mut sent_at = Vec::new();
     for (seq, chunk) in chunks.iter().enumerate() {
@@ -365,6 +456,13 @@ async fn run_segcast(
         Some(follower) => follower.await.unwrap(),
         None => Vec::new(),
     };
+    let joined = |task: Option<tokio::task::JoinHandle<store::Listed>>| async move {
+        match task {
+            Some(task) => task.await.unwrap(),
+            None => Vec::new(),
+        }
+    };
+    let (on_disk, in_bucket) = (joined(on_disk).await, joined(in_bucket).await);
     if std::env::var_os("BENCH_TRACE").is_some() {
         let rel = |t: &Instant| t.saturating_duration_since(start).as_millis();
         println!(
@@ -379,32 +477,60 @@ async fn run_segcast(
                 .collect::<Vec<_>>()
         );
     }
-    // Every chunk but the last (which only the finish can publish): the
-    // first moment the playlist listed media up to the end of its media.
-    // A frame's worth (1/30 s) short counts as covered: a part ends where
-    // its last frame does, a chunk where the next one starts.
-    let lag = |listed: fn(&(Instant, f64, f64)) -> f64| -> Vec<u64> {
-        sent_at[..sent_at.len() - 1]
-            .iter()
-            .enumerate()
-            .map(|(seq, sent)| {
-                let media_end_s = media_end_ms[seq] as f64 / 1000.0 - 0.034;
-                let covered = seen
-                    .iter()
-                    .find(|entry| listed(entry) >= media_end_s)
-                    .map_or(Instant::now(), |&(t, _, _)| t);
-                covered.saturating_duration_since(*sent).as_millis() as u64
-            })
-            .collect()
-    };
+    let lag = |listed: &[(Instant, f64)]| covered_lags(&sent_at, &media_end_ms, listed);
+    let parts: Vec<(Instant, f64)> = seen.iter().map(|e| (e.0, e.2)).collect();
+    let segments: Vec<(Instant, f64)> = seen.iter().map(|e| (e.0, e.1)).collect();
     let cost = Cost {
         wall_s,
         cpu_s,
-        lags_ms: if realtime { lag(|e| e.2) } else { Vec::new() },
-        segment_lags_ms: if realtime { lag(|e| e.1) } else { Vec::new() },
+        lags_ms: if realtime { lag(&parts) } else { Vec::new() },
+        segment_lags_ms: if realtime { lag(&segments) } else { Vec::new() },
+        disk_lags_ms: if realtime { lag(&on_disk) } else { Vec::new() },
+        bucket_lags_ms: if config_has_store {
+            lag(&in_bucket)
+        } else {
+            Vec::new()
+        },
+        mirror_lags_ms: if config_has_store {
+            behind(&on_disk, &in_bucket)
+        } else {
+            Vec::new()
+        },
     };
     server.stop().await;
     cost
+}
+
+/// Every chunk but the last (which only the finish can publish): the
+/// first moment `listed` covered media up to the end of its media. A
+/// frame's worth (1/30 s) short counts as covered: a part ends where its
+/// last frame does, a chunk where the next one starts.
+fn covered_lags(sent_at: &[Instant], media_end_ms: &[u64], listed: &[(Instant, f64)]) -> Vec<u64> {
+    sent_at[..sent_at.len() - 1]
+        .iter()
+        .enumerate()
+        .map(|(seq, sent)| {
+            let media_end_s = media_end_ms[seq] as f64 / 1000.0 - 0.034;
+            let covered = listed
+                .iter()
+                .find(|entry| entry.1 >= media_end_s)
+                .map_or(Instant::now(), |&(t, _)| t);
+            covered.saturating_duration_since(*sent).as_millis() as u64
+        })
+        .collect()
+}
+
+/// For each change of `first` (media listed growing), how much later
+/// `then` listed as much.
+fn behind(first: &[(Instant, f64)], then: &[(Instant, f64)]) -> Vec<u64> {
+    first
+        .iter()
+        .filter(|(_, listed)| *listed > 0.0)
+        .filter_map(|&(at, listed)| {
+            let caught_up = then.iter().find(|entry| entry.1 >= listed)?;
+            Some(caught_up.0.saturating_duration_since(at).as_millis() as u64)
+        })
+        .collect()
 }
 
 /// Follows a live media playlist as an LL-HLS player does (a blocking

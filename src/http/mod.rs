@@ -2,6 +2,7 @@
 //! merged here, over a shared [`AppState`].
 
 pub mod access;
+mod cdn;
 pub mod clients;
 mod comments;
 pub mod connection;
@@ -84,10 +85,17 @@ pub fn router(state: AppState) -> Router {
         .merge(recordings::router())
         .merge(comments::router())
         .merge(imports::router())
-        .merge(media::router().route_layer(axum::middleware::from_fn_with_state(
-            state.clone(),
-            access::guard_media,
-        )))
+        .merge(
+            media::router()
+                .route_layer(axum::middleware::from_fn_with_state(
+                    state.clone(),
+                    cdn::redirect,
+                ))
+                .route_layer(axum::middleware::from_fn_with_state(
+                    state.clone(),
+                    access::guard_media,
+                )),
+        )
         .merge(private::router())
         .merge(pages::router())
         .route("/healthz", get(healthz))

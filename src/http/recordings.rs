@@ -126,12 +126,17 @@ async fn list(State(state): State<AppState>, headers: HeaderMap) -> Json<Vec<Rec
     let operator = holds_publish_key(&state, &headers);
     let mut all = state.library.list();
     all.retain(|r| operator || !r.access.is_private());
-    Json(all)
+    Json(
+        all.into_iter()
+            .map(|r| super::cdn::status_urls(&state, r))
+            .collect(),
+    )
 }
 
-/// A viewer who came with `?token=` gets URLs that carry it.
-async fn status(viewer: Viewer) -> Json<RecordingStatus> {
-    let status = viewer.recording.status();
+/// A viewer who came with `?token=` gets URLs that carry it; a finished
+/// public recording's media URLs may point at the CDN (`--public-media-url`).
+async fn status(State(state): State<AppState>, viewer: Viewer) -> Json<RecordingStatus> {
+    let status = super::cdn::status_urls(&state, viewer.recording.status());
     Json(match &viewer.carried {
         Some(token) => status.with_query(&format!("{TOKEN_PARAM}={token}")),
         None => status,

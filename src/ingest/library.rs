@@ -137,6 +137,8 @@ pub struct Library {
     deleted: Mutex<HashSet<String>>,
     /// The server's counters (`GET /metrics`).
     metrics: Metrics,
+    /// `--store`: the bucket published media is mirrored to.
+    objects: Option<Arc<crate::objects::Mirror>>,
 }
 
 impl Library {
@@ -149,13 +151,29 @@ impl Library {
                 .await
                 .map_err(std::io::Error::other)??
         };
+        let metrics = Metrics::new();
+        let objects = match &config.store {
+            Some(url) => Some(crate::objects::Mirror::open(
+                url,
+                &config.data_dir,
+                config.public_media_url.is_some(),
+                metrics.clone(),
+            )?),
+            None if config.public_media_url.is_some() => {
+                return Err(std::io::Error::other(
+                    "--public-media-url needs --store (the CDN serves the bucket)",
+                ))
+            }
+            None => None,
+        };
         let library = Self {
             store,
             import_jobs: Arc::new(Semaphore::new(config.import_jobs as usize)),
             config,
             recordings: RwLock::default(),
             deleted: Mutex::default(),
-            metrics: Metrics::new(),
+            metrics,
+            objects,
         };
         for (meta, seqs) in loaded {
             library.start(meta, seqs);
@@ -233,6 +251,11 @@ impl Library {
     /// The server's counters (`GET /metrics`).
     pub fn metrics(&self) -> &Metrics {
         &self.metrics
+    }
+
+    /// The `--store` bucket's mirror, if there is one.
+    pub fn objects(&self) -> Option<&Arc<crate::objects::Mirror>> {
+        self.objects.as_ref()
     }
 
     /// Creates a recording; returns its status and its upload token.
@@ -409,6 +432,9 @@ impl Library {
             }
         });
         futures_util::future::join_all(stops).await;
+        if let Some(objects) = &self.objects {
+            objects.stop();
+        }
         tracing::info!(recordings = recordings.len(), "all recording tasks stopped");
     }
 
@@ -422,6 +448,10 @@ impl Library {
         let forgotten = tokio::task::spawn_blocking(move || keys.delete(&owned_id)).await;
         if let Ok(Err(e)) | Err(e) = forgotten.map_err(std::io::Error::other) {
             tracing::error!(%id, error = %e, "cannot delete the recording's key");
+        }
+        // Its local files are gone: no pass can upload them again.
+        if let Some(objects) = &self.objects {
+            objects.forget(id).await;
         }
         self.recordings.write().expect("lock").remove(id);
         self.deleted.lock().expect("lock").insert(id.to_string());
