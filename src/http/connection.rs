@@ -124,11 +124,65 @@ async fn handle(
 ) -> Result<Response<Body>, Infallible> {
     let client = client_addr(peer.ip(), request.headers(), &shared.trusted_proxies);
     let idle = shared.policy.body_idle_timeout;
-    let mut request = request.map(|body| Body::new(TimeoutBody::new(idle, body)));
+    let unread = (!hyper::body::Body::is_end_stream(request.body()))
+        .then(|| Arc::new(AtomicBool::new(true)));
+    let mut request = request.map(|body| {
+        let body = TimeoutBody::new(idle, body);
+        match &unread {
+            Some(flag) => Body::new(ReadToEnd {
+                body: Body::new(body),
+                unread: flag.clone(),
+            }),
+            None => Body::new(body),
+        }
+    });
     request.extensions_mut().insert(ConnectInfo(peer));
     request.extensions_mut().insert(ClientAddr(client));
-    let response = shared.router.clone().oneshot(request).await?;
+    let mut response = shared.router.clone().oneshot(request).await?;
+    // Answered before its body was read (a refusal, a limit): hyper will
+    // close the connection rather than read the rest, and says so, or a
+    // client could send its next request on a socket about to close
+    // (RFC 9112 §9.6; seen as EPIPE in a pooled client).
+    if unread.is_some_and(|flag| flag.load(Ordering::Acquire)) {
+        response.headers_mut().insert(
+            axum::http::header::CONNECTION,
+            axum::http::HeaderValue::from_static("close"),
+        );
+    }
     Ok(response.map(|body| Body::new(InFlight { body, _busy: busy })))
+}
+
+/// A request body that notes when it has been read to its end.
+struct ReadToEnd<B> {
+    body: B,
+    unread: Arc<AtomicBool>,
+}
+
+impl<B> hyper::body::Body for ReadToEnd<B>
+where
+    B: hyper::body::Body + Unpin,
+{
+    type Data = B::Data;
+    type Error = B::Error;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<hyper::body::Frame<Self::Data>, Self::Error>>> {
+        let polled = Pin::new(&mut self.body).poll_frame(cx);
+        if matches!(polled, Poll::Ready(None)) || self.body.is_end_stream() {
+            self.unread.store(false, Ordering::Release);
+        }
+        polled
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.body.is_end_stream()
+    }
+
+    fn size_hint(&self) -> hyper::body::SizeHint {
+        self.body.size_hint()
+    }
 }
 
 fn log_end(peer: SocketAddr, result: hyper::Result<()>) {
@@ -343,6 +397,51 @@ mod tests {
         let mut response = String::new();
         client.read_to_string(&mut response).await.unwrap();
         response
+    }
+
+    /// What the server answers to `request` within half a second.
+    async fn answer(router: Router, request: &str) -> String {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let shared = Arc::new(Shared {
+            router,
+            policy: ConnectionPolicy {
+                header_timeout: Duration::from_secs(5),
+                keep_alive_timeout: Duration::from_secs(5),
+                body_idle_timeout: Duration::from_secs(5),
+            },
+            trusted_proxies: vec![],
+        });
+        let peer: SocketAddr = "192.0.2.1:4000".parse().unwrap();
+        let permit = crate::http::clients::Admission::new(1, 1, vec![])
+            .admit(peer.ip())
+            .unwrap();
+        let (mut client, server) = tokio::io::duplex(4096);
+        tokio::spawn(serve(
+            server,
+            peer,
+            permit,
+            shared,
+            CancellationToken::new(),
+        ));
+        client.write_all(request.as_bytes()).await.unwrap();
+        let mut got = Vec::new();
+        let _ = timeout(Duration::from_millis(500), client.read_to_end(&mut got)).await;
+        String::from_utf8_lossy(&got).to_lowercase()
+    }
+
+    #[tokio::test]
+    async fn an_answer_before_the_body_is_read_says_the_connection_closes() {
+        use axum::routing::post;
+        let router = Router::new()
+            .route("/refuse", post(|| async { "refused" }))
+            .route("/read", post(|body: String| async move { body }));
+        let head = "HTTP/1.1\r\nHost: t\r\nContent-Length: 5\r\n\r\nhello";
+        let refused = answer(router.clone(), &format!("POST /refuse {head}")).await;
+        assert!(refused.contains("refused"), "{refused}");
+        assert!(refused.contains("connection: close"), "{refused}");
+        let read = answer(router, &format!("POST /read {head}")).await;
+        assert!(read.ends_with("hello"), "{read}");
+        assert!(!read.contains("connection: close"), "kept alive: {read}");
     }
 
     #[tokio::test]
