@@ -14,14 +14,14 @@
 mod common;
 
 use std::path::Path;
-use std::process::{Child, Command};
 use std::time::{Duration, Instant};
 
 use futures_util::StreamExt;
-use object_store::aws::{AmazonS3, AmazonS3Builder};
+use object_store::aws::AmazonS3;
 use object_store::{Attribute, ObjectStore};
 use serde_json::Value;
 
+use common::s3::{S3Site, S3};
 use common::{make_test_media, make_webm, Api, Server};
 
 const READY_LIMIT: Duration = Duration::from_secs(90);
@@ -29,48 +29,6 @@ const BUCKET: &str = "media";
 const PREFIX: &str = "vod";
 /// Never fetched: the test reads the bucket behind it directly.
 const CDN: &str = "https://cdn.segcast.test/vod";
-
-/// An s3s-fs serving `root` on `port`; killed when dropped.
-struct S3 {
-    child: Child,
-}
-
-impl S3 {
-    fn start(root: &Path, port: u16) -> Self {
-        let child = Command::new("s3s-fs")
-            .args(["--host", "127.0.0.1", "--port", &port.to_string()])
-            .args(["--access-key", "segcast", "--secret-key", "segcast-secret"])
-            .arg(root)
-            .spawn()
-            .expect("s3s-fs must be installed (SEGCAST_TEST_TOOLS=1 scripts/setup)");
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(Instant::now() < deadline, "s3s-fs did not listen");
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        Self { child }
-    }
-
-    fn stop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-impl Drop for S3 {
-    fn drop(&mut self) {
-        self.stop();
-    }
-}
-
-fn bucket_client() -> AmazonS3 {
-    AmazonS3Builder::from_env()
-        .with_endpoint(std::env::var("AWS_ENDPOINT_URL").unwrap())
-        .with_allow_http(true)
-        .with_bucket_name(BUCKET)
-        .build()
-        .unwrap()
-}
 
 fn configure(c: &mut segcast::Config) {
     c.segment_target_ms = 1000;
@@ -229,21 +187,11 @@ async fn wait_gone(bucket: &AmazonS3, id: &str) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_bucket_holds_what_segcast_serves_and_the_cdn_only_what_it_may() {
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let root = tempfile::tempdir().unwrap();
-    std::fs::create_dir(root.path().join(BUCKET)).unwrap();
     // The only test in this binary: the process environment is its own.
-    std::env::set_var("AWS_ENDPOINT_URL", format!("http://127.0.0.1:{port}"));
-    std::env::set_var("AWS_REGION", "us-east-1");
-    std::env::set_var("AWS_ACCESS_KEY_ID", "segcast");
-    std::env::set_var("AWS_SECRET_ACCESS_KEY", "segcast-secret");
-    let mut s3 = S3::start(root.path(), port);
+    let site = S3Site::new(BUCKET);
+    let mut s3 = site.start();
     let server = Server::start(configure).await;
-    let bucket = bucket_client();
+    let bucket = S3::bucket(BUCKET);
     let no_redirects = reqwest::Client::builder()
         .redirect(reqwest::redirect::Policy::none())
         .build()
@@ -316,7 +264,7 @@ async fn the_bucket_holds_what_segcast_serves_and_the_cdn_only_what_it_may() {
     assert_eq!(expected[1].1.last().unwrap().2, "video/mp4");
 
     // Back up: everything arrives, identical to what segcast served.
-    let _s3 = S3::start(root.path(), port);
+    let _s3 = site.start();
     let deadline = Instant::now() + READY_LIMIT;
     for (id, files) in &expected {
         loop {
@@ -418,7 +366,7 @@ async fn the_bucket_holds_what_segcast_serves_and_the_cdn_only_what_it_may() {
     let tombstone = data.path().join("store-deletes").join(&live);
     assert!(tombstone.exists());
     let server = Server::start_in(data, configure).await;
-    let _s3 = S3::start(root.path(), port);
+    let _s3 = site.start();
     wait_gone(&bucket, &live).await;
     wait_gone(&bucket, &private).await;
     let deadline = Instant::now() + READY_LIMIT;

@@ -4,13 +4,12 @@
 //! was first seen.
 
 use std::path::PathBuf;
-use std::process::{Child, Command};
 use std::time::{Duration, Instant};
 
-use object_store::aws::{AmazonS3, AmazonS3Builder};
+use object_store::aws::AmazonS3;
 use object_store::ObjectStore;
 
-use super::common::PlaylistEdge;
+use super::common::{self, PlaylistEdge};
 
 pub const BUCKET: &str = "bench";
 pub const PREFIX: &str = "lag";
@@ -19,40 +18,20 @@ pub const POLL: Duration = Duration::from_millis(10);
 /// Followers stop by themselves after this long.
 const FOLLOW_MAX: Duration = Duration::from_secs(300);
 
-/// An s3s-fs on a free loopback port, the `AWS_*` variables pointing at
-/// it; killed when dropped.
+/// An s3s-fs on a free loopback port (tests/common/s3.rs), the `AWS_*`
+/// variables pointing at it; killed when dropped.
 pub struct S3 {
-    child: Child,
-    _root: tempfile::TempDir,
+    _server: common::s3::S3,
+    _site: common::s3::S3Site,
 }
 
 impl S3 {
     pub fn start() -> Self {
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        let root = tempfile::tempdir().unwrap();
-        std::fs::create_dir(root.path().join(BUCKET)).unwrap();
-        std::env::set_var("AWS_ENDPOINT_URL", format!("http://127.0.0.1:{port}"));
-        std::env::set_var("AWS_REGION", "us-east-1");
-        std::env::set_var("AWS_ACCESS_KEY_ID", "segcast");
-        std::env::set_var("AWS_SECRET_ACCESS_KEY", "segcast-secret");
-        let child = Command::new("s3s-fs")
-            .args(["--host", "127.0.0.1", "--port", &port.to_string()])
-            .args(["--access-key", "segcast", "--secret-key", "segcast-secret"])
-            .arg(root.path())
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null())
-            .spawn()
-            .expect("s3s-fs must be installed (SEGCAST_TEST_TOOLS=1 scripts/setup)");
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(Instant::now() < deadline, "s3s-fs did not listen");
-            std::thread::sleep(Duration::from_millis(20));
+        let site = common::s3::S3Site::new(BUCKET);
+        Self {
+            _server: site.start(),
+            _site: site,
         }
-        Self { child, _root: root }
     }
 
     pub fn store_url() -> segcast::objects::StoreUrl {
@@ -60,20 +39,8 @@ impl S3 {
     }
 }
 
-impl Drop for S3 {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
 fn bucket() -> AmazonS3 {
-    AmazonS3Builder::from_env()
-        .with_endpoint(std::env::var("AWS_ENDPOINT_URL").unwrap())
-        .with_allow_http(true)
-        .with_bucket_name(BUCKET)
-        .build()
-        .unwrap()
+    common::s3::S3::bucket(BUCKET)
 }
 
 /// (when, seconds of media listed in whole segments), at each change.

@@ -3,6 +3,8 @@
 //! the system ffmpeg.
 #![allow(dead_code)] // each test binary uses a different subset
 
+pub mod s3;
+
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
