@@ -28,18 +28,6 @@ async fn create(api: &Api, body: Value) -> (String, String) {
     api.create_with(body, Some(PUBLISH_KEY)).await
 }
 
-async fn status_as(api: &Api, id: &str, token: &str) -> Value {
-    let resp = api
-        .client
-        .get(api.url(&format!("/api/recordings/{id}")))
-        .bearer_auth(token)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(resp.status(), 200);
-    resp.json().await.unwrap()
-}
-
 /// Uploads `secs` of webcam-like WebM in 4 chunks and finishes; waits until ready.
 async fn record(api: &Api, dir: &std::path::Path, id: &str, token: &str, secs: u32) -> Value {
     let source = std::fs::read(make_webm(dir, secs, "320x240")).unwrap();
@@ -60,7 +48,7 @@ async fn record(api: &Api, dir: &std::path::Path, id: &str, token: &str, secs: u
     );
     let deadline = std::time::Instant::now() + READY_LIMIT;
     loop {
-        let status = status_as(api, id, token).await;
+        let status = api.status_as(id, token).await;
         if status["state"] == "ready"
             && (status["encrypted"] == true || status["poster"].is_string())
         {
@@ -550,7 +538,7 @@ async fn an_encrypted_recording_plays_only_with_its_key() {
     );
     let deadline = std::time::Instant::now() + READY_LIMIT;
     let status = loop {
-        let status = status_as(&server, &id, &owner).await;
+        let status = server.status_as(&id, &owner).await;
         if status["state"] == "ready" {
             break status;
         }

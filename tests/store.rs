@@ -139,19 +139,6 @@ async fn import(api: &Api, file: &Path, query: &str) -> (String, String) {
     )
 }
 
-/// A private recording's status, read by its owner.
-async fn owner_status(api: &Api, id: &str, token: &str) -> Value {
-    let resp = api
-        .client
-        .get(api.url(&format!("/api/recordings/{id}")))
-        .bearer_auth(token)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(resp.status(), 200);
-    resp.json().await.unwrap()
-}
-
 /// `GET path` without following redirects: (status, Location).
 async fn get_once(client: &reqwest::Client, api: &Api, path: &str) -> (u16, Option<String>) {
     let resp = client.get(api.url(path)).send().await.unwrap();
@@ -327,7 +314,7 @@ async fn the_bucket_holds_what_segcast_serves_and_the_cdn_only_what_it_may() {
     assert_eq!(anonymous.status(), 401);
     let deadline = Instant::now() + READY_LIMIT;
     let status = loop {
-        let status = owner_status(&server, &private, &private_token).await;
+        let status = server.status_as(&private, &private_token).await;
         if status["state"] != "processing" {
             break status;
         }

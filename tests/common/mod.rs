@@ -159,6 +159,20 @@ impl Api {
         resp.json().await.unwrap()
     }
 
+    /// The status as read with `Authorization: Bearer token` (a private
+    /// recording's owner or a share-link holder).
+    pub async fn status_as(&self, id: &str, token: &str) -> Value {
+        let resp = self
+            .client
+            .get(self.url(&format!("/api/recordings/{id}")))
+            .bearer_auth(token)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), 200);
+        resp.json().await.unwrap()
+    }
+
     pub async fn text(&self, path: &str) -> String {
         let resp = self.client.get(self.url(path)).send().await.unwrap();
         assert_eq!(resp.status(), 200, "GET {path}");
