@@ -5,12 +5,6 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 use tracing_subscriber::EnvFilter;
 
-/// mimalloc rather than glibc's allocator: a request allocates a few dozen
-/// small blocks across hyper, axum and the handlers, and glibc's
-/// malloc/free showed as ~9 % of the server's CPU under load.
-#[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
 #[derive(Parser)]
 #[command(
     name = "segcast",
