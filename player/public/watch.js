@@ -105,6 +105,11 @@ function startDash(status) {
     (window.segcastPlayerErrors ??= []).push(text);
     show(`Playback stopped: ${text}`, 'error');
   });
+  // dash.js ends playback itself when its clock reaches the period's end
+  // before the element fires `ended` (a 200 ms timer, to 5 decimals): it then
+  // pauses a microsecond short of the end and `video.ended` stays false. Its
+  // PLAYBACK_ENDED event fires on both paths, so that is what "ended" means.
+  dash.on(window.dashjs.MediaPlayer.events.PLAYBACK_ENDED, () => { window.segcastPlaybackEnded = true; });
   dash.initialize(video, status.dash, true);
   return true;
 }
@@ -152,6 +157,8 @@ function recover(data) {
   }
 }
 
+video.addEventListener('ended', () => { window.segcastPlaybackEnded = true; });
+video.addEventListener('seeking', () => { window.segcastPlaybackEnded = false; });
 video.addEventListener('playing', () => {
   if (message.textContent.startsWith('Network')) show('');
 });

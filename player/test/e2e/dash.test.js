@@ -3,7 +3,7 @@
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
 
-import { launchBrowser, recordFor, startRecording, startServer, status, waitForStatus, waitForVideo } from './harness.js';
+import { launchBrowser, recordFor, startRecording, startServer, status, waitForPlaybackEnd, waitForStatus } from './harness.js';
 
 let server;
 let browser;
@@ -49,6 +49,6 @@ test('dash.js plays the manifest live and once ready', async () => {
     v.currentTime = v.duration - 2;
     return v.play();
   });
-  await waitForVideo(watcher, () => document.getElementById('video').ended, null, 20000);
+  await waitForPlaybackEnd(watcher, 20000);
   await context.close();
 });

@@ -134,3 +134,14 @@ export async function waitForVideo(page, predicate, arg, timeout) {
     throw new Error(`${err.message}\nvideo: ${await videoState(page).catch((e) => e.message)}`);
   }
 }
+
+/** Waits until the watch page's player says playback ended (the element's
+ * `ended`, or dash.js's PLAYBACK_ENDED when its own end-of-period timer beat
+ * the element to it), then checks that it ended at the end and not short of it. */
+export async function waitForPlaybackEnd(page, timeout) {
+  await waitForVideo(page, () => window.segcastPlaybackEnded === true, null, timeout);
+  const state = JSON.parse(await videoState(page));
+  if (!(state.duration - state.currentTime < 0.05)) {
+    throw new Error(`playback ended ${state.duration - state.currentTime} s before the end: ${JSON.stringify(state)}`);
+  }
+}

@@ -8,7 +8,7 @@ import { mkdtempSync, readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 
-import { SCREENSHOTS, launchBrowser, startServer, waitForStatus, waitForVideo } from './harness.js';
+import { SCREENSHOTS, launchBrowser, startServer, waitForPlaybackEnd, waitForStatus } from './harness.js';
 
 let server;
 let browser;
@@ -92,7 +92,7 @@ test('imports play as DASH in dash.js, copied (H.264) and transcoded (VP9)', asy
     assert.ok(Math.abs(duration - expected) < 0.2, `dash.js duration ${duration} of ${expected} s`);
     // From the start to the end: every segment of both adaptation sets.
     await page.evaluate(() => document.getElementById('video').play());
-    await waitForVideo(page, () => document.getElementById('video').ended, null, 30000);
+    await waitForPlaybackEnd(page, 30000);
     const frames = await page.evaluate(() => document.getElementById('video').getVideoPlaybackQuality().totalVideoFrames);
     assert.ok(frames >= expected * 25, `frames decoded: ${frames}`);
   }
