@@ -79,7 +79,7 @@ impl From<&axum::http::Method> for Method {
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct HttpLabels {
     /// The route template (`/api/recordings/{id}`), or `unmatched`.
-    route: String,
+    route: std::borrow::Cow<'static, str>,
     method: Method,
     /// `2xx`, `3xx`, `4xx`, `5xx` (1xx answers are not counted apart).
     status: &'static str,
@@ -292,9 +292,14 @@ impl Metrics {
         }
     }
 
-    pub fn http_request(&self, route: String, method: &axum::http::Method, status: u16) {
+    pub fn http_request(
+        &self,
+        route: impl Into<std::borrow::Cow<'static, str>>,
+        method: &axum::http::Method,
+        status: u16,
+    ) {
         let labels = HttpLabels {
-            route,
+            route: route.into(),
             method: method.into(),
             status: status_class(status),
         };
@@ -383,7 +388,7 @@ mod tests {
         let metrics = Metrics::new();
         metrics.chunk(ChunkOutcome::Stored, 10);
         metrics.chunk(ChunkOutcome::Refused, 99);
-        metrics.http_request("/api/recordings/{id}".into(), &axum::http::Method::GET, 404);
+        metrics.http_request("/api/recordings/{id}", &axum::http::Method::GET, 404);
         let text = metrics.render();
         assert!(
             text.contains("segcast_chunks_received_total{outcome=\"stored\"} 1"),

@@ -428,3 +428,43 @@ async fn a_stalled_body_gets_408_and_stores_nothing() {
     assert!(assert_error(resp, 408).await.contains("stalled"));
     assert_eq!(server.status(&id).await["chunks"]["received"], 0);
 }
+
+#[tokio::test]
+async fn media_answers_cors_preflights_and_its_errors_carry_cors() {
+    let server = Server::start(|_| {}).await;
+    let (id, _) = server.create("cors").await;
+    let preflight = server
+        .client
+        .request(
+            reqwest::Method::OPTIONS,
+            server.url(&format!("/media/{id}/media.m3u8")),
+        )
+        .header("origin", "https://elsewhere.example")
+        .header("access-control-request-method", "GET")
+        .header("access-control-request-headers", "range, if-none-match")
+        .send()
+        .await
+        .unwrap();
+    assert!(preflight.status().is_success(), "{}", preflight.status());
+    let headers = preflight.headers();
+    assert_eq!(headers["access-control-allow-origin"], "*");
+    assert!(headers["access-control-allow-methods"]
+        .to_str()
+        .unwrap()
+        .contains("GET"));
+    let allowed = headers["access-control-allow-headers"].to_str().unwrap();
+    assert!(
+        allowed.contains("range") && allowed.contains("if-none-match"),
+        "{allowed}"
+    );
+    // A page on another origin can read why a request failed.
+    for (path, status) in [
+        (format!("/media/{id}/seg-00000.m4s"), 404),
+        ("/media/0123456789/index.m3u8".to_string(), 404),
+        (format!("/media/{id}/media.m3u8?_HLS_msn=x"), 400),
+    ] {
+        let resp = server.get(&path).await;
+        assert_eq!(resp.headers()["access-control-allow-origin"], "*", "{path}");
+        assert_error(resp, status).await;
+    }
+}

@@ -3,8 +3,8 @@
 //!
 //! [`Viewer`] is an extractor: a handler that takes one only runs for a
 //! request allowed to watch the recording named by the route's `{id}`.
-//! [`guard_media`] puts every `/media/{id}/…` route behind it and finishes
-//! the answer: a playlist or manifest fetched with `?token=` lists every
+//! The media handler asks [`Viewer::of`] first and has [`finish`] complete
+//! its answer: a playlist or manifest fetched with `?token=` lists every
 //! URI with that token (so ffmpeg and VLC, which send no headers of their
 //! own, play a shared link), and a private recording's media is never
 //! `public` to shared caches.
@@ -15,11 +15,10 @@
 //! answers `401` with none and `403` when what was given opens nothing.
 
 use axum::body::Body;
-use axum::extract::{FromRequestParts, Query, RawPathParams, Request, State};
+use axum::extract::{FromRequestParts, Query, RawPathParams};
 use axum::http::request::Parts;
-use axum::http::{header, HeaderValue, Method};
-use axum::middleware::Next;
-use axum::response::{IntoResponse, Response};
+use axum::http::{header, HeaderValue};
+use axum::response::Response;
 use http_body_util::BodyExt;
 use serde::Deserialize;
 
@@ -73,11 +72,23 @@ impl FromRequestParts<AppState> for Viewer {
             .find(|(name, _)| *name == "id")
             .map(|(_, value)| value.to_string())
             .ok_or_else(|| Error::NotFound("no such resource".into()))?;
+        Self::of(state, id, &parts.headers, &parts.uri)
+    }
+}
+
+impl Viewer {
+    /// Who reads recording `id` with these headers and URL, or why they may not.
+    pub fn of(
+        state: &AppState,
+        id: String,
+        headers: &axum::http::HeaderMap,
+        uri: &axum::http::Uri,
+    ) -> Result<Self> {
         let recording = state.library.get(&id)?;
-        let query = Query::<TokenQuery>::try_from_uri(&parts.uri)
+        let query = Query::<TokenQuery>::try_from_uri(uri)
             .map(|q| q.0.token)
             .unwrap_or_default();
-        let (role, carried) = decide(state, &recording, &id, &parts.headers, query)?;
+        let (role, carried) = decide(state, &recording, &id, headers, query)?;
         Ok(Self {
             id,
             recording,
@@ -135,34 +146,10 @@ fn decide(
     }
 }
 
-/// Middleware of the `/media/{id}/…` routes: access first, then the
-/// token carried into playlists and private caching for private media.
-/// Its refusals carry CORS like the media does (it runs outside the media
-/// router's CORS layer), so a page on another origin can read the status.
-pub async fn guard_media(State(state): State<AppState>, request: Request, next: Next) -> Response {
-    // The DASH clock shares the router; CORS preflights carry no token.
-    if !request.uri().path().starts_with("/media/") || request.method() == Method::OPTIONS {
-        return next.run(request).await;
-    }
-    let (mut parts, body) = request.into_parts();
-    let viewer = match Viewer::from_request_parts(&mut parts, &state).await {
-        Ok(viewer) => viewer,
-        Err(error) => {
-            let mut response = error.into_response();
-            response.headers_mut().insert(
-                header::ACCESS_CONTROL_ALLOW_ORIGIN,
-                HeaderValue::from_static("*"),
-            );
-            return response;
-        }
-    };
-    let response = next.run(Request::from_parts(parts, body)).await;
-    finish(&viewer, response)
-        .await
-        .unwrap_or_else(IntoResponse::into_response)
-}
-
-async fn finish(viewer: &Viewer, mut response: Response) -> Result<Response> {
+/// What a `/media/{id}/…` answer becomes for this viewer: private
+/// caching for private media, and the share token carried into the URIs of
+/// a playlist or manifest.
+pub async fn finish(viewer: &Viewer, mut response: Response) -> Result<Response> {
     if viewer.role == Role::Anyone {
         return Ok(response);
     }

@@ -22,13 +22,12 @@
 //! - parts (never objects), the DASH clock, and a recording whose last
 //!   files are still on their way to the bucket (or a bucket that is down).
 
-use axum::extract::{Request, State};
 use axum::http::{header, HeaderValue, Method, StatusCode};
-use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 
 use super::media::MediaFile;
 use super::AppState;
+use crate::ingest::library::Recording;
 use crate::ingest::status::RecordingStatus;
 use crate::store::State as RecState;
 
@@ -65,44 +64,34 @@ fn in_bucket(name: &str) -> bool {
         || MediaFile::parse(name) == Some(MediaFile::Original)
 }
 
-/// Middleware of the `/media/{id}/{file}` routes (after the access check):
-/// `302` to the CDN for what it serves, everything else passes.
-pub async fn redirect(State(state): State<AppState>, request: Request, next: Next) -> Response {
-    if let Some(location) = cdn_location(&state, &request) {
-        return (
+/// `302` to the CDN when it serves this file of `recording` (checked
+/// after access: a private recording is never there anyway).
+pub fn redirect(
+    state: &AppState,
+    recording: &Recording,
+    id: &str,
+    name: &str,
+    method: &Method,
+) -> Option<Response> {
+    // Without the flag this costs one check per media request.
+    state.library.config().public_media_url.as_ref()?;
+    if !matches!(*method, Method::GET | Method::HEAD) || !in_bucket(name) {
+        return None;
+    }
+    let base = public_base(state, &recording.status())?;
+    let location = HeaderValue::from_str(&format!("{base}/{id}/{name}")).ok()?;
+    Some(
+        (
             StatusCode::FOUND,
             [
                 (header::LOCATION, location),
                 // Checked again on each request: a deleted recording's
                 // redirect must not outlive it in caches.
                 (header::CACHE_CONTROL, HeaderValue::from_static("no-cache")),
-                // A page on another origin follows the redirect only if
-                // the redirect itself passes CORS.
-                (
-                    header::ACCESS_CONTROL_ALLOW_ORIGIN,
-                    HeaderValue::from_static("*"),
-                ),
             ],
         )
-            .into_response();
-    }
-    next.run(request).await
-}
-
-fn cdn_location(state: &AppState, request: &Request) -> Option<HeaderValue> {
-    // Without the flag this costs one check per media request.
-    state.library.config().public_media_url.as_ref()?;
-    if !matches!(*request.method(), Method::GET | Method::HEAD) {
-        return None;
-    }
-    let rest = request.uri().path().strip_prefix("/media/")?;
-    let (id, name) = rest.split_once('/')?;
-    if !in_bucket(name) {
-        return None;
-    }
-    let status = state.library.get(id).ok()?.status();
-    let base = public_base(state, &status)?;
-    HeaderValue::from_str(&format!("{base}/{id}/{name}")).ok()
+            .into_response(),
+    )
 }
 
 #[cfg(test)]

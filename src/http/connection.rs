@@ -326,8 +326,9 @@ impl<I: AsyncWrite + SendFile + Unpin> AsyncWrite for Tracked<I> {
 
     /// hyper hands the response head and body over together: a mapped
     /// slice at the front goes by `sendfile` alone, and the slices before
-    /// the first mapped one by `writev` (a partial write is a normal
-    /// answer: hyper comes back with the rest).
+    /// the first mapped one are written with "more to come", so they leave
+    /// with the file (a partial write is a normal answer: hyper comes back
+    /// with the rest).
     fn poll_write_vectored(
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
@@ -342,11 +343,17 @@ impl<I: AsyncWrite + SendFile + Unpin> AsyncWrite for Tracked<I> {
         if let Some(sent) = self.poll_mapped(cx, &bufs[first]) {
             return sent;
         }
-        let end = bufs[first + 1..]
+        let mapped = bufs[first + 1..]
             .iter()
-            .position(|b| zero_copy::locate(b).is_some())
-            .map_or(bufs.len(), |mapped| first + 1 + mapped);
-        Pin::new(&mut self.io).poll_write_vectored(cx, &bufs[..end])
+            .position(|b| zero_copy::locate(b).is_some());
+        if let Some(mapped) = mapped {
+            let head = &bufs[first..first + 1 + mapped];
+            if let Some(sent) = self.io.poll_write_more(cx, head) {
+                return sent;
+            }
+            return Pin::new(&mut self.io).poll_write_vectored(cx, head);
+        }
+        Pin::new(&mut self.io).poll_write_vectored(cx, bufs)
     }
 
     fn is_write_vectored(&self) -> bool {

@@ -17,16 +17,18 @@ use std::time::SystemTime;
 
 use axum::body::Body;
 use axum::extract::{Path, Query, Request, State};
-use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode};
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::Router;
 use bytes::Bytes;
 use futures_util::StreamExt;
 use tower::ServiceExt;
-use tower_http::cors::{Any, CorsLayer};
 use tower_http::services::ServeFile;
+use tracing::Instrument;
 
+use super::access::{self, Viewer};
+use super::cdn;
 use super::clients::ClientAddr;
 use super::file_cache::CachedFile;
 use super::live::{self, BlockingQuery};
@@ -45,16 +47,60 @@ use crate::zero_copy;
 /// ones (an imported original) stream through `ServeFile`.
 const READ_WHOLE_MAX_BYTES: u64 = 16 << 20;
 
+/// The route template of media, as `/metrics` counts it.
+const MEDIA_ROUTE: &str = "/media/{id}/{file}";
+
+/// The media routes. Mounted apart from the layers of the other routes
+/// (request count, trace span, CORS, access, CDN redirect): [`serve`] does
+/// all of that itself (see there why).
 pub fn router() -> Router<AppState> {
-    let cors = CorsLayer::new()
-        .allow_origin(Any)
-        .allow_methods([Method::GET, Method::HEAD])
-        .allow_headers([header::RANGE, header::IF_NONE_MATCH])
-        .expose_headers([header::CONTENT_LENGTH, header::CONTENT_RANGE, header::ETAG]);
     Router::new()
-        .route("/media/{id}/{file}", get(serve))
-        .route(TIME_PATH, get(time))
-        .layer(cors)
+        .route(MEDIA_ROUTE, get(serve).options(preflight))
+        .route(TIME_PATH, get(time).options(preflight))
+}
+
+/// Media is readable from any origin (docs/http-contract.md, "Media"): the
+/// watch page of another site, or a player on a CDN's domain.
+///
+/// Written here rather than with tower-http's `CorsLayer`: axum clones a
+/// route's layers for every request, and the layer's header lists made that
+/// clone one of the largest costs of a small file (docs/benchmarks.md,
+/// "Serving"). With `*` and no credentials the rules are a few constants.
+fn allow_any_origin(response: &mut Response) {
+    let headers = response.headers_mut();
+    headers.insert(
+        header::ACCESS_CONTROL_ALLOW_ORIGIN,
+        HeaderValue::from_static("*"),
+    );
+    headers.insert(
+        header::ACCESS_CONTROL_EXPOSE_HEADERS,
+        HeaderValue::from_static("content-length, content-range, etag"),
+    );
+}
+
+/// A CORS preflight (Fetch §3.2.2): what a cross-origin `Range` or
+/// `If-None-Match` request may send. Cached by the browser for a day.
+async fn preflight() -> Response {
+    let mut response = (
+        StatusCode::NO_CONTENT,
+        [
+            (
+                header::ACCESS_CONTROL_ALLOW_METHODS,
+                HeaderValue::from_static("GET, HEAD"),
+            ),
+            (
+                header::ACCESS_CONTROL_ALLOW_HEADERS,
+                HeaderValue::from_static("range, if-none-match"),
+            ),
+            (
+                header::ACCESS_CONTROL_MAX_AGE,
+                HeaderValue::from_static("86400"),
+            ),
+        ],
+    )
+        .into_response();
+    allow_any_origin(&mut response);
+    response
 }
 
 /// The server's clock for DASH players (`UTCTiming`, ISO/IEC 23009-1
@@ -64,7 +110,7 @@ async fn time() -> Response {
     let text = now
         .format(&time::format_description::well_known::Rfc3339)
         .expect("UTC formats");
-    (
+    let mut response = (
         [
             (
                 header::CONTENT_TYPE,
@@ -74,7 +120,9 @@ async fn time() -> Response {
         ],
         text,
     )
-        .into_response()
+        .into_response();
+    allow_any_origin(&mut response);
+    response
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -177,15 +225,59 @@ impl MediaFile {
     }
 }
 
+/// `GET /media/{id}/{file}`: who may read it, a CDN redirect, the file
+/// itself, the share token carried into playlists, CORS and the request
+/// count, in this one function.
+///
+/// They were four layers (`from_fn` middlewares and tower-http's CORS)
+/// around the handler; each is a clone and a boxed future per request, and
+/// together they cost a third of the throughput for a small file, where the
+/// rest of the server does little else (docs/benchmarks.md, "Serving").
+/// Parts and playlists of a live recording are exactly such files, fetched
+/// by every viewer twice a second.
 async fn serve(
     State(state): State<AppState>,
     Path((id, name)): Path<(String, String)>,
-    Query(blocking): Query<BlockingQuery>,
+    request: Request,
+) -> Response {
+    let method = request.method().clone();
+    // The path only: a query may hold a share token, which must never
+    // reach a log.
+    let span = tracing::debug_span!("request", method = %method, path = %request.uri().path());
+    let mut response = answer(&state, id, &name, request)
+        .instrument(span)
+        .await
+        .unwrap_or_else(IntoResponse::into_response);
+    allow_any_origin(&mut response);
+    state
+        .metrics
+        .http_request(MEDIA_ROUTE, &method, response.status().as_u16());
+    response
+}
+
+async fn answer(state: &AppState, id: String, name: &str, request: Request) -> Result<Response> {
+    let viewer = Viewer::of(state, id, request.headers(), request.uri())?;
+    if let Some(redirect) =
+        cdn::redirect(state, &viewer.recording, &viewer.id, name, request.method())
+    {
+        return Ok(redirect);
+    }
+    let response = file(state, &viewer.recording, &viewer.id, name, request).await?;
+    access::finish(&viewer, response).await
+}
+
+async fn file(
+    state: &AppState,
+    recording: &Recording,
+    id: &str,
+    name: &str,
     request: Request,
 ) -> Result<Response> {
-    let recording = state.library.get(&id)?;
-    let file = MediaFile::parse(&name)
-        .ok_or_else(|| Error::NotFound(format!("no media file '{name}'")))?;
+    let file =
+        MediaFile::parse(name).ok_or_else(|| Error::NotFound(format!("no media file '{name}'")))?;
+    let blocking = Query::<BlockingQuery>::try_from_uri(request.uri())
+        .map_err(|e| Error::BadRequest(format!("bad query: {}", e.body_text())))?
+        .0;
     let edge = recording.edge();
     // Blocking requests hold one of their client's waiting slots while
     // they wait (docs/architecture.md, threat model).
@@ -208,20 +300,20 @@ async fn serve(
         MediaFile::Manifest => live::manifest(edge, request.headers()),
         MediaFile::Part(files, index) => match live::part(edge, &slot, files, index).await? {
             Some(bytes) => Some(media_bytes(file, bytes)),
-            None => return part_from_disk(&state, &recording, &id, files, index).await,
+            None => return part_from_disk(state, recording, id, files, index).await,
         },
         // A segment is in memory only once closed (and only the newest).
         MediaFile::Segment(files, seq) if !request.headers().contains_key(header::RANGE) => edge
             .segment(files, seq)
             .map(|bytes| media_bytes(file, bytes)),
         MediaFile::Original if recording.import().is_none() => {
-            return original(&state, &id, &recording.mime()).await;
+            return original(state, recording, id).await;
         }
         _ => None,
     };
     match from_memory {
         Some(response) => Ok(response),
-        None => from_disk(&state, &recording, &id, file, request).await,
+        None => from_disk(state, recording, id, file, request).await,
     }
 }
 
@@ -465,16 +557,16 @@ fn file_etag(len: u64, modified: SystemTime) -> String {
 
 /// The upload as received: the contiguous chunks, concatenated, streamed
 /// one chunk at a time so memory stays flat for long recordings.
-async fn original(state: &AppState, id: &str, mime: &str) -> Result<Response> {
-    let recording = state.library.get(id)?;
+async fn original(state: &AppState, recording: &Recording, id: &str) -> Result<Response> {
     let contiguous = recording.status().chunks.contiguous;
     let store = state.library.store().clone();
     let id = id.to_string();
     let chunks = futures_util::stream::iter(0..contiguous)
         .then(move |seq| tokio::fs::read(store.chunk_path(&id, seq)))
         .map(|read| read.map(axum::body::Bytes::from));
-    let content_type =
-        HeaderValue::from_str(mime).unwrap_or(HeaderValue::from_static("application/octet-stream"));
+    let mime = recording.mime();
+    let content_type = HeaderValue::from_str(&mime)
+        .unwrap_or(HeaderValue::from_static("application/octet-stream"));
     Ok((
         [
             (header::CONTENT_TYPE, content_type),

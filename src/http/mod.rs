@@ -85,17 +85,6 @@ pub fn router(state: AppState) -> Router {
         .merge(recordings::router())
         .merge(comments::router())
         .merge(imports::router())
-        .merge(
-            media::router()
-                .route_layer(axum::middleware::from_fn_with_state(
-                    state.clone(),
-                    cdn::redirect,
-                ))
-                .route_layer(axum::middleware::from_fn_with_state(
-                    state.clone(),
-                    access::guard_media,
-                )),
-        )
         .merge(private::router())
         .merge(pages::router())
         .route("/healthz", get(healthz))
@@ -113,6 +102,9 @@ pub fn router(state: AppState) -> Router {
                 tracing::debug_span!("request", method = %request.method(), path = %request.uri().path())
             },
         ))
+        // Media after the layers: its handler does their work itself,
+        // cheaper (see `media::serve`).
+        .merge(media::router())
         .with_state(state)
 }
 
