@@ -22,6 +22,12 @@
 //! answer to the last, for R parts in a row (reqwest: wrk cannot time
 //! single requests).
 //!
+//! Each nginx/segcast comparison takes turns: three rounds per cell, each
+//! server's cell its median round, so drift in the machine's load falls on
+//! both alike. Besides wrk's figures, each cell has the server's own CPU
+//! time per answer (`/proc/<pid>/stat` around the run; nginx: its
+//! workers), which is steadier than requests/s when wrk shares the cores.
+//!
 //! `--cell-seconds S` (8), `--size WxH` (640x360), `--waiters K` (32),
 //! `--wake-rounds R` (20). `SEGCAST_BENCH_NGINX` and `SEGCAST_BENCH_WRK`
 //! name the binaries (default `nginx`, `wrk`).
@@ -45,6 +51,8 @@ const CHUNK_MS: u64 = 250;
 const EDGE_CELL_MAX_S: u64 = 6;
 /// Load levels: a lone viewer, and a crowd one address may open.
 const CONNS: [usize; 2] = [1, 32];
+/// Turns nginx and segcast take at each cell of a comparison.
+const ROUNDS: usize = 3;
 /// Segments listed before the live rows start.
 const WARM_SEGMENTS: usize = 3;
 /// Beyond this the benchmark is stuck: children are killed, exit 2.
@@ -87,11 +95,29 @@ struct Ctx {
     wrk_script: PathBuf,
     cores: usize,
     cell_s: u64,
-    edge_cell_s: u64,
+    /// One turn of a server in a comparison: [`ROUNDS`] of them fill a cell.
+    round_s: u64,
+    /// The same for what segcast holds in memory, where both servers' turns
+    /// must fit in the time it stays there.
+    edge_round_s: u64,
     nginx: String,
     data: PathBuf,
     client: reqwest::Client,
     notes: Mutex<Vec<String>>,
+    /// nginx's master process: its children do the work.
+    nginx_master: u32,
+    /// segcast's process (replaced on restart).
+    segcast_pid: Mutex<u32>,
+}
+
+impl Ctx {
+    /// The processes that do `server`'s work.
+    fn pids(&self, server: Server) -> Vec<u32> {
+        match server {
+            Server::Nginx => children(self.nginx_master),
+            Server::Segcast => vec![*self.segcast_pid.lock().unwrap()],
+        }
+    }
 }
 
 impl Ctx {
@@ -118,6 +144,9 @@ struct Load {
     non_2xx: u64,
     /// Body bytes of one answer.
     size: usize,
+    /// The server's CPU time (user + system) per answer, µs: what it
+    /// costs to serve one, apart from how wrk, sharing the cores, fared.
+    cpu_us: f64,
 }
 
 impl Load {
@@ -160,7 +189,36 @@ fn run_wrk(ctx: &Ctx, url: &str, conns: usize, secs: u64, range: Option<(u64, u6
         errors: field("errors") as u64,
         non_2xx: field("non_2xx") as u64,
         size: 0,
+        cpu_us: 0.0,
     }
+}
+
+/// CPU time (user + system) the processes have used, in clock ticks.
+fn cpu_ticks(pids: &[u32]) -> u64 {
+    pids.iter()
+        .map(|pid| {
+            let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+            // After the command's closing parenthesis: fields 3…; utime and
+            // stime are fields 14 and 15 (proc(5)).
+            let rest = stat.rsplit_once(')').map_or("", |(_, rest)| rest);
+            let field = |n: usize| -> u64 {
+                rest.split_whitespace()
+                    .nth(n - 3)
+                    .and_then(|v| v.parse().ok())
+                    .unwrap_or(0)
+            };
+            field(14) + field(15)
+        })
+        .sum()
+}
+
+/// nginx's worker processes: the master's children.
+fn children(pid: u32) -> Vec<u32> {
+    std::fs::read_to_string(format!("/proc/{pid}/task/{pid}/children"))
+        .unwrap_or_default()
+        .split_whitespace()
+        .filter_map(|p| p.parse().ok())
+        .collect()
 }
 
 /// Which server a cell measures.
@@ -210,44 +268,92 @@ async fn measure(
     url: &str,
     secs: u64,
 ) -> Bytes {
-    measure_range(ctx, row, (server, level), url, None, secs).await
+    let (load, body) = run_cell(ctx, &row.name, (server, level), url, None, secs).await;
+    row.cells[server as usize][level] = Some(load);
+    body
 }
 
-/// Like [`measure`], for the bytes `range` (inclusive) when given; a single
-/// request checks the answer first (200, or 206 for a range).
-async fn measure_range(
+/// One side of a comparison: which server, its URL, and the bytes `range`
+/// (inclusive) when it serves a part of a file.
+type Side<'a> = (Server, &'a str, Option<(u64, u64)>);
+
+/// nginx and segcast take turns, [`ROUNDS`] times `round_s` each, and each
+/// cell is its median round: a drift in the machine's load (the live
+/// encode, the host) falls on both alike. Returns one answer's body of each.
+async fn measure_pair(
     ctx: &Arc<Ctx>,
     row: &mut Row,
+    level: usize,
+    sides: [Side<'_>; 2],
+    round_s: u64,
+) -> [Bytes; 2] {
+    let mut runs: [Vec<Load>; 2] = Default::default();
+    let mut bodies: [Bytes; 2] = Default::default();
+    for _ in 0..ROUNDS {
+        for (i, &(server, url, range)) in sides.iter().enumerate() {
+            let (load, body) = run_cell(ctx, &row.name, (server, level), url, range, round_s).await;
+            runs[i].push(load);
+            bodies[i] = body;
+        }
+    }
+    for (i, &(server, ..)) in sides.iter().enumerate() {
+        row.cells[server as usize][level] = Some(median(&mut runs[i]));
+    }
+    bodies
+}
+
+/// The round with the median requests/s, with the median CPU per answer.
+fn median(runs: &mut [Load]) -> Load {
+    runs.sort_by(|a, b| a.cpu_us.total_cmp(&b.cpu_us));
+    let cpu_us = runs[runs.len() / 2].cpu_us;
+    runs.sort_by(|a, b| a.rps().total_cmp(&b.rps()));
+    Load {
+        cpu_us,
+        ..runs[runs.len() / 2]
+    }
+}
+
+/// One wrk run of `secs` on `url` (the bytes `range`, inclusive, when
+/// given); a single request checks the answer first (200, or 206 for a
+/// range) and is returned.
+async fn run_cell(
+    ctx: &Arc<Ctx>,
+    name: &str,
     (server, level): (Server, usize),
     url: &str,
     range: Option<(u64, u64)>,
     secs: u64,
-) -> Bytes {
+) -> (Load, Bytes) {
     let probe = fetch(&ctx.client, url, range).await;
     let wanted = if range.is_some() { 206 } else { 200 };
     assert_eq!(probe.status, wanted, "GET {url} {range:?}");
     let conns = CONNS[level];
     let (task_ctx, task_url) = (ctx.clone(), url.to_string());
+    let pids = ctx.pids(server);
+    let before = cpu_ticks(&pids);
     let mut load =
         tokio::task::spawn_blocking(move || run_wrk(&task_ctx, &task_url, conns, secs, range))
             .await
             .unwrap();
+    let ticks = cpu_ticks(&pids).saturating_sub(before);
+    // SAFETY: sysconf(3) with a valid name.
+    let per_s = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as f64;
+    load.cpu_us = ticks as f64 / per_s * 1e6 / load.requests.max(1) as f64;
     load.size = probe.bytes.len();
     if load.errors + load.non_2xx > 0 {
         ctx.note(format!(
-            "{} {server} @{conns}: {} socket errors, {} non-2xx answers",
-            row.name, load.errors, load.non_2xx
+            "{name} {server} @{conns}: {} socket errors, {} non-2xx answers",
+            load.errors, load.non_2xx
         ));
     }
     eprintln!(
-        "bench-serve: {} {server} @{conns}: {:.0} req/s, p50 {}, p99 {}",
-        row.name,
+        "bench-serve: {name} {server} @{conns}: {:.0} req/s, p50 {}, p99 {}, {:.1} µs CPU per answer",
         load.rps(),
         latency(load.p50_us),
-        latency(load.p99_us)
+        latency(load.p99_us),
+        load.cpu_us
     );
-    row.cells[server as usize][level] = Some(load);
-    probe.bytes
+    (load, probe.bytes)
 }
 
 // ---------------------------------------------------------------- HTTP
@@ -577,8 +683,11 @@ async fn live_rows(ctx: &Arc<Ctx>, base: &str, id: &str) -> Vec<Row> {
         format!("{nginx_media}media.m3u8"),
     );
     for level in 0..2 {
-        measure(ctx, &mut row, (nginx, level), &nginx_url, ctx.cell_s).await;
-        measure(ctx, &mut row, (segcast, level), &url, ctx.cell_s).await;
+        let sides = [
+            (nginx, nginx_url.as_str(), None),
+            (segcast, url.as_str(), None),
+        ];
+        measure_pair(ctx, &mut row, level, sides, ctx.round_s).await;
     }
     rows.push(row);
 
@@ -605,10 +714,13 @@ async fn live_rows(ctx: &Arc<Ctx>, base: &str, id: &str) -> Vec<Row> {
         let uri = newest.segments.last().expect("a closed segment").clone();
         let url = format!("{media}{uri}");
         check_memory(ctx, &url, &uri, "before").await;
-        measure(ctx, &mut row, (segcast, level), &url, ctx.edge_cell_s).await;
-        check_memory(ctx, &url, &uri, "after").await;
         let nginx_url = format!("{nginx_media}{uri}");
-        measure(ctx, &mut row, (nginx, level), &nginx_url, ctx.edge_cell_s).await;
+        let sides = [
+            (segcast, url.as_str(), None),
+            (nginx, nginx_url.as_str(), None),
+        ];
+        measure_pair(ctx, &mut row, level, sides, ctx.edge_round_s).await;
+        check_memory(ctx, &url, &uri, "after").await;
     }
     rows.push(row);
     rows
@@ -637,9 +749,7 @@ async fn part_cells(
     let uri = fresh.newest_part.clone().expect("a listed part");
     let url = format!("{media}{uri}");
     check_memory(ctx, &url, &uri, "before").await;
-    let cell = (Server::Segcast, level);
-    let bytes = measure(ctx, row, cell, &url, ctx.edge_cell_s).await;
-    check_memory(ctx, &url, &uri, "after").await;
+    let bytes = fetch(&ctx.client, &url, None).await.bytes;
     // Its segment is on disk once closed; the part is a slice of it.
     // segcast's name for the segment's file (and nginx's URL of it).
     let segment = format!("seg-{:05}.m4s", fresh.newest_part_msn());
@@ -657,9 +767,14 @@ async fn part_cells(
     };
     let range = Some((offset, offset + bytes.len() as u64 - 1));
     let nginx_url = format!("{nginx_media}{segment}");
-    let cell = (Server::Nginx, level);
-    let same = measure_range(ctx, row, cell, &nginx_url, range, ctx.edge_cell_s).await;
-    assert_eq!(same, bytes, "nginx's range is {uri}");
+    let sides = [
+        (Server::Segcast, url.as_str(), None),
+        (Server::Nginx, nginx_url.as_str(), range),
+    ];
+    let [ours, theirs] = measure_pair(ctx, row, level, sides, ctx.edge_round_s).await;
+    check_memory(ctx, &url, &uri, "after").await;
+    assert_eq!(ours, bytes, "{uri} did not change");
+    assert_eq!(theirs, bytes, "nginx's range is {uri}");
 }
 
 /// K requests blocked on the next part; for each of `rounds` parts, the
@@ -761,11 +876,14 @@ fn main() {
         wrk_script: work.path().join("report.lua"),
         cores,
         cell_s: args.cell_s,
-        edge_cell_s,
+        round_s: (args.cell_s / ROUNDS as u64).max(1),
+        edge_round_s: (edge_cell_s / (2 * ROUNDS as u64)).max(1),
         nginx: nginx.base.clone(),
         data,
         client: reqwest::Client::new(),
         notes: Mutex::default(),
+        nginx_master: nginx.child.id(),
+        segcast_pid: Mutex::new(server.0.id()),
     });
     std::fs::write(&ctx.wrk_script, WRK_SCRIPT).unwrap();
     let load_before = load_average();
@@ -779,6 +897,7 @@ fn main() {
     stop(&mut server.0, Duration::from_secs(20));
     let (server, base) = common::spawn_server_process(&ctx.data, &LIFTED_CAPS);
     CHILDREN.lock().unwrap().push(server.0.id());
+    *ctx.segcast_pid.lock().unwrap() = server.0.id();
     rows.extend(rt.block_on(finished_rows(&ctx, &base, &id)));
     let load_after = load_average();
     drop(server);
@@ -852,9 +971,12 @@ async fn finished_rows(ctx: &Arc<Ctx>, base: &str, id: &str) -> Vec<Row> {
         }
         let nginx_url = format!("{nginx_media}{file}");
         for level in 0..2 {
-            let secs = ctx.cell_s;
-            let by_nginx = measure(ctx, &mut row, (Server::Nginx, level), &nginx_url, secs).await;
-            let by_segcast = measure(ctx, &mut row, (Server::Segcast, level), &url, secs).await;
+            let sides = [
+                (Server::Nginx, nginx_url.as_str(), None),
+                (Server::Segcast, url.as_str(), None),
+            ];
+            let [by_nginx, by_segcast] =
+                measure_pair(ctx, &mut row, level, sides, ctx.round_s).await;
             assert_eq!(by_nginx, by_segcast, "{file}: the same bytes from both");
         }
         rows.push(row);
@@ -916,16 +1038,16 @@ fn print_report(
         ctx.cores
     );
     println!(
-        "cells of {} s ({} s for what segcast holds in memory); live source {} VP8/Opus → x264\n",
-        ctx.cell_s, ctx.edge_cell_s, args.size
+        "each cell: the median of {ROUNDS} turns of {} s, nginx and segcast alternating ({} s for what segcast holds in memory; the blocking reload one run of {} s); live source {} VP8/Opus → x264\n",
+        ctx.round_s, ctx.edge_round_s, ctx.cell_s, args.size
     );
     println!("| resource | nginx p50 @1 | segcast p50 @1 | ratio | nginx req/s @32 | segcast req/s @32 | ratio |");
     println!("|---|---|---|---|---|---|---|");
     for row in rows {
         print_main_row(row);
     }
-    println!("\n| resource | size | nginx p50 / p99 @32 | segcast p50 / p99 @32 |");
-    println!("|---|---|---|---|");
+    println!("\n| resource | size | nginx p50 / p99 @32 | segcast p50 / p99 @32 | server CPU per answer @32: nginx / segcast |");
+    println!("|---|---|---|---|---|");
     for row in rows {
         let pair = |server| {
             row.cell(server, 1).map_or("n/a".to_string(), |l| {
@@ -947,11 +1069,17 @@ fn print_report(
         } else {
             format!("{ours} (nginx: {theirs})")
         };
+        let cpu = |server| {
+            row.cell(server, 1)
+                .map_or("n/a".into(), |l| format!("{:.1} µs", l.cpu_us))
+        };
         println!(
-            "| {} | {size} | {} | {} |",
+            "| {} | {size} | {} | {} | {} / {} |",
             row.name,
             pair(Server::Nginx),
-            pair(Server::Segcast)
+            pair(Server::Segcast),
+            cpu(Server::Nginx),
+            cpu(Server::Segcast)
         );
     }
     print_wake_and_targets(ctx, args, rows, wake);
@@ -1012,8 +1140,9 @@ fn print_wake_and_targets(ctx: &Ctx, args: &Args, rows: &[Row], wake: &(Vec<Dura
         let share = s32.rps() / n32.rps();
         if row.throughput_target && share < 0.9 {
             missed.push(format!(
-                "{}: {share:.2}× nginx's req/s @32 (target ≥ 0.9×)",
-                row.name
+                "{}: {share:.2}× nginx's req/s @32 (target ≥ 0.9×); server CPU per answer {:.2}× nginx's",
+                row.name,
+                s32.cpu_us / n32.cpu_us.max(f64::MIN_POSITIVE)
             ));
         }
     }
