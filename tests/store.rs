@@ -6,8 +6,8 @@
 //!
 //! One test in phases, sharing one s3s-fs and one data directory (the
 //! process environment carries the bucket's address, and CI time counts):
-//! a live recording and imports finish while the bucket is down, arrive
-//! whole once it is back, are then redirected to the CDN base (only what
+//! a live recording and imports (one over a multipart piece) finish while
+//! the bucket is down, arrive whole once it is back, are then redirected to the CDN base (only what
 //! may be), and are deleted from the bucket with their recording, also
 //! when the bucket is down at the time and segcast restarts meanwhile.
 
@@ -192,6 +192,13 @@ async fn the_bucket_holds_what_segcast_serves_and_the_cdn_only_what_it_may() {
         3,
         &[&h264_aac[..], &["-c:a", "aac"]].concat(),
     );
+    // Over one 8 MiB piece: its original goes up as a multipart upload.
+    // Noise at near-lossless quality, still H.264 that imports copy.
+    let big = scratch.path().join("big.mp4");
+    let noisy = ["-vf", "noise=alls=60:allf=t", "-qp", "4", "-c:a", "aac"];
+    make_test_media(&big, "320x240", 3, &[&h264_aac[..], &noisy[..]].concat());
+    let big_bytes = std::fs::metadata(&big).unwrap().len();
+    assert!(big_bytes > 9 << 20, "{big_bytes} bytes: one piece");
 
     // A live recording: segments reach the bucket while it is made, and
     // it is served here (blocking reloads, parts), not at the CDN.
@@ -220,7 +227,7 @@ async fn the_bucket_holds_what_segcast_serves_and_the_cdn_only_what_it_may() {
     // The bucket goes down: the recording is still taken and finished,
     // and imports (public, private, encrypted) are made meanwhile.
     s3.stop();
-    let (public, public_token) = import(&server, &mp4, "name=clip.mp4").await;
+    let (public, public_token) = import(&server, &big, "name=big.mp4").await;
     let (private, private_token) = import(&server, &mp4, "name=clip.mp4&access=private").await;
     let (encrypted, _) = import(&server, &mp4, "name=clip.mp4&encrypt=true").await;
     for (seq, piece) in pieces.iter().enumerate().skip(half) {
@@ -248,7 +255,9 @@ async fn the_bucket_holds_what_segcast_serves_and_the_cdn_only_what_it_may() {
     let original = &expected[0].1.last().unwrap();
     assert_eq!(original.1, source, "the live original is the upload");
     assert_eq!(original.2, "video/webm");
-    assert_eq!(expected[1].1.last().unwrap().2, "video/mp4");
+    let big_original = expected[1].1.last().unwrap();
+    assert_eq!(big_original.2, "video/mp4");
+    assert_eq!(big_original.1.len() as u64, big_bytes);
 
     // Back up: everything arrives, identical to what segcast served.
     let _s3 = site.start();
