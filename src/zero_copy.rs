@@ -189,20 +189,9 @@ impl SendFile for tokio::net::TcpStream {
         offset: u64,
         len: usize,
     ) -> Option<Poll<io::Result<usize>>> {
-        Some(loop {
-            match self.poll_write_ready(cx) {
-                Poll::Ready(Ok(())) => {}
-                other => break other.map_ok(|()| 0),
-            }
-            let sent = self.try_io(tokio::io::Interest::WRITABLE, || {
-                send_file(self.as_raw_fd(), file.as_raw_fd(), offset, len)
-            });
-            match sent {
-                // Readiness was stale: wait for the socket again.
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
-                done => break Poll::Ready(done),
-            }
-        })
+        Some(poll_socket_write(self, cx, || {
+            send_file(self.as_raw_fd(), file.as_raw_fd(), offset, len)
+        }))
     }
 
     fn poll_write_more(
@@ -210,19 +199,29 @@ impl SendFile for tokio::net::TcpStream {
         cx: &mut Context<'_>,
         bufs: &[io::IoSlice<'_>],
     ) -> Option<Poll<io::Result<usize>>> {
-        Some(loop {
-            match self.poll_write_ready(cx) {
-                Poll::Ready(Ok(())) => {}
-                other => break other.map_ok(|()| 0),
-            }
-            let sent = self.try_io(tokio::io::Interest::WRITABLE, || {
-                send_more(self.as_raw_fd(), bufs)
-            });
-            match sent {
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
-                done => break Poll::Ready(done),
-            }
-        })
+        Some(poll_socket_write(self, cx, || {
+            send_more(self.as_raw_fd(), bufs)
+        }))
+    }
+}
+
+/// `write` (a system call on the socket's descriptor) once the socket is
+/// writable, as tokio's own writes do.
+fn poll_socket_write(
+    socket: &tokio::net::TcpStream,
+    cx: &mut Context<'_>,
+    mut write: impl FnMut() -> io::Result<usize>,
+) -> Poll<io::Result<usize>> {
+    loop {
+        match socket.poll_write_ready(cx) {
+            Poll::Ready(Ok(())) => {}
+            other => return other.map_ok(|()| 0),
+        }
+        match socket.try_io(tokio::io::Interest::WRITABLE, &mut write) {
+            // Readiness was stale: wait for the socket again.
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
+            done => return Poll::Ready(done),
+        }
     }
 }
 

@@ -237,14 +237,7 @@ async fn deleting_removes_files_and_answers_410_after() {
     let keep = server.create("kept").await;
     server.put(&keep.0, &keep.1, 2, b"kept".to_vec()).await;
 
-    let resp = server
-        .client
-        .delete(server.url(&format!("/api/recordings/{id}")))
-        .bearer_auth(&token)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(resp.status(), 204);
+    assert_eq!(server.delete(&id, &token).await.status(), 204);
     assert!(!server.data.path().join(format!("recordings/{id}")).exists());
     assert_error(server.get(&format!("/api/recordings/{id}")).await, 410).await;
     assert_error(server.put(&id, &token, 3, b"x".to_vec()).await, 410).await;
@@ -293,15 +286,8 @@ async fn a_publish_key_guards_creation() {
     // The publish key also deletes any recording (e.g. one imported by
     // `segcast import`, whose token nobody holds); a wrong key does not.
     let id = body["id"].as_str().unwrap();
-    let delete = |key: &'static str| {
-        server
-            .client
-            .delete(server.url(&format!("/api/recordings/{id}")))
-            .bearer_auth(key)
-            .send()
-    };
-    assert_error(delete("wrong").await.unwrap(), 401).await;
-    assert_eq!(delete("s3cret").await.unwrap().status(), 204);
+    assert_error(server.delete(id, "wrong").await, 401).await;
+    assert_eq!(server.delete(id, "s3cret").await.status(), 204);
 }
 
 #[tokio::test]

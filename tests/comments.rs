@@ -271,14 +271,7 @@ async fn unknown_and_deleted_recordings_get_404_and_410() {
     assert_eq!(history.len(), 1);
     let dir = server.data.path().join(format!("recordings/{id}"));
     assert!(dir.join("comments.jsonl").exists());
-    let resp = server
-        .client
-        .delete(server.url(&format!("/api/recordings/{id}")))
-        .bearer_auth(&token)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(resp.status(), 204);
+    assert_eq!(server.delete(&id, &token).await.status(), 204);
     // Deleting a recording deletes its comments and closes its sockets.
     assert!(!dir.exists());
     let (_, code) = read_to_close(&mut ws, PATIENCE).await;

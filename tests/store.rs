@@ -149,17 +149,6 @@ async fn get_once(client: &reqwest::Client, api: &Api, path: &str) -> (u16, Opti
     (resp.status().as_u16(), location)
 }
 
-async fn delete(api: &Api, id: &str, token: &str) {
-    let resp = api
-        .client
-        .delete(api.url(&format!("/api/recordings/{id}")))
-        .bearer_auth(token)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(resp.status(), 204);
-}
-
 async fn wait_gone(bucket: &AmazonS3, id: &str) {
     let deadline = Instant::now() + READY_LIMIT;
     loop {
@@ -345,7 +334,7 @@ async fn the_bucket_holds_what_segcast_serves_and_the_cdn_only_what_it_may() {
     );
 
     // Deleted while the bucket is up: its objects go.
-    delete(&server, &public, &public_token).await;
+    assert_eq!(server.delete(&public, &public_token).await.status(), 204);
     wait_gone(&bucket, &public).await;
     assert!(metric(&server, "segcast_store_deletes_total").await >= expected[1].1.len() as f64);
 
@@ -356,7 +345,7 @@ async fn the_bucket_holds_what_segcast_serves_and_the_cdn_only_what_it_may() {
     let stray = object_store::path::Path::from(format!("{PREFIX}/{private}/seg-00000.m4s"));
     bucket.put(&stray, b"stray".to_vec().into()).await.unwrap();
     drop(_s3);
-    delete(&server, &live, &live_token).await;
+    assert_eq!(server.delete(&live, &live_token).await.status(), 204);
     wait_metric(&server, "segcast_store_pending_deletes", 1.0).await;
     let data = server.stop().await;
     let tombstone = data.path().join("store-deletes").join(&live);

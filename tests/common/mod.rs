@@ -159,6 +159,16 @@ impl Api {
         resp.json().await.unwrap()
     }
 
+    /// `DELETE /api/recordings/{id}` with `Authorization: Bearer token`.
+    pub async fn delete(&self, id: &str, token: &str) -> reqwest::Response {
+        self.client
+            .delete(self.url(&format!("/api/recordings/{id}")))
+            .bearer_auth(token)
+            .send()
+            .await
+            .unwrap()
+    }
+
     /// The status as read with `Authorization: Bearer token` (a private
     /// recording's owner or a share-link holder).
     pub async fn status_as(&self, id: &str, token: &str) -> Value {
