@@ -19,7 +19,7 @@ use std::convert::Infallible;
 use std::io;
 use std::net::{IpAddr, SocketAddr};
 use std::pin::Pin;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
@@ -31,7 +31,6 @@ use axum::Router;
 use hyper::body::Incoming;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
-use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 use tower::ServiceExt;
 use tower_http::timeout::TimeoutBody;
@@ -196,36 +195,63 @@ fn log_end(peer: SocketAddr, result: hyper::Result<()>) {
 }
 
 /// Whether a connection is between requests, for the keep-alive timeout.
-#[derive(Default)]
+///
+/// Kept as the time it became idle, read by one timer per connection that
+/// looks at most once per timeout: requests only store a time. (A `Notify`
+/// and a fresh timer per request cost two wake-ups of the connection's
+/// task and a timer-wheel insert and removal for every answer.)
 struct Activity {
     in_flight: AtomicUsize,
-    /// No request in flight and no byte of the next one read. A new
-    /// connection starts not idle: the header timeout covers its start.
-    idle: AtomicBool,
-    changed: Notify,
+    /// When the connection last became idle, in ns since `epoch`; [`BUSY`]
+    /// while a request is in flight or the next one's first byte has been
+    /// read. A new connection starts busy: the header timeout covers it.
+    idle_since_ns: AtomicU64,
+    epoch: tokio::time::Instant,
+}
+
+/// `idle_since_ns` of a connection that is not idle.
+const BUSY: u64 = u64::MAX;
+
+impl Default for Activity {
+    fn default() -> Self {
+        Self {
+            in_flight: AtomicUsize::new(0),
+            idle_since_ns: AtomicU64::new(BUSY),
+            epoch: tokio::time::Instant::now(),
+        }
+    }
 }
 
 impl Activity {
     fn set_idle(&self, idle: bool) {
-        if self.idle.swap(idle, Ordering::AcqRel) != idle {
-            self.changed.notify_waiters();
-        }
+        let since = if idle {
+            u64::try_from(self.epoch.elapsed().as_nanos()).unwrap_or(BUSY - 1)
+        } else {
+            BUSY
+        };
+        self.idle_since_ns.store(since, Ordering::Release);
+    }
+
+    fn is_idle(&self) -> bool {
+        self.idle_since_ns.load(Ordering::Acquire) != BUSY
     }
 
     /// Returns once the connection has been idle for `limit` at a stretch.
     async fn idle_for(&self, limit: Duration) {
+        let mut deadline = tokio::time::Instant::now() + limit;
         loop {
-            let changed = self.changed.notified();
-            let mut changed = std::pin::pin!(changed);
-            changed.as_mut().enable();
-            if !self.idle.load(Ordering::Acquire) {
-                changed.await;
-                continue;
-            }
-            tokio::select! {
-                () = tokio::time::sleep(limit) => return,
-                () = changed => {}
-            }
+            tokio::time::sleep_until(deadline).await;
+            deadline = match self.idle_since_ns.load(Ordering::Acquire) {
+                // Busy now: it can expire a whole `limit` from now at the earliest.
+                BUSY => tokio::time::Instant::now() + limit,
+                since => {
+                    let expires = self.epoch + Duration::from_nanos(since) + limit;
+                    if expires <= tokio::time::Instant::now() {
+                        return;
+                    }
+                    expires
+                }
+            };
         }
     }
 }
@@ -293,7 +319,7 @@ impl<I: AsyncRead + Unpin> AsyncRead for Tracked<I> {
     ) -> Poll<io::Result<()>> {
         let before = buf.filled().len();
         let polled = Pin::new(&mut self.io).poll_read(cx, buf);
-        if buf.filled().len() > before && self.activity.idle.load(Ordering::Acquire) {
+        if buf.filled().len() > before && self.activity.is_idle() {
             self.activity.set_idle(false);
         }
         polled
@@ -485,5 +511,28 @@ mod tests {
         // Nor once the next request has begun to arrive.
         activity.set_idle(false);
         assert!(timeout(LIMIT * 3, activity.idle_for(LIMIT)).await.is_err());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn an_idle_connection_times_out_a_limit_after_its_last_answer() {
+        let activity = Arc::new(Activity::default());
+        let busy = Busy::begin(&activity);
+        let start = tokio::time::Instant::now();
+        let watcher = tokio::spawn({
+            let activity = activity.clone();
+            async move {
+                activity.idle_for(LIMIT).await;
+                tokio::time::Instant::now()
+            }
+        });
+        // Busy through the first look at it, idle from 1.5 limits on.
+        tokio::time::sleep(LIMIT * 3 / 2).await;
+        drop(busy);
+        let timed_out = watcher.await.unwrap() - start;
+        let expected = LIMIT * 5 / 2;
+        assert!(
+            timed_out.abs_diff(expected) < Duration::from_millis(1),
+            "{timed_out:?}, not {expected:?}"
+        );
     }
 }
