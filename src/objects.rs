@@ -261,16 +261,17 @@ impl Mirror {
             // Deletions first: a pass cannot bring a deleted recording's
             // objects back (its files are gone before it is queued).
             if let Some(id) = self.next_delete() {
-                match self.delete_objects(&id).await {
-                    Ok(()) => backoff = FIRST_BACKOFF,
-                    Err(error) => {
-                        self.metrics.store_failures.inc();
-                        tracing::warn!(%id, %error, retry_in_ms = backoff.as_millis() as u64, "--store: deleting objects failed");
-                        self.requeue_delete(&id);
-                        tokio::time::sleep(backoff).await;
-                        backoff = (backoff * 2).min(MAX_BACKOFF);
-                    }
-                }
+                let deleted = self.delete_objects(&id).await;
+                let requeue = || self.requeue_delete(&id);
+                settle(
+                    &self,
+                    &id,
+                    "deleting objects",
+                    deleted,
+                    &mut backoff,
+                    requeue,
+                )
+                .await;
                 continue;
             }
             let next = {
@@ -283,16 +284,11 @@ impl Mirror {
                 self.wake.notified().await;
                 continue;
             };
-            match self.sync(&id).await {
-                Ok(()) => backoff = FIRST_BACKOFF,
-                Err(error) => {
-                    self.metrics.store_failures.inc();
-                    tracing::warn!(%id, %error, retry_in_ms = backoff.as_millis() as u64, "--store: upload failed");
-                    self.mark(&id);
-                    tokio::time::sleep(backoff).await;
-                    backoff = (backoff * 2).min(MAX_BACKOFF);
-                }
-            }
+            let synced = self.sync(&id).await;
+            settle(&self, &id, "upload", synced, &mut backoff, || {
+                self.mark(&id)
+            })
+            .await;
         }
     }
 
@@ -492,6 +488,29 @@ fn read_folder(dir: &Path) -> std::io::Result<Folder> {
         .filter(|name| object_kind(name).is_some_and(|k| !k.2))
         .collect();
     Ok((listings, media))
+}
+
+/// After a pass over recording `id`: on success the backoff starts over; a
+/// failure is counted, logged, put back by `retry`, and waited out, the
+/// wait doubling up to [`MAX_BACKOFF`] (a bucket that is down is not
+/// hammered, and nothing is dropped).
+async fn settle(
+    mirror: &Mirror,
+    id: &str,
+    what: &str,
+    result: Result<(), PassError>,
+    backoff: &mut Duration,
+    retry: impl FnOnce(),
+) {
+    let Err(error) = result else {
+        *backoff = FIRST_BACKOFF;
+        return;
+    };
+    mirror.metrics.store_failures.inc();
+    tracing::warn!(%id, %error, retry_in_ms = backoff.as_millis() as u64, "--store: {what} failed");
+    retry();
+    tokio::time::sleep(*backoff).await;
+    *backoff = (*backoff * 2).min(MAX_BACKOFF);
 }
 
 #[cfg(test)]
