@@ -373,7 +373,7 @@ async fn poll(
 /// Resident set of a process, KiB (0 once it is gone), and its parts:
 /// the server's own memory (anonymous, plus the sealed in-memory files the
 /// live edge keeps parts in) against pages of segment files it maps
-/// (src/zero_copy.rs), which are the page cache's and reclaimable.
+/// (crates/base/src/zero_copy.rs), which are the page cache's and reclaimable.
 #[derive(Debug, Default, Clone, Copy)]
 struct Rss {
     total_kib: u64,

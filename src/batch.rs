@@ -4,7 +4,7 @@
 //! Each file is copied into a recording folder under `<data>/staging/` and
 //! processed there; a finished one is renamed into `<data>/recordings/` in
 //! one step, which is what a running server watches for (see
-//! [`crate::ingest::library::Library::adopt_moved_in`]). A failed one is
+//! [`pipeline::Library::adopt_moved_in`]). A failed one is
 //! removed: the command's report says why, and the library never lists a
 //! half-made recording. A lock file per staged import lets the next run
 //! tell a crashed import's leftovers from another run's work.
@@ -17,12 +17,13 @@ use std::time::Duration;
 use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
 use tokio::sync::Semaphore;
 
+use base::ids::is_valid_id;
+use pipeline::ingest::import::{self, import_info, Placement};
+use pipeline::ingest::library::new_import_meta;
+use pipeline::RecordingStatus;
+use store::{ImportOrigin, RecordingMeta, State, Store};
+
 use crate::config::Config;
-use crate::http::imports::STAGING_DIR;
-use crate::ingest::import::{self, import_info, Placement};
-use crate::ingest::library::new_import_meta;
-use crate::ingest::status::RecordingStatus;
-use crate::store::{is_valid_id, ImportOrigin, State, Store};
 
 /// Positions of a progress bar: per mille.
 const BAR_STEPS: u64 = 1000;
@@ -40,11 +41,12 @@ pub struct FileReport {
 /// terminal.
 pub async fn run(config: Config, files: Vec<PathBuf>) -> std::io::Result<Vec<FileReport>> {
     let library = Store::open(&config.data_dir)?;
-    let staging = Store::open_root(config.data_dir.join(STAGING_DIR))?;
+    let staging = Store::open_root(store::staging::dir(&config.data_dir))?;
     remove_stale(&staging);
     let context = Arc::new(Context {
         jobs: Arc::new(Semaphore::new(config.import_jobs as usize)),
-        config: Arc::new(config),
+        settings: Arc::new((&config).into()),
+        config,
         library,
         staging,
     });
@@ -88,7 +90,8 @@ fn display_name(file: &Path) -> String {
 struct Context {
     library: Store,
     staging: Store,
-    config: Arc<Config>,
+    config: Config,
+    settings: Arc<pipeline::Settings>,
     jobs: Arc<Semaphore>,
 }
 
@@ -110,7 +113,7 @@ async fn import_file(
         // The key goes straight to its place in the data directory (never
         // into the staged recording folder); the media is encrypted as made.
         meta.encrypt = true;
-        crate::secrets::KeyStore::new(&cx.config.data_dir)
+        store::keys::KeyStore::new(&cx.config.data_dir)
             .create(&id)
             .map_err(|e| format!("cannot store its key: {e}"))?;
     }
@@ -128,7 +131,7 @@ async fn import_file(
 
 async fn process(
     file: &Path,
-    meta: &crate::store::RecordingMeta,
+    meta: &RecordingMeta,
     cx: &Context,
     bar: &ProgressBar,
 ) -> Result<RecordingStatus, String> {
@@ -145,10 +148,10 @@ async fn process(
     let task = import::spawn(
         meta.clone(),
         cx.staging.clone(),
-        cx.config.clone(),
+        cx.settings.clone(),
         cx.jobs.clone(),
         // The CLI serves no /metrics: counted, never read.
-        crate::metrics::Metrics::new(),
+        base::metrics::Metrics::new(),
     );
     let mut status = task.status.clone();
     bar.set_message("queued");

@@ -1,8 +1,12 @@
 //! Server settings: command-line flags and `SEGCAST_*` environment variables,
 //! each with a named default. Every limit the server enforces lives here.
+//! The layers below take narrow settings structs, each made from a
+//! [`Config`] by one `From` at the end of this file.
 
 use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
+
+use store::mirror::{parse_public_url, StoreUrl};
 
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:8080";
 /// Data directory, relative to where the server is started.
@@ -23,8 +27,6 @@ pub const DEFAULT_IDLE_TIMEOUT_S: u64 = 600;
 /// A request body that sends nothing for this long is cut off (slow
 /// clients holding connections open): 408.
 pub const DEFAULT_BODY_TIMEOUT_S: u64 = 30;
-/// What a client told to come back later waits, in seconds.
-pub const RETRY_AFTER_S: u32 = 30;
 /// A connection must deliver a request's complete header this soon after it
 /// opens, or after its previous response ends; otherwise it is closed
 /// (nginx's `client_header_timeout`, 60 s there). Half-open connections
@@ -131,7 +133,7 @@ pub struct Config {
     /// `AWS_REGION`, `AWS_ACCESS_KEY_ID`, `AWS_SECRET_ACCESS_KEY`. Local
     /// disk stays the source; chunks stay local.
     #[arg(long, env = "SEGCAST_STORE")]
-    pub store: Option<crate::objects::StoreUrl>,
+    pub store: Option<StoreUrl>,
 
     /// With --store: the public base of the bucket's prefix (a CDN in
     /// front of it), `URL/<id>/<file>` serving the object
@@ -141,7 +143,7 @@ pub struct Config {
     /// encrypted recordings stay served here, and private ones stay out
     /// of the bucket.
     #[arg(long, env = "SEGCAST_PUBLIC_MEDIA_URL", requires = "store",
-          value_parser = crate::objects::parse_public_url)]
+          value_parser = parse_public_url)]
     pub public_media_url: Option<String>,
 
     /// Directory holding recordings (chunks, segments, playlists).
@@ -365,6 +367,52 @@ impl Config {
         let mut config = <Defaults as clap::Parser>::parse_from(["segcast"]).config;
         config.data_dir = data_dir.into();
         config
+    }
+}
+
+impl From<&Config> for pipeline::transcode::args::EncodeSettings {
+    fn from(c: &Config) -> Self {
+        Self {
+            segment_target_ms: c.segment_target_ms,
+            fragment_ms: c.fragment_ms,
+            video_kbps: c.video_kbps,
+            audio_kbps: c.audio_kbps,
+            x264_preset: c.x264_preset.clone(),
+        }
+    }
+}
+
+impl From<&Config> for pipeline::Settings {
+    fn from(c: &Config) -> Self {
+        Self {
+            data_dir: c.data_dir.clone(),
+            ffmpeg: c.ffmpeg.clone(),
+            ffprobe: c.ffprobe.clone(),
+            encode: c.into(),
+            ffmpeg_attempts: c.ffmpeg_attempts,
+            max_live_recordings: c.max_live_recordings,
+            max_recording_bytes: c.max_recording_bytes,
+            max_chunks: c.max_chunks,
+            idle_timeout_s: c.idle_timeout_s,
+            import_jobs: c.import_jobs,
+            encrypt_by_default: c.encrypt,
+            inbox_settle_ms: c.inbox_settle_ms,
+        }
+    }
+}
+
+impl From<&Config> for pipeline::CommentSettings {
+    fn from(c: &Config) -> Self {
+        Self {
+            limits: pipeline::comments::Limits {
+                max_author_chars: c.comment_max_author_chars,
+                max_text_chars: c.comment_max_text_chars,
+            },
+            rate: c.comment_rate,
+            rate_window_s: c.comment_rate_window_s,
+            max_sockets: c.comment_max_sockets,
+            socket_queue: c.comment_socket_queue,
+        }
     }
 }
 

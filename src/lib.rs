@@ -1,71 +1,28 @@
 //! segcast: turns a webcam recording uploaded in chunks while it is made
-//! into a live HLS stream, and keeps it as a library of playable videos.
+//! into a live HLS and DASH stream, and keeps it as a library of playable
+//! videos.
 //!
-//! Data flows one way (docs/architecture.md):
-//! record page → [`ingest`] (durable chunks, reorder) → [`transcode`]
-//! (ffmpeg sidecar) → [`publish`] (the pure [`media`] core: fMP4 splitter,
-//! segmenter, timeline, playlists) → files under `<data>/` → [`http`].
+//! # Layout
+//! This crate is the top floor of the workspace (docs/architecture.md,
+//! "Layers"): below it are `base` (errors, ids, clock, files, metrics),
+//! `media` (the pure media core), `store` (disk, keys, the bucket) and
+//! `pipeline` (ffmpeg, packaging, recording tasks, comments). Here:
+//! - [`config`]: flags and environment variables, and the narrow settings
+//!   of each layer made from them;
+//! - [`app`]: the wiring;
+//! - [`http`]: the only module that knows HTTP (axum, hyper);
+//! - [`batch`]: the `segcast import` command.
 
-pub mod access;
+pub mod app;
 pub mod batch;
-pub mod comments;
 pub mod config;
-pub mod edge;
-pub mod error;
-pub mod fdlimit;
 pub mod http;
-pub mod ingest;
-pub mod media;
-pub mod metrics;
-pub mod objects;
-pub mod publish;
-pub mod secrets;
-pub mod store;
-pub mod transcode;
-pub mod zero_copy;
 
 use std::future::Future;
-use std::sync::Arc;
 
 use tokio::net::TcpListener;
 
 pub use config::Config;
-
-/// The HTTP app, its library, and `/metrics` alone (for `--metrics-listen`).
-pub type App = (axum::Router, Arc<ingest::library::Library>, axum::Router);
-
-/// Opens the library under `config.data_dir`, starts its watchers (the
-/// inbox, recordings imported by the CLI) and builds the HTTP app.
-pub async fn app(config: Config) -> std::io::Result<App> {
-    http::imports::clean_staging(&config.data_dir);
-    let library = ingest::library::Library::open(Arc::new(config)).await?;
-    if let Some(objects) = library.objects() {
-        let url = library
-            .config()
-            .store
-            .as_ref()
-            .expect("a mirror has a store");
-        tracing::info!(bucket = %url.bucket, prefix = %url.prefix, "mirroring published media to object storage");
-        objects.start();
-    }
-    // Both need inotify; without it the server still serves, and says why
-    // imports by folder and CLI are not picked up.
-    let inbox = ingest::inbox::run(library.clone());
-    tokio::spawn(async move {
-        if let Err(error) = inbox.await {
-            tracing::error!(%error, "the inbox is not watched");
-        }
-    });
-    let adopt = library.clone().adopt_moved_in();
-    tokio::spawn(async move {
-        if let Err(error) = adopt.await {
-            tracing::error!(%error, "recordings added by `segcast import` are not picked up until a restart");
-        }
-    });
-    let state = http::AppState::new(library.clone())?;
-    let metrics = http::metrics::standalone(state.clone());
-    Ok((http::router(state), library, metrics))
-}
 
 /// Serves until `shutdown` resolves; then stops accepting connections,
 /// lets requests in flight finish (a chunk being written is stored and
@@ -78,7 +35,7 @@ pub async fn serve(
     config: Config,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    let open_files = fdlimit::raise_open_file_limit();
+    let open_files = base::fdlimit::raise_open_file_limit();
     let admission = http::clients::Admission::from_config(&config, open_files);
     let policy = http::connection::ConnectionPolicy::from_config(&config);
     tracing::info!(
@@ -96,9 +53,13 @@ pub async fn serve(
         _ => None,
     };
     let metrics_listen = config.metrics_listen;
-    let (router, library, metrics) = app(config).await?;
+    let app::App {
+        router,
+        library,
+        metrics_router,
+    } = app::build(config).await?;
     let metrics_server = match metrics_listen {
-        Some(addr) => Some(http::metrics::serve_apart(addr, metrics).await?),
+        Some(addr) => Some(http::metrics::serve_apart(addr, metrics_router).await?),
         None => None,
     };
     let shared = http::connection::Shared {

@@ -357,7 +357,7 @@ fn print_latencies(what: &str, samples: &[Duration]) {
 async fn a_flood_from_one_address_leaves_a_recording_from_another_intact() {
     let limit = header_timeout();
     // The flood client itself needs ~1,900 descriptors.
-    let own = segcast::fdlimit::raise_open_file_limit();
+    let own = base::fdlimit::raise_open_file_limit();
     assert!(
         own > 2500,
         "this test needs an open-file limit above 2500, has {own}"

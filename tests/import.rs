@@ -597,7 +597,8 @@ async fn inbox_imports_complete_files_and_files_them() {
 
 #[test]
 fn mp4_headers_read_in_process_agree_with_ffprobe() {
-    use segcast::transcode::probe::{plan, probe_mp4, run_ffprobe};
+    use media::probe::plan;
+    use pipeline::transcode::probe::{probe_mp4, run_ffprobe};
     let media = media();
     for name in ["h264-aac.mp4", "no-audio.mp4", "audio-only.m4a"] {
         let file = media.path(name);

@@ -379,9 +379,9 @@ async fn parts_are_the_bytes_of_their_segments_from_memory_and_after_a_restart()
         std::fs::remove_file(hls.join(file)).unwrap();
     }
     // A segment this large is mapped and sent with sendfile(2)
-    // (src/zero_copy.rs), here from a file already deleted.
+    // (crates/base/src/zero_copy.rs), here from a file already deleted.
     assert!(
-        served[1].len() as u64 >= segcast::zero_copy::MAP_MIN_BYTES,
+        served[1].len() as u64 >= base::zero_copy::MAP_MIN_BYTES,
         "segment of {} bytes: too small to take the zero-copy path",
         served[1].len()
     );

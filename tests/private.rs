@@ -229,8 +229,8 @@ async fn a_private_recording_opens_only_to_its_tokens() {
         let (expiry, mac) = token.split_once('.').unwrap();
         format!("{}.{mac}", expiry.parse::<u64>().unwrap() + 3600)
     };
-    let signer = segcast::access::ShareSigner::new(SECRET.as_bytes().to_vec());
-    let expired = signer.sign(&id, segcast::access::unix_s() - 1);
+    let signer = store::share::ShareSigner::new(SECRET.as_bytes().to_vec());
+    let expired = signer.sign(&id, base::clock::unix_s() - 1);
     let other_link = share_token(&server, &other_id, &other_owner).await;
     let other_token = other_link["token"].as_str().unwrap();
     for (bad, why) in [
@@ -260,7 +260,7 @@ async fn a_private_recording_opens_only_to_its_tokens() {
         get_with(
             &server,
             &format!("/media/{id}/media.m3u8"),
-            Some(&signer.sign(&id, segcast::access::unix_s() + 60))
+            Some(&signer.sign(&id, base::clock::unix_s() + 60))
         )
         .await
         .status(),

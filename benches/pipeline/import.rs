@@ -10,7 +10,7 @@
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use segcast::transcode::args::{encode_args, EncodeSettings};
+use pipeline::transcode::args::{encode_args, EncodeSettings};
 
 use super::common::cpu_s;
 use super::{run_plain_hls, wait_status, Cost, InProcess};

@@ -31,7 +31,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use segcast::transcode::args::{encode_args, EncodeSettings};
+use pipeline::transcode::args::{encode_args, EncodeSettings};
 
 const PACKAGE_SECS: u32 = 60;
 const LAG_SECS: u32 = 30;

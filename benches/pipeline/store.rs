@@ -34,7 +34,7 @@ impl S3 {
         }
     }
 
-    pub fn store_url() -> segcast::objects::StoreUrl {
+    pub fn store_url() -> store::mirror::StoreUrl {
         format!("s3://{BUCKET}/{PREFIX}").parse().unwrap()
     }
 }

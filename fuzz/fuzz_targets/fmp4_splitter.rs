@@ -3,7 +3,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use segcast::media::fmp4::{Piece, SplitError, Splitter};
+use media::fmp4::{Piece, SplitError, Splitter};
 
 /// Small box limit so hostile size fields are exercised, not just buffered.
 const MAX_BOX_BYTES: usize = 1 << 20;

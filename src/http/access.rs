@@ -22,12 +22,14 @@ use axum::response::Response;
 use http_body_util::BodyExt;
 use serde::Deserialize;
 
+use super::error::{ApiError, Result};
 use super::recordings::{bearer, holds_publish_key};
 use super::AppState;
-use crate::access::{looks_like_share_token, unix_s, TokenError};
-use crate::error::{Error, Result};
-use crate::ingest::library::Recording;
-use crate::media::tokenize;
+use base::clock::unix_s;
+use base::Error;
+use media::tokenize;
+use pipeline::Recording;
+use store::share::{looks_like_share_token, TokenError};
 
 /// The query parameter that carries a share token.
 pub const TOKEN_PARAM: &str = "token";
@@ -61,7 +63,7 @@ struct TokenQuery {
 }
 
 impl FromRequestParts<AppState> for Viewer {
-    type Rejection = Error;
+    type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self> {
         let params = RawPathParams::from_request_parts(parts, state)
@@ -120,9 +122,9 @@ fn decide(
             .signer
             .verify(id, token, unix_s())
             .map_err(|e| match e {
-                TokenError::Expired => Error::Forbidden("this share link expired".into()),
+                TokenError::Expired => Error::Denied("this share link expired".into()),
                 TokenError::Invalid => {
-                    Error::Forbidden("the token does not open this recording".into())
+                    Error::Denied("the token does not open this recording".into())
                 }
             })
     };
@@ -135,14 +137,14 @@ fn decide(
             check(token)?;
             Ok((Role::Viewer, None))
         }
-        Some(_) => Err(Error::Forbidden(
+        Some(_) => Err(Error::Denied(
             "the bearer token is neither this recording's upload token nor a share token for it"
                 .into(),
-        )),
-        None => Err(Error::Unauthorized(
+        ).into()),
+        None => Err(Error::Unauthenticated(
             "this recording is private: a share token is needed (?token=… or Authorization: Bearer …)"
                 .into(),
-        )),
+        ).into()),
     }
 }
 

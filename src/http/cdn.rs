@@ -25,15 +25,15 @@
 use axum::http::{header, HeaderValue, Method, StatusCode};
 use axum::response::{IntoResponse, Response};
 
-use super::media::MediaFile;
 use super::AppState;
-use crate::ingest::library::Recording;
-use crate::ingest::status::RecordingStatus;
-use crate::store::State as RecState;
+use media::layout::MediaFile;
+use pipeline::Recording;
+use pipeline::RecordingStatus;
+use store::State as RecState;
 
 /// The CDN base that serves this recording now, if any.
 pub fn public_base<'a>(state: &'a AppState, status: &RecordingStatus) -> Option<&'a str> {
-    let base = state.library.config().public_media_url.as_deref()?;
+    let base = state.config.public_media_url.as_deref()?;
     let objects = state.library.objects()?;
     let final_and_public =
         status.state == RecState::Ready && !status.access.is_private() && !status.encrypted;
@@ -60,7 +60,7 @@ pub fn status_urls(state: &AppState, mut status: RecordingStatus) -> RecordingSt
 /// Whether a file of this name is an object in the bucket once the
 /// recording is complete there.
 fn in_bucket(name: &str) -> bool {
-    crate::objects::object_kind(name).is_some()
+    store::mirror::object_kind(name).is_some()
         || MediaFile::parse(name) == Some(MediaFile::Original)
 }
 
@@ -74,7 +74,7 @@ pub fn redirect(
     method: &Method,
 ) -> Option<Response> {
     // Without the flag this costs one check per media request.
-    state.library.config().public_media_url.as_ref()?;
+    state.config.public_media_url.as_ref()?;
     if !matches!(*method, Method::GET | Method::HEAD) || !in_bucket(name) {
         return None;
     }

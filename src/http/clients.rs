@@ -24,7 +24,9 @@ use axum::http::HeaderMap;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use crate::config::{Config, CLIENT_RETRY_AFTER_S, FULL_RETRY_AFTER_S};
-use crate::error::Error;
+use base::Error;
+
+use super::error::ApiError;
 
 /// The address a client's requests are counted under: IPv4 as is, an
 /// IPv4-mapped IPv6 address as its IPv4, IPv6 as its /64 prefix.
@@ -61,14 +63,15 @@ fn canonical(addr: IpAddr) -> IpAddr {
 pub struct ClientAddr(pub IpAddr);
 
 impl<S: Send + Sync> FromRequestParts<S> for ClientAddr {
-    type Rejection = Error;
+    type Rejection = ApiError;
 
-    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Error> {
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, ApiError> {
         parts.extensions.get::<Self>().copied().ok_or_else(|| {
             Error::internal(
                 "client address",
                 "the request has no ClientAddr extension (not served by segcast::serve?)",
             )
+            .into()
         })
     }
 }
@@ -183,13 +186,13 @@ pub struct ClientSlots {
 pub struct SlotGuard {
     _held: Held,
     /// A gauge of waiting requests this slot counts in, if any.
-    _counted: Option<crate::metrics::GaugeGuard>,
+    _counted: Option<base::metrics::GaugeGuard>,
 }
 
 impl SlotGuard {
     /// Also counts this slot in `gauge` while it is held.
-    pub fn counted(mut self, gauge: &prometheus_client::metrics::gauge::Gauge) -> Self {
-        self._counted = Some(crate::metrics::Metrics::hold(gauge));
+    pub fn counted(mut self, gauge: &base::metrics::Gauge) -> Self {
+        self._counted = Some(base::metrics::Metrics::hold(gauge));
         self
     }
 }
@@ -207,7 +210,7 @@ impl ClientSlots {
         let held = self
             .slots
             .try_take(client.into())
-            .ok_or_else(|| Error::TooManyRequests {
+            .ok_or_else(|| Error::RateLimited {
                 message: format!(
                     "too many waiting requests from your address (limit {}); retry later",
                     self.slots.cap
@@ -275,16 +278,16 @@ impl Admission {
         let client = if self.trusted.contains(&canonical(peer)) {
             None
         } else {
-            let held =
-                self.per_client
-                    .try_take(peer.into())
-                    .ok_or_else(|| Error::TooManyRequests {
-                        message: format!(
-                            "too many connections from your address (limit {}); retry later",
-                            self.per_client.cap
-                        ),
-                        retry_after_s: CLIENT_RETRY_AFTER_S,
-                    })?;
+            let held = self
+                .per_client
+                .try_take(peer.into())
+                .ok_or_else(|| Error::RateLimited {
+                    message: format!(
+                        "too many connections from your address (limit {}); retry later",
+                        self.per_client.cap
+                    ),
+                    retry_after_s: CLIENT_RETRY_AFTER_S,
+                })?;
             Some(held)
         };
         let all = self
@@ -325,7 +328,7 @@ mod tests {
         let first = slots.try_acquire(a).unwrap();
         let _second = slots.try_acquire(a).unwrap();
         let refused = slots.try_acquire(a).unwrap_err();
-        assert_eq!(refused.status(), 429);
+        assert_eq!(crate::http::error::status(&refused), 429);
         assert_eq!(refused.retry_after_s(), Some(CLIENT_RETRY_AFTER_S));
         // Another client is not affected.
         let _other = slots.try_acquire(ip("192.0.2.2")).unwrap();
@@ -363,16 +366,22 @@ mod tests {
         let a = ip("192.0.2.1");
         let _a1 = admission.admit(a).unwrap();
         let a2 = admission.admit(a).unwrap();
-        assert_eq!(admission.admit(a).unwrap_err().status(), 429);
+        assert_eq!(
+            crate::http::error::status(&admission.admit(a).unwrap_err()),
+            429
+        );
         let _b1 = admission.admit(ip("192.0.2.2")).unwrap();
         let full = admission.admit(ip("192.0.2.3")).unwrap_err();
-        assert_eq!(full.status(), 503);
+        assert_eq!(crate::http::error::status(&full), 503);
         assert_eq!(full.retry_after_s(), Some(FULL_RETRY_AFTER_S));
         drop(a2);
         assert_eq!(admission.open(), 2);
         // A trusted proxy has no per-client cap, only the ceiling.
         let _p1 = admission.admit(ip("10.0.0.1")).unwrap();
-        assert_eq!(admission.admit(ip("10.0.0.1")).unwrap_err().status(), 503);
+        assert_eq!(
+            crate::http::error::status(&admission.admit(ip("10.0.0.1")).unwrap_err()),
+            503
+        );
     }
 
     #[test]

@@ -38,13 +38,14 @@ use tokio::sync::broadcast::error::RecvError;
 use tracing::Instrument;
 
 use super::access::Viewer;
+use super::error::Result;
 use super::recordings::{authorize_owner, body_idle, caused_by, read_json};
 use super::AppState;
-use crate::comments::hub::{CommentHub, Event, Subscription};
-use crate::comments::{
+use base::Error;
+use pipeline::comments::hub::{CommentHub, Event, Subscription};
+use pipeline::comments::{
     error_message, history_message, posted_message, Comment, Incoming, NewComment,
 };
-use crate::error::{Error, Result};
 
 /// Server pings on an idle socket.
 const PING_EVERY: Duration = Duration::from_secs(30);
@@ -70,7 +71,7 @@ async fn post(
 ) -> Result<Response> {
     let id = viewer.id;
     let new: NewComment = read_json(body, body_idle(&state)).await?.ok_or_else(|| {
-        Error::BadRequest(
+        Error::Invalid(
             "body must be JSON like {\"author\": …, \"text\": …, \"media_time_s\": …}".into(),
         )
     })?;
@@ -99,14 +100,14 @@ async fn socket(
     upgrade: std::result::Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
 ) -> Result<Response> {
     let id = viewer.id;
-    let upgrade = upgrade
-        .map_err(|e| Error::BadRequest(format!("this URL is a WebSocket (RFC 6455): {e}")))?;
+    let upgrade =
+        upgrade.map_err(|e| Error::Invalid(format!("this URL is a WebSocket (RFC 6455): {e}")))?;
     // A socket is a long-lived request: it holds one of its client's
     // waiting slots (`--max-waiting-per-client`) for as long as it is open.
     let client_slot = state.client_slots.try_acquire(client)?;
     // The slot is taken before the 101, so the cap holds exactly.
     let subscription = state.comments.subscribe(&id).await?;
-    let config = state.library.config();
+    let config = &state.config;
     let max = config.comment_max_message_bytes;
     let socket = Socket {
         hub: state.comments.clone(),
@@ -254,7 +255,7 @@ impl Socket {
 fn client_message(error: &Error) -> String {
     match error {
         Error::Internal { .. } => {
-            tracing::error!(error = %crate::error::chain(error), "comment post failed");
+            tracing::error!(error = %base::error::chain(error), "comment post failed");
             "internal error; see the server log".into()
         }
         other => other.to_string(),

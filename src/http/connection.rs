@@ -36,8 +36,9 @@ use tower::ServiceExt;
 use tower_http::timeout::TimeoutBody;
 
 use super::clients::{client_addr, ClientAddr, ConnectionPermit};
+use super::sendfile::SendFile;
 use crate::config::Config;
-use crate::zero_copy::{self, SendFile};
+use base::zero_copy;
 
 /// The timeouts every connection is held to: set here and nowhere else.
 #[derive(Clone, Debug)]

@@ -18,20 +18,17 @@ use futures_util::StreamExt;
 use serde::Deserialize;
 use tokio::io::AsyncWriteExt;
 
+use super::error::Result;
 use super::recordings::{
     body_error, body_idle, check_publish_key, declared_length, drain, Created,
 };
 use super::AppState;
-use crate::access::Access;
-use crate::error::{Error, Result};
-use crate::ingest::import::{import_info, Placement};
-use crate::ingest::library::Protection;
-use crate::store::ImportOrigin;
+use base::access::Access;
+use base::Error;
+use pipeline::ingest::import::{import_info, Placement};
+use pipeline::Protection;
+use store::ImportOrigin;
 
-/// Uploads being received, under the data directory (same file system as
-/// the library, so handing one over is a rename).
-pub const STAGING_DIR: &str = "staging";
-const UPLOAD_SUFFIX: &str = ".upload";
 /// Per upload in progress: memory is bounded by this, not by the file.
 const WRITE_BUFFER_BYTES: usize = 1 << 20;
 
@@ -57,9 +54,10 @@ impl ImportQuery {
             None | Some("public") => Access::Public,
             Some("private") => Access::Private,
             Some(other) => {
-                return Err(Error::BadRequest(format!(
+                return Err(Error::Invalid(format!(
                     "access must be \"public\" or \"private\", not {other:?}"
-                )))
+                ))
+                .into())
             }
         };
         let encrypt = match self.encrypt.as_deref() {
@@ -67,9 +65,9 @@ impl ImportQuery {
             Some("true" | "1") => Some(true),
             Some("false" | "0") => Some(false),
             Some(other) => {
-                return Err(Error::BadRequest(format!(
-                    "encrypt must be true or false, not {other:?}"
-                )))
+                return Err(
+                    Error::Invalid(format!("encrypt must be true or false, not {other:?}")).into(),
+                )
             }
         };
         Ok(Protection { access, encrypt })
@@ -84,7 +82,7 @@ async fn create(
 ) -> Result<Response> {
     check_publish_key(&state, &headers, "imports")?;
     let protection = query.protection()?;
-    let config = state.library.config();
+    let config = &state.config;
     let limit = config.max_import_bytes;
     let too_large = || {
         Error::TooLarge(format!(
@@ -97,16 +95,17 @@ async fn create(
         if !headers.contains_key(header::EXPECT) {
             drain(&mut body.into_data_stream()).await;
         }
-        return Err(too_large());
+        return Err(too_large().into());
     }
-    let staging = config.data_dir.join(STAGING_DIR);
+    let staging = store::staging::dir(&config.data_dir);
     tokio::fs::create_dir_all(&staging).await?;
     let upload = Upload::new(&staging);
     let bytes = upload.receive(body, limit, body_idle(&state)).await?;
     if bytes == 0 {
-        return Err(Error::BadRequest(
+        return Err(Error::Invalid(
             "the request body is empty: send the file itself as the body".into(),
-        ));
+        )
+        .into());
     }
     let name = file_name(query.name.as_deref(), &headers);
     let info = import_info(&name, bytes, ImportOrigin::Http);
@@ -151,9 +150,8 @@ struct Upload {
 
 impl Upload {
     fn new(staging: &Path) -> Self {
-        let name = format!("{:032x}{UPLOAD_SUFFIX}", rand::random::<u128>());
         Self {
-            path: staging.join(name),
+            path: store::staging::new_upload(staging),
         }
     }
 
@@ -177,7 +175,8 @@ impl Upload {
                 drain(&mut stream).await;
                 return Err(Error::TooLarge(format!(
                     "the file is over the import limit of {limit} bytes"
-                )));
+                ))
+                .into());
             }
             file.write_all(&data).await.map_err(not_stored)?;
         }
@@ -194,19 +193,6 @@ impl Drop for Upload {
     }
 }
 
-/// Removes uploads a previous run left half-received.
-pub fn clean_staging(data_dir: &Path) {
-    let Ok(entries) = std::fs::read_dir(data_dir.join(STAGING_DIR)) else {
-        return;
-    };
-    for path in entries.flatten().map(|e| e.path()) {
-        if path.to_string_lossy().ends_with(UPLOAD_SUFFIX) {
-            tracing::info!(file = %path.display(), "removing an unfinished upload");
-            let _ = std::fs::remove_file(&path);
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -220,7 +206,7 @@ mod tests {
         headers.insert(header::CONTENT_TYPE, "video/mp4".parse().unwrap());
         assert!(file_name(None, &headers).starts_with("upload."));
         assert_eq!(
-            crate::ingest::import::guess_mime(&file_name(None, &headers)),
+            pipeline::ingest::import::guess_mime(&file_name(None, &headers)),
             "video/mp4"
         );
     }

@@ -17,9 +17,10 @@ use serde::Deserialize;
 use tokio::sync::watch;
 
 use super::clients::SlotGuard;
-use crate::edge::{EdgeView, LiveEdge, Playlist};
-use crate::error::{Error, Result};
-use crate::media::names::TrackFiles;
+use super::error::Result;
+use base::Error;
+use media::layout::TrackFiles;
+use pipeline::edge::{EdgeView, LiveEdge, Playlist};
 
 /// What a player waiting on a live playlist may be told to wait before
 /// trying again, when nothing came within the blocking limit.
@@ -53,11 +54,11 @@ impl BlockingQuery {
                 .parse::<u64>()
                 .ok()
                 .filter(|_| value.bytes().all(|b| b.is_ascii_digit()))
-                .ok_or_else(|| Error::BadRequest(format!("{name} must be a plain integer")))
+                .ok_or_else(|| Error::Invalid(format!("{name} must be a plain integer")))
         };
         match (&self.msn, &self.part) {
             (None, None) => Ok(None),
-            (None, Some(_)) => Err(Error::BadRequest("_HLS_part needs _HLS_msn".into())),
+            (None, Some(_)) => Err(Error::Invalid("_HLS_part needs _HLS_msn".into()).into()),
             (Some(msn), part) => Ok(Some(Blocking {
                 msn: number("_HLS_msn", msn)?,
                 part: part
@@ -76,7 +77,7 @@ fn wait_limit(view: &EdgeView) -> Duration {
 
 /// Takes one of the client's waiting slots (`--max-waiting-per-client`)
 /// for as long as a request waits: `429` when it has none left.
-pub type WaitSlot<'a> = &'a (dyn Fn() -> Result<Option<SlotGuard>> + Send + Sync);
+pub type WaitSlot<'a> = &'a (dyn Fn() -> base::Result<Option<SlotGuard>> + Send + Sync);
 
 /// Waits until `ready` holds for the edge's view, or the limit passes,
 /// holding a waiting slot of the client meanwhile.
@@ -123,9 +124,10 @@ pub async fn media_playlist(
         None => view,
         Some(Blocking { msn, part }) => {
             if track.position.too_far_ahead(msn) {
-                return Err(Error::BadRequest(format!(
+                return Err(Error::Invalid(format!(
                     "_HLS_msn={msn} is more than two segments past the newest"
-                )));
+                ))
+                .into());
             }
             let has = |v: &EdgeView| {
                 v.track(files)
@@ -195,7 +197,7 @@ pub async fn part(
         return Ok(None);
     }
     if index >= next + PART_LOOKAHEAD {
-        return Err(Error::NotFound(format!("part {index} is not published")));
+        return Err(Error::NotFound(format!("part {index} is not published")).into());
     }
     let arrived = |v: &EdgeView| {
         v.track(files)
@@ -208,9 +210,9 @@ pub async fn part(
         .track(files)
         .is_some_and(|t| t.position.next_part <= index)
     {
-        return Err(Error::NotFound(format!(
-            "part {index} will not exist: the recording ended"
-        )));
+        return Err(
+            Error::NotFound(format!("part {index} will not exist: the recording ended")).into(),
+        );
     }
     Ok(edge.part(files, index))
 }

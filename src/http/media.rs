@@ -2,10 +2,9 @@
 //! original upload (docs/http-contract.md, "Media").
 //!
 //! Only names this server writes are served: a URL is parsed into a
-//! [`MediaFile`] first, so no request path ever reaches the file system.
-//! Content types follow RFC 8216 §4 (`application/vnd.apple.mpegurl`) and
-//! RFC 8216 §3.3 / ISO/IEC 23000-19 (`video/mp4`, `video/iso.segment`);
-//! byte ranges (RFC 9110 §14) come from tower-http's `ServeFile`.
+//! [`MediaFile`] first ([`media::layout`], with its media type and cache
+//! policy), so no request path ever reaches the file system; byte ranges
+//! (RFC 9110 §14) come from tower-http's `ServeFile`.
 //!
 //! What live viewers fetch (playlists, parts, the newest segments) comes
 //! from the recording's edge in memory ([`super::live`]); the rest from
@@ -30,18 +29,15 @@ use tracing::Instrument;
 use super::access::{self, Viewer};
 use super::cdn;
 use super::clients::ClientAddr;
+use super::error::Result;
 use super::file_cache::CachedFile;
 use super::live::{self, BlockingQuery};
 use super::AppState;
-use crate::error::{Error, Result};
-use crate::ingest::library::Recording;
-use crate::media::dash::{MPD_FILE, TIME_PATH};
-use crate::media::hls::MULTIVARIANT_FILE;
-use crate::media::names::TrackFiles;
-use crate::media::timeline::Rendition;
-use crate::publish::TIMELINE_FILE;
-use crate::transcode::poster::POSTER_FILE;
-use crate::zero_copy;
+use base::zero_copy;
+use base::Error;
+use media::layout::{CachePolicy, MediaFile, TrackFiles, TIMELINE_FILE, TIME_PATH};
+use media::timeline::Rendition;
+use pipeline::Recording;
 
 /// Files up to this size are read whole in one blocking-pool trip; larger
 /// ones (an imported original) stream through `ServeFile`.
@@ -125,108 +121,9 @@ async fn time() -> Response {
     response
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum MediaFile {
-    Multivariant,
-    /// The DASH manifest.
-    Manifest,
-    MediaPlaylist(TrackFiles),
-    Init(TrackFiles),
-    Segment(TrackFiles, u64),
-    /// A part, by its index over the whole recording.
-    Part(TrackFiles, u64),
-    Poster,
-    Original,
-}
-
-/// How long clients and CDNs may keep a response.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum CachePolicy {
-    /// Never changes once published (segments, init).
-    Immutable,
-    /// Grows while live: always revalidate.
-    Revalidate,
-}
-
-impl CachePolicy {
-    fn header(self) -> HeaderValue {
-        HeaderValue::from_static(self.as_str())
-    }
-
-    pub(crate) fn as_str(self) -> &'static str {
-        match self {
-            Self::Immutable => "public, max-age=31536000, immutable",
-            Self::Revalidate => "no-cache",
-        }
-    }
-}
-
-impl MediaFile {
-    pub(crate) fn parse(name: &str) -> Option<Self> {
-        match name {
-            MULTIVARIANT_FILE => return Some(Self::Multivariant),
-            MPD_FILE => return Some(Self::Manifest),
-            POSTER_FILE => return Some(Self::Poster),
-            "original" => return Some(Self::Original),
-            _ => {}
-        }
-        if let Some(files) = TrackFiles::ALL.into_iter().find(|f| f.playlist() == name) {
-            return Some(Self::MediaPlaylist(files));
-        }
-        let (files, rest) = TrackFiles::split(name);
-        if rest == "init.mp4" {
-            return Some(Self::Init(files));
-        }
-        // Only the canonical spellings (`TrackFiles::segment`/`part`: zero-
-        // padded to `width`, no leading zero beyond it), so each file has
-        // one URL. Checked on the digits: formatting the name again to
-        // compare cost an allocation on every media request.
-        let number = |prefix: &str, width: usize| {
-            let digits = rest.strip_prefix(prefix)?.strip_suffix(".m4s")?;
-            let canonical =
-                digits.len() == width || (digits.len() > width && !digits.starts_with('0'));
-            if !canonical || !digits.bytes().all(|b| b.is_ascii_digit()) {
-                return None;
-            }
-            digits.parse::<u64>().ok()
-        };
-        if let Some(seq) = number("seg-", 5) {
-            Some(Self::Segment(files, seq))
-        } else {
-            number("part-", 6).map(|index| Self::Part(files, index))
-        }
-    }
-
-    pub(crate) fn content_type(self) -> &'static str {
-        match self {
-            Self::Multivariant | Self::MediaPlaylist(_) => "application/vnd.apple.mpegurl",
-            Self::Manifest => "application/dash+xml",
-            Self::Init(_) => "video/mp4",
-            Self::Segment(..) | Self::Part(..) => "video/iso.segment",
-            Self::Poster => "image/jpeg",
-            Self::Original => "application/octet-stream",
-        }
-    }
-
-    pub(crate) fn cache(self) -> CachePolicy {
-        match self {
-            Self::Init(_) | Self::Segment(..) | Self::Part(..) => CachePolicy::Immutable,
-            _ => CachePolicy::Revalidate,
-        }
-    }
-
-    fn file_name(self) -> String {
-        match self {
-            Self::Multivariant => MULTIVARIANT_FILE.into(),
-            Self::Manifest => MPD_FILE.into(),
-            Self::MediaPlaylist(files) => files.playlist().into(),
-            Self::Init(files) => files.init(),
-            Self::Segment(files, seq) => files.segment(seq),
-            Self::Part(files, index) => files.part(index),
-            Self::Poster => POSTER_FILE.into(),
-            Self::Original => "original".into(),
-        }
-    }
+/// The `Cache-Control` header of a policy.
+fn cache_header(policy: CachePolicy) -> HeaderValue {
+    HeaderValue::from_static(policy.as_str())
 }
 
 /// `GET /media/{id}/{file}`: who may read it, a CDN redirect, the file
@@ -253,9 +150,11 @@ async fn serve(
         .await
         .unwrap_or_else(IntoResponse::into_response);
     allow_any_origin(&mut response);
-    state
-        .metrics
-        .http_request(MEDIA_ROUTE, &method, response.status().as_u16());
+    state.metrics.http_request(
+        MEDIA_ROUTE,
+        base::metrics::Method::from_name(method.as_str()),
+        response.status().as_u16(),
+    );
     response
 }
 
@@ -280,7 +179,7 @@ async fn file(
     let file =
         MediaFile::parse(name).ok_or_else(|| Error::NotFound(format!("no media file '{name}'")))?;
     let blocking = Query::<BlockingQuery>::try_from_uri(request.uri())
-        .map_err(|e| Error::BadRequest(format!("bad query: {}", e.body_text())))?
+        .map_err(|e| Error::Invalid(format!("bad query: {}", e.body_text())))?
         .0;
     let edge = recording.edge();
     // Blocking requests hold one of their client's waiting slots while
@@ -329,7 +228,7 @@ fn media_bytes(file: MediaFile, bytes: Bytes) -> Response {
                 header::CONTENT_TYPE,
                 HeaderValue::from_static(file.content_type()),
             ),
-            (header::CACHE_CONTROL, file.cache().header()),
+            (header::CACHE_CONTROL, cache_header(file.cache())),
         ],
     )
 }
@@ -382,7 +281,7 @@ async fn part_from_disk(
                 .load(&id)?
                 .ok_or_else(|| std::io::Error::other("no key"))?;
             let segment = std::fs::read(dir.join(files.segment(seq)))?;
-            let part = crate::media::aes::part_of_encrypted_segment(
+            let part = media::aes::part_of_encrypted_segment(
                 &key,
                 files.index(),
                 seq,
@@ -452,7 +351,7 @@ async fn from_disk(
         // Only what can no longer change may be kept: a live recording's
         // playlists are rewritten (and served from its edge anyway).
         let keep = file.cache() == CachePolicy::Immutable
-            || recording.status().state == crate::store::State::Ready;
+            || recording.status().state == store::State::Ready;
         let whole = whole_file(state, path.clone(), file, keep).await?;
         if let Some(read) = whole {
             return Ok(respond_whole(
@@ -468,14 +367,13 @@ async fn from_disk(
         .await
         .map_err(|e| Error::internal("serving a media file", e))?;
     if response.status() == StatusCode::NOT_FOUND {
-        return Err(Error::NotFound(format!(
-            "'{}' is not published (yet)",
-            file.file_name()
-        )));
+        return Err(
+            Error::NotFound(format!("'{}' is not published (yet)", file.file_name())).into(),
+        );
     }
     response
         .headers_mut()
-        .insert(header::CACHE_CONTROL, file.cache().header());
+        .insert(header::CACHE_CONTROL, cache_header(file.cache()));
     Ok(response.map(Body::new))
 }
 
@@ -513,12 +411,11 @@ async fn whole_file(
         Ok(Some(read)) => read,
         Ok(None) => return Ok(None),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            return Err(Error::NotFound(format!(
-                "'{}' is not published (yet)",
-                file.file_name()
-            )))
+            return Err(
+                Error::NotFound(format!("'{}' is not published (yet)", file.file_name())).into(),
+            )
         }
-        Err(e) => return Err(Error::internal("reading a media file", e)),
+        Err(e) => return Err(Error::internal("reading a media file", e).into()),
     };
     let etag = file_etag(bytes.len() as u64, modified);
     let cached = CachedFile {
@@ -551,7 +448,7 @@ fn respond_whole(
     let validators = [
         (header::ETAG, cached.etag),
         (header::LAST_MODIFIED, cached.last_modified),
-        (header::CACHE_CONTROL, file.cache().header()),
+        (header::CACHE_CONTROL, cache_header(file.cache())),
     ];
     if unchanged {
         return (StatusCode::NOT_MODIFIED, validators).into_response();
@@ -587,90 +484,9 @@ async fn original(state: &AppState, recording: &Recording, id: &str) -> Result<R
     Ok((
         [
             (header::CONTENT_TYPE, content_type),
-            (header::CACHE_CONTROL, CachePolicy::Revalidate.header()),
+            (header::CACHE_CONTROL, cache_header(CachePolicy::Revalidate)),
         ],
         Body::from_stream(chunks),
     )
         .into_response())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn only_names_the_server_writes_are_media_files() {
-        assert_eq!(
-            MediaFile::parse("index.m3u8"),
-            Some(MediaFile::Multivariant)
-        );
-        use TrackFiles::{Audio, Primary};
-        assert_eq!(
-            MediaFile::parse("seg-00042.m4s"),
-            Some(MediaFile::Segment(Primary, 42))
-        );
-        assert_eq!(
-            MediaFile::parse("seg-123456.m4s"),
-            Some(MediaFile::Segment(Primary, 123_456))
-        );
-        assert_eq!(
-            MediaFile::parse("part-000042.m4s"),
-            Some(MediaFile::Part(Primary, 42))
-        );
-        assert_eq!(
-            MediaFile::parse("audio-part-000042.m4s"),
-            Some(MediaFile::Part(Audio, 42))
-        );
-        assert_eq!(
-            MediaFile::parse("audio-seg-00001.m4s"),
-            Some(MediaFile::Segment(Audio, 1))
-        );
-        assert_eq!(
-            MediaFile::parse("audio-init.mp4"),
-            Some(MediaFile::Init(Audio))
-        );
-        assert_eq!(
-            MediaFile::parse("audio.m3u8"),
-            Some(MediaFile::MediaPlaylist(Audio))
-        );
-        assert_eq!(
-            MediaFile::parse("media.m3u8"),
-            Some(MediaFile::MediaPlaylist(Primary))
-        );
-        for bad in [
-            "audio-media.m3u8",
-            "audio-audio-init.mp4",
-            "audio-seg-42.m4s",
-            "part-42.m4s",
-            "part-0000042.m4s",
-            "seg-42.m4s",
-            "seg-+0042.m4s",
-            "seg-0004a.m4s",
-            "..",
-            "recording.json",
-            "../chunks",
-            "seg-.m4s",
-            ".media.m3u8.tmp",
-        ] {
-            assert_eq!(MediaFile::parse(bad), None, "{bad}");
-        }
-    }
-
-    #[test]
-    fn segments_are_immutable_and_playlists_revalidate() {
-        let primary = TrackFiles::Primary;
-        assert_eq!(
-            MediaFile::Segment(primary, 1).cache(),
-            CachePolicy::Immutable
-        );
-        assert_eq!(MediaFile::Init(primary).content_type(), "video/mp4");
-        assert_eq!(
-            MediaFile::Segment(primary, 1).content_type(),
-            "video/iso.segment"
-        );
-        assert_eq!(
-            MediaFile::MediaPlaylist(primary).cache().header(),
-            "no-cache"
-        );
-    }
 }

@@ -12,7 +12,7 @@ use axum::Router;
 
 use super::AppState;
 use crate::config::Config;
-use crate::store::State as RecordingState;
+use store::State as RecordingState;
 
 /// The exposition's media type (OpenMetrics 1.0 text, which Prometheus
 /// asks for and reads natively).
@@ -82,8 +82,10 @@ pub async fn count_request(
         .map_or_else(|| "unmatched".to_string(), |p| p.as_str().to_string());
     let method = request.method().clone();
     let response = next.run(request).await;
-    state
-        .metrics
-        .http_request(route, &method, response.status().as_u16());
+    state.metrics.http_request(
+        route,
+        base::metrics::Method::from_name(method.as_str()),
+        response.status().as_u16(),
+    );
     response
 }

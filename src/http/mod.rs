@@ -1,20 +1,21 @@
 //! The HTTP surface (docs/http-contract.md): one router per resource,
 //! merged here, over a shared [`AppState`].
 
-pub mod access;
+mod access;
 mod cdn;
 pub mod clients;
 mod comments;
 pub mod connection;
-pub mod digest;
+pub mod error;
 mod file_cache;
-pub mod imports;
+mod imports;
 mod live;
-pub(crate) mod media;
+mod media;
 pub mod metrics;
 mod pages;
 mod private;
-pub mod recordings;
+mod recordings;
+pub mod sendfile;
 pub mod server;
 pub mod tls;
 
@@ -26,9 +27,13 @@ use axum::routing::get;
 use axum::{Json, Router};
 use tower_http::trace::TraceLayer;
 
-use crate::comments::hub::CommentHub;
-use crate::error::Error;
-use crate::ingest::library::Library;
+use base::metrics::Metrics;
+use base::Error;
+use pipeline::comments::hub::CommentHub;
+use pipeline::Library;
+use store::share::{load_or_create_secret, ShareSigner};
+
+use crate::config::Config;
 
 /// What every handler shares. Cloned for each extractor and layer of every
 /// request, so it is one `Arc` (one reference count) rather than the dozen
@@ -46,6 +51,8 @@ impl std::ops::Deref for AppState {
 }
 
 pub struct AppStateInner {
+    /// The server's settings, as given.
+    pub config: Arc<Config>,
     pub library: Arc<Library>,
     /// Per-client slots for long-lived requests (`--max-waiting-per-client`):
     /// see [`clients::ClientSlots`].
@@ -54,23 +61,22 @@ pub struct AppStateInner {
     /// Finished media files in memory (`--media-cache-mb`).
     pub file_cache: file_cache::FileCache,
     /// Signs and checks share tokens (`--token-secret` or `<data>/token-secret`).
-    pub signer: Arc<crate::access::ShareSigner>,
+    pub signer: Arc<ShareSigner>,
     /// The server's counters (`GET /metrics`).
-    pub metrics: crate::metrics::Metrics,
+    pub metrics: Metrics,
 }
 
 impl AppState {
-    pub fn new(library: Arc<Library>) -> std::io::Result<Self> {
+    pub fn new(config: Arc<Config>, library: Arc<Library>) -> std::io::Result<Self> {
         let metrics = library.metrics().clone();
-        let comments = CommentHub::new(library.store().clone(), library.config())
+        let comments = CommentHub::new(library.store().clone(), (&*config).into())
             .with_posted_counter(metrics.comments_posted.clone());
-        let config = library.config();
         let waiting = config.max_waiting_per_client;
         let file_cache = file_cache::FileCache::new(config.media_cache_mb << 20);
-        let secret =
-            crate::access::load_or_create_secret(&config.data_dir, config.token_secret.as_deref())?;
+        let secret = load_or_create_secret(&config.data_dir, config.token_secret.as_deref())?;
         Ok(Self(Arc::new(AppStateInner {
-            signer: Arc::new(crate::access::ShareSigner::new(secret)),
+            signer: Arc::new(ShareSigner::new(secret)),
+            config,
             library,
             client_slots: Arc::new(clients::ClientSlots::new(waiting)),
             comments: Arc::new(comments),
@@ -88,7 +94,7 @@ pub fn router(state: AppState) -> Router {
         .merge(private::router())
         .merge(pages::router())
         .route("/healthz", get(healthz))
-        .merge(metrics::router(state.library.config()))
+        .merge(metrics::router(&state.config))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(axum::middleware::from_fn_with_state(
@@ -112,8 +118,8 @@ async fn healthz() -> impl IntoResponse {
     Json(serde_json::json!({ "status": "ok" }))
 }
 
-async fn not_found() -> Error {
-    Error::NotFound("no such resource".into())
+async fn not_found() -> error::ApiError {
+    Error::NotFound("no such resource".into()).into()
 }
 
 async fn method_not_allowed() -> impl IntoResponse {

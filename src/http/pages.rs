@@ -13,8 +13,9 @@ use axum::Router;
 use tower::ServiceExt;
 use tower_http::services::{ServeDir, ServeFile};
 
+use super::error::Result;
 use super::AppState;
-use crate::error::{Error, Result};
+use base::Error;
 
 /// The players from npm inside the player directory, once `npm ci` has
 /// run there: (URL, file).
@@ -40,7 +41,7 @@ pub fn router() -> Router<AppState> {
 }
 
 fn player_dir(state: &AppState) -> PathBuf {
-    state.library.config().player_dir.clone()
+    state.config.player_dir.clone()
 }
 
 async fn page(State(state): State<AppState>, request: Request, name: &str) -> Result<Response> {
@@ -97,7 +98,7 @@ where
         .map_err(|e| Error::internal("serving a page", e))?;
     if response.status() == StatusCode::NOT_FOUND {
         tracing::debug!(path = %path.display(), "page or asset not found");
-        return Err(Error::NotFound(missing.into()));
+        return Err(Error::NotFound(missing.into()).into());
     }
     // Pages change with deployments: revalidate (ETag / Last-Modified).
     response

@@ -13,12 +13,13 @@ use serde::{Deserialize, Serialize};
 use tower_http::cors::{Any, CorsLayer};
 
 use super::access::{Viewer, TOKEN_PARAM};
+use super::error::Result;
 use super::recordings::{authorize_owner, body_idle, read_json};
 use super::AppState;
-use crate::access::unix_s;
 use crate::config::DEFAULT_SHARE_EXPIRY_S;
-use crate::error::{Error, Result};
-use crate::media::hls::KEY_FILE;
+use base::clock::unix_s;
+use base::Error;
+use media::layout::KEY_FILE;
 
 pub fn router() -> Router<AppState> {
     let cors = CorsLayer::new()
@@ -58,14 +59,14 @@ async fn share(
     let request: ShareRequest = read_json(body, body_idle(&state))
         .await?
         .unwrap_or_default();
-    let max = state.library.config().share_max_expiry_s;
+    let max = state.config.share_max_expiry_s;
     let expires_in_s = request
         .expires_in_s
         .unwrap_or(DEFAULT_SHARE_EXPIRY_S.min(max));
     if expires_in_s == 0 || expires_in_s > max {
-        return Err(Error::BadRequest(format!(
-            "expires_in_s must be between 1 and {max} seconds"
-        )));
+        return Err(
+            Error::Invalid(format!("expires_in_s must be between 1 and {max} seconds")).into(),
+        );
     }
     let expires_at_s = unix_s() + expires_in_s;
     let token = state.signer.sign(&id, expires_at_s);
@@ -78,7 +79,7 @@ async fn share(
             t.format(&time::format_description::well_known::Rfc3339)
                 .ok()
         })
-        .ok_or_else(|| Error::BadRequest("expires_in_s is too far in the future".into()))?;
+        .ok_or_else(|| Error::Invalid("expires_in_s is too far in the future".into()))?;
     tracing::info!(%id, expires_in_s, "share link made");
     let body = Share {
         token,
@@ -94,7 +95,7 @@ async fn share(
 async fn key(State(state): State<AppState>, viewer: Viewer) -> Result<Response> {
     let not_encrypted = || Error::NotFound(format!("recording '{}' is not encrypted", viewer.id));
     if !viewer.recording.encrypted() {
-        return Err(not_encrypted());
+        return Err(not_encrypted().into());
     }
     let (keys, id) = (state.library.keys(), viewer.id.clone());
     let key = tokio::task::spawn_blocking(move || keys.load(&id))

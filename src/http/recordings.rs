@@ -16,11 +16,12 @@ use subtle::ConstantTimeEq;
 use tower_http::timeout::TimeoutError;
 
 use super::access::{Viewer, TOKEN_PARAM};
+use super::error::Result;
 use super::AppState;
-use crate::error::{Error, Result};
-use crate::ingest::library::Protection;
-use crate::ingest::status::RecordingStatus;
-use crate::store::PutOutcome;
+use base::Error;
+use pipeline::Protection;
+use pipeline::RecordingStatus;
+use store::PutOutcome;
 
 /// Largest JSON body accepted by the small JSON endpoints.
 const MAX_JSON_BYTES: usize = 64 * 1024;
@@ -41,7 +42,7 @@ struct CreateRequest {
     title: Option<String>,
     mime: Option<String>,
     /// `"public"` (default) or `"private"`.
-    access: Option<crate::access::Access>,
+    access: Option<base::access::Access>,
     /// Default: `--encrypt`.
     encrypt: Option<bool>,
 }
@@ -74,10 +75,11 @@ impl Created {
 /// With `--publish-key` set, creating anything takes that key as bearer
 /// token (compared in constant time).
 pub(super) fn check_publish_key(state: &AppState, headers: &HeaderMap, what: &str) -> Result<()> {
-    match &state.library.config().publish_key {
-        Some(_) if !holds_publish_key(state, headers) => Err(Error::Unauthorized(format!(
+    match &state.config.publish_key {
+        Some(_) if !holds_publish_key(state, headers) => Err(Error::Unauthenticated(format!(
             "a valid publish key is required to create {what}"
-        ))),
+        ))
+        .into()),
         _ => Ok(()),
     }
 }
@@ -88,19 +90,18 @@ pub(super) fn check_publish_key(state: &AppState, headers: &HeaderMap, what: &st
 pub(super) fn authorize_owner(
     state: &AppState,
     headers: &HeaderMap,
-    recording: &crate::ingest::library::Recording,
+    recording: &pipeline::Recording,
 ) -> Result<()> {
     if holds_publish_key(state, headers) {
         return Ok(());
     }
-    recording.authorize(bearer(headers))
+    Ok(recording.authorize(bearer(headers))?)
 }
 
 pub(super) fn holds_publish_key(state: &AppState, headers: &HeaderMap) -> bool {
     let sent = bearer(headers).unwrap_or_default();
     state
-        .library
-        .config()
+        .config
         .publish_key
         .as_ref()
         .is_some_and(|key| bool::from(sent.as_bytes().ct_eq(key.as_bytes())))
@@ -151,14 +152,14 @@ async fn put_chunk(
 ) -> Result<Response> {
     let recording = state.library.get(&id)?;
     recording.authorize(bearer(&headers))?;
-    let config = state.library.config();
-    let seq = parse_seq(&seq, config.max_chunks)?;
+    let config = &state.config;
+    let seq = media::upload::parse_seq(&seq, config.max_chunks)?;
     let bytes = read_limited(body, &headers, config.max_chunk_bytes, body_idle(&state)).await?;
     if let Some(digest) = headers.get("content-digest") {
         let digest = digest
             .to_str()
-            .map_err(|_| Error::BadRequest("Content-Digest is not ASCII".into()))?;
-        super::digest::verify(digest, &bytes)?;
+            .map_err(|_| Error::Invalid("Content-Digest is not ASCII".into()))?;
+        media::upload::verify(digest, &bytes)?;
     }
     let (outcome, receipt) = recording.put(seq, bytes).await?;
     let status = match outcome {
@@ -183,7 +184,7 @@ async fn finish(
     recording.authorize(bearer(&headers))?;
     let request: FinishRequest = read_json(body, body_idle(&state))
         .await?
-        .ok_or_else(|| Error::BadRequest("body must be JSON like {\"chunks\": 12}".into()))?;
+        .ok_or_else(|| Error::Invalid("body must be JSON like {\"chunks\": 12}".into()))?;
     let status = recording.finish(request.chunks).await?;
     Ok((StatusCode::ACCEPTED, Json(status)).into_response())
 }
@@ -203,7 +204,7 @@ async fn delete(
 }
 
 pub(super) fn body_idle(state: &AppState) -> Duration {
-    Duration::from_secs(state.library.config().body_timeout_s)
+    Duration::from_secs(state.config.body_timeout_s)
 }
 
 /// The token of an `Authorization: Bearer <token>` header.
@@ -211,25 +212,6 @@ pub(super) fn bearer(headers: &HeaderMap) -> Option<&str> {
     let value = headers.get(header::AUTHORIZATION)?.to_str().ok()?;
     let (scheme, token) = value.split_once(' ')?;
     scheme.eq_ignore_ascii_case("bearer").then(|| token.trim())
-}
-
-/// A chunk sequence number: decimal digits only, below the configured limit.
-pub fn parse_seq(text: &str, max_chunks: u64) -> Result<u64> {
-    let seq: u64 = text
-        .parse()
-        .ok()
-        .filter(|_| text.bytes().all(|b| b.is_ascii_digit()))
-        .ok_or_else(|| {
-            Error::BadRequest(format!(
-                "chunk seq must be a non-negative integer, got '{text}'"
-            ))
-        })?;
-    if seq >= max_chunks {
-        return Err(Error::BadRequest(format!(
-            "chunk seq {seq} is over the limit of {max_chunks} chunks"
-        )));
-    }
-    Ok(seq)
 }
 
 /// Reads a body of at most `limit` bytes. axum's `DefaultBodyLimit` does not
@@ -250,14 +232,14 @@ async fn read_limited(
         if !headers.contains_key(header::EXPECT) {
             drain(&mut stream).await;
         }
-        return Err(too_large());
+        return Err(too_large().into());
     }
     let mut received = bytes::BytesMut::new();
     while let Some(frame) = stream.next().await {
         let data = frame.map_err(|e| body_error(&e, idle))?;
         if (received.len() + data.len()) as u64 > limit {
             drain(&mut stream).await;
-            return Err(too_large());
+            return Err(too_large().into());
         }
         received.extend_from_slice(&data);
     }
@@ -273,7 +255,7 @@ pub(super) fn body_error(err: &axum::Error, idle: Duration) -> Error {
             idle.as_secs()
         ))
     } else {
-        Error::BadRequest(format!("could not read the request body: {err}"))
+        Error::Invalid(format!("could not read the request body: {err}"))
     }
 }
 
@@ -329,33 +311,12 @@ pub(super) async fn read_json<T: DeserializeOwned>(
     }
     serde_json::from_slice(&bytes)
         .map(Some)
-        .map_err(|e| Error::BadRequest(format!("invalid JSON body: {e}")))
+        .map_err(|e| Error::Invalid(format!("invalid JSON body: {e}")).into())
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn seq_must_be_plain_decimal_below_the_limit() {
-        assert_eq!(parse_seq("0", 10).unwrap(), 0);
-        assert_eq!(parse_seq("9", 10).unwrap(), 9);
-        for bad in [
-            "10",
-            "-1",
-            "+1",
-            "1e3",
-            "",
-            " 1",
-            "0x1",
-            "99999999999999999999999",
-        ] {
-            assert!(
-                matches!(parse_seq(bad, 10), Err(Error::BadRequest(_))),
-                "{bad:?}"
-            );
-        }
-    }
 
     #[test]
     fn bearer_scheme_is_case_insensitive() {

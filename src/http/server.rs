@@ -29,7 +29,7 @@ use tokio_util::task::TaskTracker;
 
 use super::clients::Admission;
 use super::connection::{self, Shared};
-use crate::error::Error;
+use base::Error;
 
 /// Connections the kernel completes and queues before the loop accepts
 /// them (`listen(2)` backlog; Linux caps it at `net.core.somaxconn`, 4096
@@ -178,7 +178,7 @@ fn refuse(stream: TcpStream, refusal: &Error) {
 
 /// The raw HTTP/1.1 answer for a refused connection (RFC 9112 §4, §9.6).
 fn refusal_bytes(error: &Error) -> Vec<u8> {
-    let status = error.status();
+    let status = super::error::status(error);
     let body = serde_json::json!({ "error": error.client_message() }).to_string();
     let mut head = format!(
         "HTTP/1.1 {} {}\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n",
@@ -240,7 +240,7 @@ mod tests {
 
     #[test]
     fn a_refusal_is_a_complete_http_response() {
-        let refusal = Error::TooManyRequests {
+        let refusal = Error::RateLimited {
             message: "too many connections".into(),
             retry_after_s: 2,
         };

@@ -432,7 +432,7 @@ async fn contiguous_track(
     playlist: &str,
     init: &str,
 ) -> f64 {
-    use segcast::media::fmp4::{Piece, Splitter};
+    use media::fmp4::{Piece, Splitter};
     let get = |path: String| async move {
         let resp = client
             .get(format!("{base}/media/{id}/{path}"))

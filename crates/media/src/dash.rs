@@ -1,0 +1,318 @@
+//! The MPEG-DASH manifest (ISO/IEC 23009-1), rendered from the same
+//! [`Rendition`] as the HLS playlists and listing the very same files.
+//!
+//! - One `Period`; one `AdaptationSet` per track (§5.3.3): dash.js plays
+//!   audio and video only as separate adaptation sets, which is why every
+//!   track has files of its own ([`super::cmaf`]).
+//! - `SegmentTemplate` with a `SegmentTimeline` (§5.3.9.4, §5.3.9.6) in the
+//!   track's own timescale: every `S` is the integer ticks of a segment, so
+//!   nothing is rounded, and `$Number$` names the same `seg-NNNNN.m4s`
+//!   files HLS lists.
+//! - While recording: `type="dynamic"` (§5.3.1.2) with `availabilityStartTime`
+//!   (when media time 0 became available), `publishTime`,
+//!   `minimumUpdatePeriod` of one segment, no `timeShiftBufferDepth` (an
+//!   EVENT stream keeps everything), and `UTCTiming` (§5.8.4.11) pointing at
+//!   this server's clock. Finished: `type="static"` with
+//!   `mediaPresentationDuration`.
+//!
+//! Written by hand: a manifest is a few fixed elements, and an XML
+//! serializer crate would add a dependency for what `format!` does here;
+//! values are numbers, codec strings and file names we make ourselves, and
+//! are escaped all the same.
+
+use std::fmt::Write;
+
+use crate::layout::{TrackFiles, TIME_PATH};
+use crate::timeline::{Rendition, Segment, Timeline};
+
+/// What a manifest needs besides the rendition.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct MpdSettings {
+    pub segment_target_ms: u64,
+    /// `availabilityStartTime`, Unix milliseconds.
+    pub availability_start_ms: u64,
+    /// `publishTime`, Unix milliseconds: when this version was made.
+    pub publish_ms: u64,
+    /// `bandwidth` of a track before any of its segments was measured.
+    pub declared_bits_per_s: u64,
+}
+
+/// The manifest; `None` for a rendition DASH players cannot play (muxed
+/// tracks, made before tracks were separate) or one without media yet.
+pub fn render_mpd(rendition: &Rendition, settings: &MpdSettings) -> Option<String> {
+    let primary = rendition.primary();
+    if !rendition.separate || primary.info.timescale == 0 || primary.segments.is_empty() {
+        return None;
+    }
+    let ended = rendition.ended();
+    let mut out = String::from("<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n");
+    let _ = write!(
+        out,
+        "<MPD xmlns=\"urn:mpeg:dash:schema:mpd:2011\" \
+         profiles=\"urn:mpeg:dash:profile:isoff-live:2011\" minBufferTime=\"PT{}S\" \
+         maxSegmentDuration=\"{}\"",
+        seconds(settings.segment_target_ms),
+        duration(longest_segment_ms(rendition).max(settings.segment_target_ms)),
+    );
+    if ended {
+        let _ = writeln!(
+            out,
+            " type=\"static\" mediaPresentationDuration=\"{}\">",
+            duration(presentation_duration_ms(rendition))
+        );
+    } else {
+        let _ = writeln!(
+            out,
+            " type=\"dynamic\" availabilityStartTime=\"{}\" publishTime=\"{}\" \
+             minimumUpdatePeriod=\"{}\">",
+            date_time(settings.availability_start_ms),
+            date_time(settings.publish_ms),
+            duration(settings.segment_target_ms),
+        );
+    }
+    out.push_str("  <Period id=\"0\" start=\"PT0S\">\n");
+    let origin_s = primary.segments[0].start_ticks as f64 / f64::from(primary.info.timescale);
+    for (index, track) in rendition.tracks.iter().enumerate() {
+        adaptation_set(&mut out, index, track, origin_s, settings);
+    }
+    out.push_str("  </Period>\n");
+    if !ended {
+        let _ = writeln!(
+            out,
+            "  <UTCTiming schemeIdUri=\"urn:mpeg:dash:utc:http-iso:2014\" value=\"{TIME_PATH}\"/>"
+        );
+    }
+    out.push_str("</MPD>\n");
+    Some(out)
+}
+
+fn adaptation_set(
+    out: &mut String,
+    index: usize,
+    track: &Timeline,
+    origin_s: f64,
+    settings: &MpdSettings,
+) {
+    let files = TrackFiles::at(index);
+    let info = &track.info;
+    let (content, mime) = if info.has_video {
+        ("video", "video/mp4")
+    } else {
+        ("audio", "audio/mp4")
+    };
+    let bandwidth = match track.peak_bits_per_s() {
+        0 => settings.declared_bits_per_s,
+        measured => measured,
+    };
+    let _ = writeln!(
+        out,
+        "    <AdaptationSet id=\"{index}\" contentType=\"{content}\" mimeType=\"{mime}\" \
+         segmentAlignment=\"true\" startWithSAP=\"1\">"
+    );
+    let _ = write!(
+        out,
+        "      <Representation id=\"{content}\" codecs=\"{}\" bandwidth=\"{bandwidth}\"",
+        escape(&info.codecs)
+    );
+    match (info.width, info.height) {
+        (Some(w), Some(h)) => {
+            let _ = write!(out, " width=\"{w}\" height=\"{h}\"");
+        }
+        _ if info.has_audio => {
+            let _ = write!(out, " audioSamplingRate=\"{}\"", info.timescale);
+        }
+        _ => {}
+    }
+    out.push_str(">\n");
+    // The primary track's first sample is the period's time 0, for every
+    // track alike, so audio and video keep their relative timing.
+    let offset_ticks = (origin_s * f64::from(info.timescale)).round() as u64;
+    let _ = writeln!(
+        out,
+        "        <SegmentTemplate timescale=\"{}\" presentationTimeOffset=\"{offset_ticks}\" \
+         startNumber=\"{}\" initialization=\"{}\" media=\"{}\">",
+        info.timescale,
+        track.segments.first().map_or(0, |s| s.seq),
+        escape(&files.init()),
+        escape(&files.segment(0).replace("00000", "$Number%05d$")),
+    );
+    out.push_str("          <SegmentTimeline>\n");
+    timeline_entries(out, &track.segments);
+    out.push_str("          </SegmentTimeline>\n");
+    out.push_str("        </SegmentTemplate>\n");
+    out.push_str("      </Representation>\n");
+    out.push_str("    </AdaptationSet>\n");
+}
+
+/// `<S t d r>` entries: a run of equal durations is one entry with a
+/// repeat count; `t` wherever a segment does not start where the last ended.
+fn timeline_entries(out: &mut String, segments: &[Segment]) {
+    let mut at = 0;
+    while at < segments.len() {
+        let first = &segments[at];
+        let mut repeat = 0;
+        while segments.get(at + repeat + 1).is_some_and(|next| {
+            next.dur_ticks == first.dur_ticks
+                && next.start_ticks == first.start_ticks + (repeat as u64 + 1) * first.dur_ticks
+        }) {
+            repeat += 1;
+        }
+        let contiguous = at > 0 && {
+            let previous = &segments[at - 1];
+            previous.end_ticks() == first.start_ticks
+        };
+        out.push_str("            <S");
+        if !contiguous {
+            let _ = write!(out, " t=\"{}\"", first.start_ticks);
+        }
+        let _ = write!(out, " d=\"{}\"", first.dur_ticks);
+        if repeat > 0 {
+            let _ = write!(out, " r=\"{repeat}\"");
+        }
+        out.push_str("/>\n");
+        at += repeat + 1;
+    }
+}
+
+/// From the period's time 0 (the primary track's first sample) to the end
+/// of whichever track ends last, rounded up. Not the primary track's own
+/// duration: AAC's last frame usually runs a few milliseconds past the
+/// video, the browser's media element then ends there, and dash.js, seeing
+/// its clock pass the period's end first, "ends" playback itself by seeking
+/// back half a second and pausing (StreamController's playback-ended timer).
+fn presentation_duration_ms(rendition: &Rendition) -> u64 {
+    let primary = rendition.primary();
+    let origin_ms = primary.segments.first().map_or(0, |first| {
+        first.start_ticks * 1000 / u64::from(primary.info.timescale.max(1))
+    });
+    rendition
+        .tracks
+        .iter()
+        .filter_map(|track| {
+            let last = track.segments.last()?;
+            Some((last.end_ticks() * 1000).div_ceil(u64::from(track.info.timescale.max(1))))
+        })
+        .max()
+        .unwrap_or(origin_ms)
+        .saturating_sub(origin_ms)
+}
+
+fn longest_segment_ms(rendition: &Rendition) -> u64 {
+    let primary = rendition.primary();
+    let timescale = u64::from(primary.info.timescale.max(1));
+    primary
+        .segments
+        .iter()
+        .map(|s| (s.dur_ticks * 1000).div_ceil(timescale))
+        .max()
+        .unwrap_or(0)
+}
+
+/// Milliseconds as decimal seconds.
+fn seconds(ms: u64) -> String {
+    format!("{}.{:03}", ms / 1000, ms % 1000)
+}
+
+/// An `xs:duration` (`PT12.345S`).
+fn duration(ms: u64) -> String {
+    format!("PT{}S", seconds(ms))
+}
+
+/// An `xs:dateTime` in UTC with milliseconds.
+fn date_time(unix_ms: u64) -> String {
+    let at = time::OffsetDateTime::UNIX_EPOCH + time::Duration::milliseconds(unix_ms as i64);
+    at.format(&time::format_description::well_known::Rfc3339)
+        .expect("a UTC date formats")
+}
+
+fn escape(text: &str) -> String {
+    text.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+        .replace('"', "&quot;")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::fixtures::{assert_golden, rendition};
+
+    const SETTINGS: MpdSettings = MpdSettings {
+        segment_target_ms: 2000,
+        availability_start_ms: 1_795_000_000_000,
+        publish_ms: 1_795_000_012_345,
+        declared_bits_per_s: 2_628_000,
+    };
+
+    #[test]
+    fn live_and_finished_manifests_list_the_hls_files() {
+        let live = render_mpd(&rendition(false), &SETTINGS).unwrap();
+        assert_golden("manifest-live.mpd", &live);
+        let ended = render_mpd(&rendition(true), &SETTINGS).unwrap();
+        assert_golden("manifest-ended.mpd", &ended);
+        assert!(live.contains("type=\"dynamic\"") && live.contains("UTCTiming"));
+        assert!(ended.contains("type=\"static\"") && !ended.contains("UTCTiming"));
+        for text in [&live, &ended] {
+            assert!(text.contains("media=\"seg-$Number%05d$.m4s\""));
+            assert!(text.contains("media=\"audio-seg-$Number%05d$.m4s\""));
+        }
+    }
+
+    #[test]
+    fn the_timeline_is_the_segments_in_ticks() {
+        let mut out = String::new();
+        let tl = rendition(true);
+        timeline_entries(&mut out, &tl.tracks[0].segments);
+        // 2.000 s, 2.033 s, 2.000 s, 2.033 s: no two equal neighbours.
+        assert_eq!(out.matches("<S").count(), 4, "{out}");
+        assert!(
+            out.starts_with("            <S t=\"0\" d=\"180000\"/>"),
+            "{out}"
+        );
+        let mut equal = tl.tracks[0].segments.clone();
+        for (i, s) in equal.iter_mut().enumerate() {
+            s.dur_ticks = 180_000;
+            s.start_ticks = i as u64 * 180_000;
+        }
+        equal[3].start_ticks += 9; // a gap before the last
+        out.clear();
+        timeline_entries(&mut out, &equal);
+        assert_eq!(
+            out,
+            "            <S t=\"0\" d=\"180000\" r=\"2\"/>\n            <S t=\"540009\" d=\"180000\"/>\n"
+        );
+    }
+
+    #[test]
+    fn the_presentation_lasts_until_the_last_track_ends() {
+        let mut tl = rendition(true);
+        // The fixture's video (8.0667 s) outlasts its audio: rounded up.
+        let video_ms = tl.tracks[0].duration_ms();
+        assert!(render_mpd(&tl, &SETTINGS).unwrap().contains(&format!(
+            "mediaPresentationDuration=\"{}\"",
+            duration(video_ms + 1)
+        )));
+        // Audio running 11 ms (and a fraction) past the video, as AAC does.
+        let audio = &mut tl.tracks[1];
+        let timescale = u64::from(audio.info.timescale);
+        let video_end_ticks = video_ms * timescale / 1000;
+        let last = audio.segments.last_mut().unwrap();
+        last.dur_ticks = video_end_ticks + timescale * 113 / 10_000 - last.start_ticks;
+        let ended = render_mpd(&tl, &SETTINGS).unwrap();
+        assert!(
+            ended.contains(&format!(
+                "mediaPresentationDuration=\"{}\"",
+                duration(video_ms + 12)
+            )),
+            "{ended}"
+        );
+    }
+
+    #[test]
+    fn muxed_or_empty_renditions_have_no_manifest() {
+        let mut muxed = rendition(true);
+        muxed.separate = false;
+        assert!(render_mpd(&muxed, &SETTINGS).is_none());
+        assert!(render_mpd(&Rendition::default(), &SETTINGS).is_none());
+    }
+}

@@ -1,0 +1,281 @@
+//! Each recording's comments: loaded from its log on first use, appended
+//! to it durably, and broadcast to the recording's sockets through one
+//! `tokio::sync::broadcast` channel per recording.
+//!
+//! Ordering: a post is appended, added to the in-memory list and broadcast
+//! under the recording's lock, and a socket subscribes and takes its
+//! history snapshot under the same lock. So every socket sees each
+//! comment exactly once — in its history or as a live message — and in
+//! the order of the log.
+//!
+//! A slow socket never holds back the others: `broadcast::Sender::send`
+//! does not wait for receivers. Each receiver keeps up to
+//! `--comment-socket-queue` messages; one that falls further behind is
+//! told it lagged (the socket then closes it, see `http/comments.rs`).
+
+use std::collections::HashMap;
+use std::net::IpAddr;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use rand::RngCore;
+use tokio::sync::{broadcast, MutexGuard};
+
+use super::rate::{retry_after_s, RateLimiter};
+use super::{
+    comment_message, deleted_message, is_valid_comment_id, log, validate, Comment, CommentSettings,
+    Limits, LogEntry, NewComment,
+};
+use base::error::RETRY_AFTER_S;
+use base::metrics::Counter;
+use base::{Error, Result};
+use store::Store;
+
+/// Random bytes in a comment id (16 hex digits).
+const COMMENT_ID_BYTES: usize = 8;
+
+/// What the hub sends to a recording's sockets.
+#[derive(Debug, Clone)]
+pub enum Event {
+    /// A JSON text message (UTF-8), serialized once for every socket.
+    Message(Bytes),
+    /// The recording was deleted: close the socket.
+    Closed,
+}
+
+/// The comments of every recording in use.
+pub struct CommentHub {
+    store: Store,
+    limits: Limits,
+    max_sockets: usize,
+    queue: usize,
+    rate: Mutex<RateLimiter>,
+    channels: Mutex<HashMap<String, Arc<Channel>>>,
+    /// Comments accepted (`GET /metrics`).
+    posted: Counter,
+}
+
+/// One recording's comments and sockets.
+struct Channel {
+    path: PathBuf,
+    events: broadcast::Sender<Event>,
+    sockets: AtomicUsize,
+    state: tokio::sync::Mutex<State>,
+}
+
+#[derive(Default)]
+struct State {
+    /// `None` until the log was read.
+    comments: Option<Vec<Comment>>,
+    /// Whether the log file exists (its directory entry is durable).
+    file_exists: bool,
+    /// The recording was deleted.
+    closed: bool,
+}
+
+/// A socket's place in a recording: the comments so far and the live
+/// events after them. Holds one of the recording's socket slots.
+pub struct Subscription {
+    pub history: Vec<Comment>,
+    pub events: broadcast::Receiver<Event>,
+    _slot: SocketSlot,
+}
+
+struct SocketSlot(Arc<Channel>);
+
+impl Drop for SocketSlot {
+    fn drop(&mut self) {
+        self.0.sockets.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+impl CommentHub {
+    pub fn new(store: Store, settings: CommentSettings) -> Self {
+        Self {
+            store,
+            limits: settings.limits,
+            max_sockets: settings.max_sockets,
+            queue: settings.socket_queue.max(1),
+            rate: Mutex::new(RateLimiter::new(
+                settings.rate,
+                Duration::from_secs(settings.rate_window_s),
+            )),
+            channels: Mutex::default(),
+            posted: Default::default(),
+        }
+    }
+
+    /// Counts accepted comments on `posted` (the server's metrics).
+    pub fn with_posted_counter(mut self, posted: Counter) -> Self {
+        self.posted = posted;
+        self
+    }
+
+    /// The comments of a recording, oldest first. The caller checked that
+    /// the recording exists.
+    pub async fn list(&self, id: &str) -> Result<Vec<Comment>> {
+        let channel = self.channel(id);
+        let state = self.loaded(&channel).await?;
+        Ok(state.comments.clone().unwrap_or_default())
+    }
+
+    /// Stores a comment durably and broadcasts it. `400` for a comment
+    /// that breaks the rules (not counted against the rate), `429` past
+    /// the client's rate, `410` when the recording was deleted meanwhile.
+    pub async fn post(&self, id: &str, client: IpAddr, new: NewComment) -> Result<Comment> {
+        let valid = validate(new, &self.limits).map_err(Error::Invalid)?;
+        let counted = self
+            .rate
+            .lock()
+            .expect("lock")
+            .try_acquire(client, Instant::now());
+        if let Err(wait) = counted {
+            let retry_after_s = retry_after_s(wait);
+            return Err(Error::RateLimited {
+                message: format!("too many comments from your address; retry in {retry_after_s} s"),
+                retry_after_s,
+            });
+        }
+        let comment = valid.into_comment(new_comment_id(), base::clock::rfc3339_now());
+        let channel = self.channel(id);
+        let mut state = self.loaded(&channel).await?;
+        Self::append(&channel, &mut state, LogEntry::Post((&comment).into())).await?;
+        state
+            .comments
+            .get_or_insert_with(Vec::new)
+            .push(comment.clone());
+        let message = Bytes::from(comment_message(&comment));
+        let _ = channel.events.send(Event::Message(message));
+        self.posted.inc();
+        Ok(comment)
+    }
+
+    /// Removes a comment (a tombstone in the log) and broadcasts that.
+    pub async fn delete(&self, id: &str, comment_id: &str) -> Result<()> {
+        let not_found = || Error::NotFound(format!("no comment with id '{comment_id}'"));
+        if !is_valid_comment_id(comment_id) {
+            return Err(not_found());
+        }
+        let channel = self.channel(id);
+        let mut state = self.loaded(&channel).await?;
+        let comments = state.comments.as_ref().expect("loaded");
+        if !comments.iter().any(|c| c.id == comment_id) {
+            return Err(not_found());
+        }
+        let tombstone = LogEntry::Delete {
+            id: comment_id.to_string(),
+            deleted_at: base::clock::rfc3339_now(),
+        };
+        Self::append(&channel, &mut state, tombstone).await?;
+        if let Some(comments) = state.comments.as_mut() {
+            comments.retain(|c| c.id != comment_id);
+        }
+        let message = Bytes::from(deleted_message(comment_id));
+        let _ = channel.events.send(Event::Message(message));
+        Ok(())
+    }
+
+    /// A new socket's subscription; `503` + `Retry-After` when the
+    /// recording already has `--comment-max-sockets`.
+    pub async fn subscribe(&self, id: &str) -> Result<Subscription> {
+        let channel = self.channel(id);
+        let max = self.max_sockets;
+        let taken = channel
+            .sockets
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
+                (n < max).then_some(n + 1)
+            });
+        if taken.is_err() {
+            return Err(Error::Busy {
+                message: format!(
+                    "this recording already has {max} comment sockets open; retry later"
+                ),
+                retry_after_s: RETRY_AFTER_S,
+            });
+        }
+        let slot = SocketSlot(channel.clone());
+        let state = self.loaded(&channel).await?;
+        Ok(Subscription {
+            history: state.comments.clone().unwrap_or_default(),
+            events: channel.events.subscribe(),
+            _slot: slot,
+        })
+    }
+
+    /// The recording was deleted (its directory, log included, is gone):
+    /// its sockets are closed and its comments dropped from memory.
+    pub async fn forget(&self, id: &str) {
+        let channel = self.channels.lock().expect("lock").remove(id);
+        if let Some(channel) = channel {
+            let mut state = channel.state.lock().await;
+            state.closed = true;
+            state.comments = Some(Vec::new());
+            let _ = channel.events.send(Event::Closed);
+        }
+    }
+
+    fn channel(&self, id: &str) -> Arc<Channel> {
+        let mut channels = self.channels.lock().expect("lock");
+        channels
+            .entry(id.to_string())
+            .or_insert_with(|| {
+                Arc::new(Channel {
+                    path: self.store.comments_path(id),
+                    events: broadcast::channel(self.queue).0,
+                    sockets: AtomicUsize::new(0),
+                    state: tokio::sync::Mutex::default(),
+                })
+            })
+            .clone()
+    }
+
+    /// The channel's state with its log read.
+    async fn loaded<'a>(&self, channel: &'a Channel) -> Result<MutexGuard<'a, State>> {
+        let mut state = channel.state.lock().await;
+        if state.closed {
+            return Err(Error::Gone("this recording was deleted".into()));
+        }
+        if state.comments.is_none() {
+            let path = channel.path.clone();
+            let (comments, exists) =
+                tokio::task::spawn_blocking(move || Ok((log::load(&path)?, path.exists())))
+                    .await
+                    .map_err(|e| Error::internal("comment log task", e))?
+                    .map_err(|e: std::io::Error| Error::internal("reading the comment log", e))?;
+            state.file_exists = exists;
+            state.comments = Some(comments);
+        }
+        Ok(state)
+    }
+
+    /// Appends to the log; returns once the entry is durable.
+    async fn append(channel: &Channel, state: &mut State, entry: LogEntry) -> Result<()> {
+        let (path, new_file) = (channel.path.clone(), !state.file_exists);
+        let appended = tokio::task::spawn_blocking(move || log::append(&path, &entry, new_file))
+            .await
+            .map_err(|e| Error::internal("comment log task", e))?;
+        match appended {
+            Ok(()) => {
+                state.file_exists = true;
+                Ok(())
+            }
+            // The recording's directory is gone: it was just deleted.
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                Err(Error::Gone("this recording was deleted".into()))
+            }
+            Err(e) => {
+                tracing::error!(error = %e, path = %channel.path.display(), "cannot store a comment");
+                Err(Error::storage("the comment was not stored", &e))
+            }
+        }
+    }
+}
+
+fn new_comment_id() -> String {
+    let mut bytes = [0u8; COMMENT_ID_BYTES];
+    rand::rngs::OsRng.fill_bytes(&mut bytes);
+    hex::encode(bytes)
+}
