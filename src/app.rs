@@ -5,8 +5,10 @@
 use std::sync::Arc;
 
 use base::metrics::Metrics;
-use pipeline::Library;
+use pipeline::{Library, Shared};
+use store::catalog::{Catalog, CatalogOptions};
 use store::mirror::Mirror;
+use store::Store;
 
 use crate::config::Config;
 use crate::http;
@@ -19,15 +21,22 @@ pub struct App {
     pub metrics_router: axum::Router,
 }
 
-/// Opens the library under `config.data_dir`, starts its watchers (the
-/// inbox, recordings imported by the CLI) and the bucket mirror, and
-/// builds the HTTP app.
+/// Opens the catalog and the library under `config.data_dir`, starts its
+/// watchers (the inbox, recordings imported by the CLI) and the bucket
+/// mirror, and builds the HTTP app.
 pub async fn build(config: Config) -> std::io::Result<App> {
     store::staging::clean(&config.data_dir);
+    let catalog = open_catalog(&config).await?;
     let metrics = Metrics::new();
-    let objects = open_mirror(&config, &metrics)?;
-    let settings = Arc::new(pipeline::Settings::from(&config));
-    let library = Library::open(settings, metrics, objects).await?;
+    let objects = open_mirror(&config, &catalog, &metrics)?;
+    let shared = Shared {
+        store: Store::open(&config.data_dir)?,
+        catalog,
+        settings: Arc::new(pipeline::Settings::from(&config)),
+        metrics,
+        mirror: objects,
+    };
+    let library = Library::open(shared).await?;
     if let (Some(objects), Some(url)) = (library.objects(), &config.store) {
         tracing::info!(bucket = %url.bucket, prefix = %url.prefix, "mirroring published media to object storage");
         objects.start();
@@ -46,7 +55,7 @@ pub async fn build(config: Config) -> std::io::Result<App> {
             tracing::error!(%error, "recordings added by `segcast import` are not picked up until a restart");
         }
     });
-    let state = http::AppState::new(Arc::new(config), library.clone())?;
+    let state = http::AppState::new(Arc::new(config), library.clone()).await?;
     Ok(App {
         metrics_router: http::metrics::standalone(state.clone()),
         router: http::router(state),
@@ -54,13 +63,49 @@ pub async fn build(config: Config) -> std::io::Result<App> {
     })
 }
 
+/// `--database` (the embedded one by default), its schema brought up to
+/// date, and a v2 data directory's files brought in on first start. Every
+/// refusal is a clear error before anything is changed.
+pub async fn open_catalog(config: &Config) -> std::io::Result<Catalog> {
+    let invalid = |message: String| std::io::Error::new(std::io::ErrorKind::InvalidInput, message);
+    let url = config
+        .database_url()
+        .map_err(|e| invalid(format!("--database: {e}")))?;
+    let options = CatalogOptions {
+        url: &url,
+        key_secret: config.key_secret.as_deref(),
+        data_dir: &config.data_dir,
+    };
+    let catalog = Catalog::open(options)
+        .await
+        .map_err(|e| invalid(e.to_string()))?;
+    match store::catalog::v2::import(&catalog, &config.data_dir).await {
+        Ok(Some(report)) if report.recordings > 0 || report.share_secret => tracing::info!(
+            recordings = report.recordings,
+            comments = report.comments,
+            keys = report.keys,
+            share_secret = report.share_secret,
+            "the v2 data directory was brought into the catalog"
+        ),
+        Ok(_) => {}
+        Err(e) => return Err(std::io::Error::other(e)),
+    }
+    tracing::info!(database = %catalog.shown(), "catalog open");
+    Ok(catalog)
+}
+
 /// `--store`: the bucket's mirror; `--public-media-url` needs one.
-fn open_mirror(config: &Config, metrics: &Metrics) -> std::io::Result<Option<Arc<Mirror>>> {
+fn open_mirror(
+    config: &Config,
+    catalog: &Catalog,
+    metrics: &Metrics,
+) -> std::io::Result<Option<Arc<Mirror>>> {
     match &config.store {
         Some(url) => Ok(Some(Mirror::open(
             url,
             &config.data_dir,
             config.public_media_url.is_some(),
+            catalog.clone(),
             metrics.clone(),
         )?)),
         None if config.public_media_url.is_some() => Err(std::io::Error::other(

@@ -2,12 +2,14 @@
 //! server, through the same import task the server runs.
 //!
 //! Each file is copied into a recording folder under `<data>/staging/` and
-//! processed there; a finished one is renamed into `<data>/recordings/` in
-//! one step, which is what a running server watches for (see
-//! [`pipeline::Library::adopt_moved_in`]). A failed one is
-//! removed: the command's report says why, and the library never lists a
-//! half-made recording. A lock file per staged import lets the next run
-//! tell a crashed import's leftovers from another run's work.
+//! processed there, its metadata kept in a catalog of the run's own (in
+//! memory). A finished one gets its row in the library's catalog, then is
+//! renamed into `<data>/recordings/` in one step, which is what a running
+//! server watches for (see [`pipeline::Library::adopt_moved_in`]). A failed
+//! one is removed: the command's report says why, and the library never
+//! lists a half-made recording. A lock file per staged import lets the
+//! next run tell a crashed import's leftovers from another run's work; one
+//! whose row made it into the library is moved in then.
 
 use std::fs::File;
 use std::path::{Path, PathBuf};
@@ -18,9 +20,11 @@ use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
 use tokio::sync::Semaphore;
 
 use base::ids::is_valid_id;
+use media::aes::ContentKey;
 use pipeline::ingest::import::{self, import_info, Placement};
 use pipeline::ingest::library::new_import_meta;
-use pipeline::RecordingStatus;
+use pipeline::{RecordingStatus, Shared};
+use store::catalog::{Catalog, KeyWrap};
 use store::{ImportOrigin, RecordingMeta, State, Store};
 
 use crate::config::Config;
@@ -41,14 +45,28 @@ pub struct FileReport {
 /// terminal.
 pub async fn run(config: Config, files: Vec<PathBuf>) -> std::io::Result<Vec<FileReport>> {
     let library = Store::open(&config.data_dir)?;
+    let catalog = crate::app::open_catalog(&config).await?;
     let staging = Store::open_root(store::staging::dir(&config.data_dir))?;
-    remove_stale(&staging);
+    remove_stale(&staging, &library, &catalog).await;
+    // The run's own keys never leave it: wrapped under a throwaway secret.
+    let throwaway =
+        KeyWrap::from_secret(&base::ids::random_bytes::<32>()).map_err(std::io::Error::other)?;
+    let staged = Catalog::in_memory(throwaway)
+        .await
+        .map_err(|e| std::io::Error::other(e.to_string()))?;
     let context = Arc::new(Context {
         jobs: Arc::new(Semaphore::new(config.import_jobs as usize)),
-        settings: Arc::new((&config).into()),
+        shared: Shared {
+            store: staging,
+            catalog: staged,
+            settings: Arc::new((&config).into()),
+            // The CLI serves no /metrics: counted, never read.
+            metrics: base::metrics::Metrics::new(),
+            mirror: None,
+        },
         config,
         library,
-        staging,
+        catalog,
     });
     let bars = MultiProgress::new();
     let imports = files.into_iter().map(|file| {
@@ -89,9 +107,11 @@ fn display_name(file: &Path) -> String {
 /// What every import of one run shares.
 struct Context {
     library: Store,
-    staging: Store,
+    /// The library's catalog, where a finished import's row goes.
+    catalog: Catalog,
+    /// The staging folder, the run's own catalog, settings.
+    shared: Shared,
     config: Config,
-    settings: Arc<pipeline::Settings>,
     jobs: Arc<Semaphore>,
 }
 
@@ -109,20 +129,16 @@ async fn import_file(
     let info = import_info(&display_name(file), bytes, ImportOrigin::Cli);
     let (mut meta, _token) = new_import_meta(None, info);
     let id = meta.id.clone();
-    if cx.config.encrypt {
-        // The key goes straight to its place in the data directory (never
-        // into the staged recording folder); the media is encrypted as made.
-        meta.encrypt = true;
-        store::keys::KeyStore::new(&cx.config.data_dir)
-            .create(&id)
-            .map_err(|e| format!("cannot store its key: {e}"))?;
-    }
-    let lock_path = cx.staging.root().join(format!("{id}{LOCK_SUFFIX}"));
+    // The media is encrypted as made; the key reaches the library's
+    // catalog (wrapped) with the finished recording's row, never a file.
+    meta.encrypt = cx.config.encrypt;
+    let key = meta.encrypt.then(ContentKey::generate);
+    let lock_path = cx.shared.store.root().join(format!("{id}{LOCK_SUFFIX}"));
     let lock = File::create(&lock_path).map_err(|e| format!("cannot stage it: {e}"))?;
     lock.lock().map_err(|e| format!("cannot stage it: {e}"))?;
-    let outcome = process(file, &meta, cx, bar).await;
+    let outcome = process(file, &meta, key, cx, bar).await;
     if outcome.is_err() {
-        let _ = cx.staging.delete(&id);
+        let _ = cx.shared.store.delete(&id);
     }
     drop(lock);
     let _ = std::fs::remove_file(&lock_path);
@@ -132,27 +148,26 @@ async fn import_file(
 async fn process(
     file: &Path,
     meta: &RecordingMeta,
+    key: Option<ContentKey>,
     cx: &Context,
     bar: &ProgressBar,
 ) -> Result<RecordingStatus, String> {
     bar.set_message("copying");
-    let (source, to_stage, store) = (file.to_path_buf(), meta.clone(), cx.staging.clone());
+    let (source, to_stage, store) = (file.to_path_buf(), meta.clone(), cx.shared.store.clone());
     tokio::task::spawn_blocking(move || {
         import::create_files(&store, &to_stage, &source, Placement::Copy)
     })
     .await
     .map_err(|e| e.to_string())?
-    .map_err(|e| format!("cannot copy it into {}: {e}", store_dir(&cx.staging)))?;
+    .map_err(|e| format!("cannot copy it into {}: {e}", store_dir(&cx.shared.store)))?;
+    let staged = &cx.shared.catalog;
+    staged
+        .create_recording(meta, key.as_ref())
+        .await
+        .map_err(|e| e.to_string())?;
 
     // The task lives as long as its handle (and its command sender).
-    let task = import::spawn(
-        meta.clone(),
-        cx.staging.clone(),
-        cx.settings.clone(),
-        cx.jobs.clone(),
-        // The CLI serves no /metrics: counted, never read.
-        base::metrics::Metrics::new(),
-    );
+    let task = import::spawn(meta.clone(), key, &cx.shared, cx.jobs.clone());
     let mut status = task.status.clone();
     bar.set_message("queued");
     let done = loop {
@@ -170,9 +185,19 @@ async fn process(
     if let Some(error) = done.error {
         return Err(error);
     }
-    cx.library
-        .adopt(&cx.staging, &meta.id)
-        .map_err(|e| format!("cannot move it into the library: {e}"))?;
+    let finished = match staged.recording(&meta.id).await {
+        Ok(Some((finished, _))) => finished,
+        Ok(None) => return Err("its metadata was lost".into()),
+        Err(e) => return Err(e.to_string()),
+    };
+    cx.catalog
+        .create_recording(&finished, key.as_ref())
+        .await
+        .map_err(|e| format!("cannot add it to the library's catalog: {e}"))?;
+    if let Err(e) = cx.library.adopt(&cx.shared.store, &meta.id) {
+        let _ = cx.catalog.delete_recording(&meta.id).await;
+        return Err(format!("cannot move it into the library: {e}"));
+    }
     Ok(done)
 }
 
@@ -180,8 +205,10 @@ fn store_dir(store: &Store) -> String {
     store.root().display().to_string()
 }
 
-/// Removes staged imports whose lock nobody holds (their run crashed).
-fn remove_stale(staging: &Store) {
+/// Removes staged imports whose lock nobody holds (their run crashed),
+/// except one whose row is in the library already (its run crashed
+/// between adding the row and moving the folder): that one is moved in.
+async fn remove_stale(staging: &Store, library: &Store, catalog: &Catalog) {
     let Ok(entries) = std::fs::read_dir(staging.root()) else {
         return;
     };
@@ -192,11 +219,19 @@ fn remove_stale(staging: &Store) {
         };
         let lock_path = staging.root().join(format!("{id}{LOCK_SUFFIX}"));
         let stale = File::create(&lock_path).is_ok_and(|lock| lock.try_lock().is_ok());
-        if stale {
+        if !stale {
+            continue;
+        }
+        if matches!(catalog.recording(id).await, Ok(Some(_))) {
+            tracing::info!(%id, "moving in a finished import a crashed run left");
+            if let Err(error) = library.adopt(staging, id) {
+                tracing::warn!(%id, %error, "cannot move a finished import in");
+            }
+        } else {
             tracing::info!(%id, "removing a staged import a crashed run left");
             let _ = staging.delete(id);
-            let _ = std::fs::remove_file(&lock_path);
         }
+        let _ = std::fs::remove_file(&lock_path);
     }
 }
 

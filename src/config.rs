@@ -150,6 +150,19 @@ pub struct Config {
     #[arg(long = "data", env = "SEGCAST_DATA", default_value = DEFAULT_DATA_DIR)]
     pub data_dir: PathBuf,
 
+    /// Where the library's metadata lives: `sqlite://PATH` or
+    /// `postgres://USER:PASSWORD@HOST:PORT/DB`. Default: the embedded
+    /// database `<data>/segcast.db`. Read as text and checked at start,
+    /// so a password never appears in a usage error.
+    #[arg(long, env = "SEGCAST_DATABASE", hide_env_values = true)]
+    pub database: Option<String>,
+
+    /// Secret (at least 16 bytes) that wraps the encryption keys stored in
+    /// the database. Required with PostgreSQL, the same on every node;
+    /// the embedded default makes one in `<data>/key-secret` (mode 0600).
+    #[arg(long, env = "SEGCAST_KEY_SECRET", hide_env_values = true)]
+    pub key_secret: Option<String>,
+
     /// When set, creating recordings and imports needs
     /// `Authorization: Bearer <key>`; the key may also delete any recording.
     #[arg(long, env = "SEGCAST_PUBLISH_KEY", hide_env_values = true)]
@@ -319,7 +332,7 @@ pub struct Config {
     pub comment_send_timeout_ms: u64,
 
     /// Secret that signs share links (at least 16 bytes). Default: 32
-    /// random bytes in `<data>/token-secret`, made on first start (mode 0600).
+    /// random bytes made on first start and kept in the database.
     #[arg(long, env = "SEGCAST_TOKEN_SECRET", hide_env_values = true)]
     pub token_secret: Option<String>,
 
@@ -355,6 +368,14 @@ impl Config {
         let reserve = FD_RESERVE_BASE + FD_RESERVE_PER_JOB * jobs;
         let derived = usize::try_from(open_files.saturating_sub(reserve) / 2).unwrap_or(usize::MAX);
         derived.clamp(MIN_DEFAULT_CONNECTIONS, MAX_DEFAULT_CONNECTIONS)
+    }
+
+    /// `--database`, parsed; the embedded default without one.
+    pub fn database_url(&self) -> Result<store::catalog::DatabaseUrl, String> {
+        match &self.database {
+            Some(text) => store::catalog::DatabaseUrl::parse(text),
+            None => Ok(store::catalog::DatabaseUrl::embedded(&self.data_dir)),
+        }
     }
 
     /// Defaults with the data directory set: for tests and embedding.

@@ -454,3 +454,66 @@ async fn media_answers_cors_preflights_and_its_errors_carry_cors() {
         assert_error(resp, status).await;
     }
 }
+
+/// `?limit=&before=` pages through the library newest first: the pages
+/// together are the whole list, in order, each pointing at the next with
+/// `Link`; private recordings stay out without the publish key.
+#[tokio::test]
+async fn the_library_pages_newest_first() {
+    let server = Server::start(|c| c.publish_key = Some("pager".into())).await;
+    let mut made = Vec::new();
+    for n in 0..5 {
+        let body = serde_json::json!({ "title": format!("page test {n}") });
+        made.push(server.create_with(body, Some("pager")).await.0);
+    }
+    let body = serde_json::json!({ "title": "hidden", "access": "private" });
+    let (hidden, _) = server.create_with(body, Some("pager")).await;
+    let all: Vec<Value> = server.get("/api/recordings").await.json().await.unwrap();
+    let all_ids: Vec<&str> = all.iter().map(|r| r["id"].as_str().unwrap()).collect();
+    assert_eq!(all_ids.len(), 5, "private ones are not listed to anyone");
+    assert!(!all_ids.contains(&hidden.as_str()));
+    let mut created_at: Vec<&str> = all
+        .iter()
+        .map(|r| r["created_at"].as_str().unwrap())
+        .collect();
+    let listed = created_at.clone();
+    created_at.sort_by(|a, b| b.cmp(a));
+    assert_eq!(listed, created_at, "newest first");
+
+    let mut paged = Vec::new();
+    let mut next = Some("/api/recordings?limit=2".to_string());
+    while let Some(path) = next.take() {
+        let resp = server.get(&path).await;
+        assert_eq!(resp.status(), 200);
+        next = resp.headers().get("link").map(|link| {
+            let link = link.to_str().unwrap();
+            assert!(link.ends_with(">; rel=\"next\""), "{link}");
+            link[1..link.find('>').unwrap()].to_string()
+        });
+        let page: Vec<Value> = resp.json().await.unwrap();
+        assert!(page.len() <= 2);
+        paged.extend(
+            page.into_iter()
+                .map(|r| r["id"].as_str().unwrap().to_string()),
+        );
+    }
+    assert_eq!(paged, all_ids, "the pages are the whole list, in order");
+
+    let resp = server
+        .client
+        .get(server.url("/api/recordings?limit=10"))
+        .bearer_auth("pager")
+        .send()
+        .await
+        .unwrap();
+    let operator: Vec<Value> = resp.json().await.unwrap();
+    assert_eq!(operator.len(), 6, "the publish key sees private ones too");
+    for bad in ["limit=0", "limit=1001", "limit=two", "limit=-1"] {
+        let message = assert_error(server.get(&format!("/api/recordings?{bad}")).await, 400).await;
+        assert!(message.contains("limit"), "{bad}: {message}");
+    }
+    let resp = server
+        .get("/api/recordings?limit=2&before=00000000000000000000")
+        .await;
+    assert!(assert_error(resp, 400).await.contains("before"));
+}

@@ -179,7 +179,7 @@ async fn comments_are_posted_listed_and_deleted_by_the_owner() {
     );
     assert_eq!(list(&server, id).await, std::slice::from_ref(&second));
 
-    // A restart replays the log: the same comments, tombstones applied.
+    // A restart reads them back from the catalog: the same, deletions kept.
     let data = server.stop().await;
     let server = Server::start_in(data, |_| {}).await;
     assert_eq!(list(&server, id).await, [second]);
@@ -270,10 +270,13 @@ async fn unknown_and_deleted_recordings_get_404_and_410() {
     let (mut ws, history) = connect(&server.base, &id).await;
     assert_eq!(history.len(), 1);
     let dir = server.data.path().join(format!("recordings/{id}"));
-    assert!(dir.join("comments.jsonl").exists());
+    let stored = format!("SELECT COUNT(*) FROM comments WHERE recording_id = '{id}'");
+    let data = server.data.path();
+    assert_eq!(common::db::embedded_count(data, &stored).await, 1);
     assert_eq!(server.delete(&id, &token).await.status(), 204);
     // Deleting a recording deletes its comments and closes its sockets.
     assert!(!dir.exists());
+    assert_eq!(common::db::embedded_count(data, &stored).await, 0);
     let (_, code) = read_to_close(&mut ws, PATIENCE).await;
     assert_eq!(code, Some(CloseCode::Away));
     assert_error(server.get(&comments_path(&id)).await, 410).await;

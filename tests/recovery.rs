@@ -274,12 +274,14 @@ async fn a_crashing_ffmpeg_is_restarted_and_the_recording_completes() {
 #[tokio::test]
 async fn a_chunk_that_cannot_be_written_gets_507_and_is_not_acknowledged() {
     let data = tempfile::tempdir().unwrap();
-    let (mut server, base) = spawn_server_process_with(data.path(), &[], Some(64 * 1024));
+    // Room for the catalog's database and its write-ahead log (a few
+    // hundred KB), not for a 3 MB chunk.
+    let (mut server, base) = spawn_server_process_with(data.path(), &[], Some(2 << 20));
     let api = Api::new(base);
     let (id, token) = api.create("disk full").await;
     // Seqs above 0 start no ffmpeg: this is storage alone.
     assert_eq!(api.put(&id, &token, 5, vec![5; 10_000]).await.status(), 201);
-    let refused = api.put(&id, &token, 6, vec![6; 100_000]).await;
+    let refused = api.put(&id, &token, 6, vec![6; 3_000_000]).await;
     assert_eq!(refused.status(), 507);
     let body: serde_json::Value = refused.json().await.unwrap();
     assert!(

@@ -259,9 +259,7 @@ async fn part_from_disk(
 ) -> Result<Response> {
     let dir = state.library.store().hls_dir(id);
     // An encrypted part is not a byte range of its encrypted segment.
-    let keys = recording
-        .encrypted()
-        .then(|| (state.library.keys(), id.to_string()));
+    let key = recording.encrypted().then(|| recording.content_key());
     let read = tokio::task::spawn_blocking(move || -> std::io::Result<Option<Vec<u8>>> {
         use std::os::unix::fs::FileExt;
         let rendition = match std::fs::read(dir.join(TIMELINE_FILE)) {
@@ -276,10 +274,9 @@ async fn part_from_disk(
         let Some((seq, offset, len)) = located else {
             return Ok(None);
         };
-        if let Some((keys, id)) = keys {
-            let key = keys
-                .load(&id)?
-                .ok_or_else(|| std::io::Error::other("no key"))?;
+        if let Some(key) = key {
+            let key =
+                key.ok_or_else(|| std::io::Error::other("the recording's key cannot be read"))?;
             let segment = std::fs::read(dir.join(files.segment(seq)))?;
             let part = media::aes::part_of_encrypted_segment(
                 &key,

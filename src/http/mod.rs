@@ -22,7 +22,7 @@ pub mod tls;
 use std::sync::Arc;
 
 use axum::http::StatusCode;
-use axum::response::IntoResponse;
+use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
 use tower_http::trace::TraceLayer;
@@ -31,7 +31,7 @@ use base::metrics::Metrics;
 use base::Error;
 use pipeline::comments::hub::CommentHub;
 use pipeline::Library;
-use store::share::{load_or_create_secret, ShareSigner};
+use store::share::{configured_secret, ShareSigner};
 
 use crate::config::Config;
 
@@ -60,20 +60,28 @@ pub struct AppStateInner {
     pub comments: Arc<CommentHub>,
     /// Finished media files in memory (`--media-cache-mb`).
     pub file_cache: file_cache::FileCache,
-    /// Signs and checks share tokens (`--token-secret` or `<data>/token-secret`).
+    /// Signs and checks share tokens (`--token-secret`, or the catalog's).
     pub signer: Arc<ShareSigner>,
     /// The server's counters (`GET /metrics`).
     pub metrics: Metrics,
 }
 
 impl AppState {
-    pub fn new(config: Arc<Config>, library: Arc<Library>) -> std::io::Result<Self> {
+    pub async fn new(config: Arc<Config>, library: Arc<Library>) -> std::io::Result<Self> {
         let metrics = library.metrics().clone();
-        let comments = CommentHub::new(library.store().clone(), (&*config).into())
+        let comments = CommentHub::new(library.catalog().clone(), (&*config).into())
             .with_posted_counter(metrics.comments_posted.clone());
         let waiting = config.max_waiting_per_client;
         let file_cache = file_cache::FileCache::new(config.media_cache_mb << 20);
-        let secret = load_or_create_secret(&config.data_dir, config.token_secret.as_deref())?;
+        let secret = match config.token_secret.as_deref() {
+            Some(secret) => configured_secret(secret)
+                .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidInput, e))?,
+            None => library
+                .catalog()
+                .share_secret()
+                .await
+                .map_err(|e| std::io::Error::other(base::error::chain(&e)))?,
+        };
         Ok(Self(Arc::new(AppStateInner {
             signer: Arc::new(ShareSigner::new(secret)),
             config,
@@ -114,8 +122,13 @@ pub fn router(state: AppState) -> Router {
         .with_state(state)
 }
 
-async fn healthz() -> impl IntoResponse {
-    Json(serde_json::json!({ "status": "ok" }))
+/// `200` with the node while the catalog answers; `503` (the error body,
+/// `Retry-After`) while it does not: a balancer takes the node out.
+async fn healthz(
+    axum::extract::State(state): axum::extract::State<AppState>,
+) -> Result<Response, error::ApiError> {
+    state.library.catalog().check().await?;
+    Ok(Json(serde_json::json!({ "status": "ok", "node": "local" })).into_response())
 }
 
 async fn not_found() -> error::ApiError {

@@ -92,17 +92,15 @@ async fn share(
 }
 
 /// The content key, only for whoever may watch, never kept by any cache.
-async fn key(State(state): State<AppState>, viewer: Viewer) -> Result<Response> {
+async fn key(viewer: Viewer) -> Result<Response> {
     let not_encrypted = || Error::NotFound(format!("recording '{}' is not encrypted", viewer.id));
     if !viewer.recording.encrypted() {
         return Err(not_encrypted().into());
     }
-    let (keys, id) = (state.library.keys(), viewer.id.clone());
-    let key = tokio::task::spawn_blocking(move || keys.load(&id))
-        .await
-        .map_err(|e| Error::internal("key task", e))?
-        .map_err(|e| Error::internal("reading a recording's key", e))?
-        .ok_or_else(not_encrypted)?;
+    let key = viewer
+        .recording
+        .content_key()
+        .ok_or_else(|| Error::Unavailable(format!("the key of '{}' cannot be read", viewer.id)))?;
     Ok((
         [
             (

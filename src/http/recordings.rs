@@ -2,7 +2,7 @@
 //! read its status, delete it (docs/http-contract.md, "Recordings").
 
 use axum::body::{Body, Bytes};
-use axum::extract::{Path, State};
+use axum::extract::{Path, Query, State};
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post, put};
@@ -19,8 +19,9 @@ use super::access::{Viewer, TOKEN_PARAM};
 use super::error::Result;
 use super::AppState;
 use base::Error;
-use pipeline::Protection;
+use pipeline::ingest::library::MAX_PAGE;
 use pipeline::RecordingStatus;
+use pipeline::{Page, Protection};
 use store::PutOutcome;
 
 /// Largest JSON body accepted by the small JSON endpoints.
@@ -122,16 +123,56 @@ async fn create(State(state): State<AppState>, headers: HeaderMap, body: Body) -
     Ok(Created::response(created))
 }
 
-/// Private recordings are listed to the publish key only.
-async fn list(State(state): State<AppState>, headers: HeaderMap) -> Json<Vec<RecordingStatus>> {
-    let operator = holds_publish_key(&state, &headers);
-    let mut all = state.library.list();
-    all.retain(|r| operator || !r.access.is_private());
-    Json(
-        all.into_iter()
-            .map(|r| super::cdn::status_urls(&state, r))
-            .collect(),
-    )
+/// `?limit=&before=`: one page, newest first.
+#[derive(Debug, Default, Deserialize)]
+struct ListQuery {
+    limit: Option<String>,
+    before: Option<String>,
+}
+
+/// The library, newest first; private recordings are listed to the
+/// publish key only. Still one JSON array: with `limit`, a
+/// `Link: <…?limit=N&before=ID>; rel="next"` header says where the next
+/// page starts, and its absence that this was the last.
+async fn list(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Query(query): Query<ListQuery>,
+) -> Result<Response> {
+    let limit = query.limit.as_deref().map(parse_limit).transpose()?;
+    let page = Page {
+        limit,
+        before: query.before.as_deref(),
+        private: holds_publish_key(&state, &headers),
+    };
+    let (listed, more) = state.library.list_page(page)?;
+    let next = match (limit, listed.last()) {
+        (Some(limit), Some(last)) if more => Some(format!(
+            "</api/recordings?limit={limit}&before={}>; rel=\"next\"",
+            last.id
+        )),
+        _ => None,
+    };
+    let body: Vec<RecordingStatus> = listed
+        .into_iter()
+        .map(|r| super::cdn::status_urls(&state, r))
+        .collect();
+    let mut response = Json(body).into_response();
+    if let Some(link) = next.and_then(|l| header::HeaderValue::from_str(&l).ok()) {
+        response.headers_mut().insert(header::LINK, link);
+    }
+    Ok(response)
+}
+
+fn parse_limit(text: &str) -> Result<usize, Error> {
+    text.parse::<usize>()
+        .ok()
+        .filter(|n| (1..=MAX_PAGE).contains(n))
+        .ok_or_else(|| {
+            Error::Invalid(format!(
+                "limit must be a whole number from 1 to {MAX_PAGE}, got '{text}'"
+            ))
+        })
 }
 
 /// A viewer who came with `?token=` gets URLs that carry it; a finished

@@ -3,6 +3,7 @@
 //! the system ffmpeg.
 #![allow(dead_code)] // each test binary uses a different subset
 
+pub mod db;
 pub mod s3;
 
 use std::path::{Path, PathBuf};

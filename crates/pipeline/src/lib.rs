@@ -26,6 +26,7 @@ pub mod settings;
 pub mod transcode;
 
 pub use comments::CommentSettings;
-pub use ingest::library::{Library, Protection, Recording};
+pub use ingest::library::{Library, Page, Protection, Recording};
 pub use ingest::status::RecordingStatus;
+pub use ingest::task::Shared;
 pub use settings::Settings;

@@ -52,7 +52,8 @@ use base::ids::is_valid_id;
 use base::metrics::Metrics;
 use media::layout::{CachePolicy, MediaFile};
 
-use crate::recordings::{State, Store, HLS_DIR, META_FILE};
+use crate::catalog::Catalog;
+use crate::recordings::{State, Store, HLS_DIR};
 
 mod deletes;
 mod original;
@@ -60,7 +61,7 @@ mod original;
 /// A pass's failure: the bucket's, or reading what goes there.
 type PassError = Box<dyn std::error::Error + Send + Sync>;
 
-/// Beside `recording.json`: the recording is complete in this bucket.
+/// In the bucket, `<id>/in-bucket.json`: the recording is complete there.
 const IN_BUCKET_FILE: &str = "in-bucket.json";
 
 /// First wait after a failed pass; doubled up to [`MAX_BACKOFF`].
@@ -139,6 +140,8 @@ pub struct Mirror {
     /// `<data>/recordings`: one folder per recording id.
     root: PathBuf,
     store: Store,
+    /// Where a recording's state and access are read before each pass.
+    catalog: Catalog,
     /// `<data>/store-deletes`: one empty file per recording whose objects
     /// are still to be deleted.
     tombstones: PathBuf,
@@ -169,6 +172,7 @@ impl Mirror {
         url: &StoreUrl,
         data_dir: &Path,
         public_prefix: bool,
+        catalog: Catalog,
         metrics: Metrics,
     ) -> std::io::Result<Arc<Self>> {
         let root = data_dir.join("recordings");
@@ -198,6 +202,7 @@ impl Mirror {
             url: url.clone(),
             prefix: url.prefix.clone(),
             store: Store::open_root(root.clone())?,
+            catalog,
             root,
             tombstones: data_dir.join(deletes::TOMBSTONES_DIR),
             public_prefix,
@@ -319,12 +324,7 @@ impl Mirror {
         // Read before the listings: a recording read as ready has its
         // final listings on disk already (they are written before the
         // state is saved).
-        let meta = {
-            let store = self.store.clone();
-            let id = id.to_string();
-            tokio::task::spawn_blocking(move || store.load_meta(&id)).await??
-        };
-        let Some(meta) = meta else {
+        let Some((meta, _)) = self.catalog.recording(id).await? else {
             return Ok(()); // not yet, or deleted
         };
         if !self.mirrors(meta.access) {
@@ -458,13 +458,13 @@ impl Mirror {
     }
 }
 
-/// The recording id of a path under `<root>/<id>/hls/`, or of its
-/// `recording.json` (a state change: ready means its original goes up).
+/// The recording id of a path under `<root>/<id>/hls/` (a state change,
+/// such as ready, is marked by the recording's task when it saves it).
 fn recording_of(root: &Path, path: &Path) -> Option<String> {
     let mut parts = path.strip_prefix(root).ok()?.components();
     let id = parts.next()?.as_os_str().to_str()?;
     let below = parts.next()?.as_os_str();
-    let relevant = below == HLS_DIR || below == META_FILE;
+    let relevant = below == HLS_DIR;
     (relevant && is_valid_id(id)).then(|| id.to_string())
 }
 

@@ -1,14 +1,14 @@
 //! On-disk layout of the library, and the durability rules around it.
 //!
 //! ```text
-//! <data>/recordings/<id>/recording.json   metadata (atomic replace, fsynced)
 //! <data>/recordings/<id>/chunks/00000042.chunk   one uploaded chunk each (fsynced)
 //! <data>/recordings/<id>/hls/index.m3u8   multivariant playlist
 //!                            media.m3u8   media playlist
 //!                            init.mp4, seg-00000.m4s …
-//! <data>/recordings/<id>/comments.jsonl   viewers' comments, append-only (fsynced;
-//!                                         see `comments::log`)
 //! ```
+//! The metadata ([`RecordingMeta`]) and comments are in the catalog
+//! ([`crate::catalog`]); v2 kept them here, as `recording.json` and
+//! `comments.jsonl` (read once by [`crate::catalog::v2`]).
 //!
 //! A chunk is written to a temporary file, fsynced, renamed into place and
 //! the directory fsynced before the upload is acknowledged: after a 2xx the
@@ -28,13 +28,9 @@ use media::layout::ORIGINAL_FILE;
 use media::live_plan::LivePlan;
 use serde::{Deserialize, Serialize};
 
-pub const META_FILE: &str = "recording.json";
 const CHUNKS_DIR: &str = "chunks";
 pub const HLS_DIR: &str = "hls";
 const CHUNK_SUFFIX: &str = ".chunk";
-/// Viewers' comments: inside the recording's directory, so deleting the
-/// recording deletes them.
-const COMMENTS_FILE: &str = "comments.jsonl";
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -144,79 +140,37 @@ impl Store {
         self.dir(id).join(ORIGINAL_FILE)
     }
 
-    pub fn comments_path(&self, id: &str) -> PathBuf {
-        self.dir(id).join(COMMENTS_FILE)
-    }
-
     pub fn chunk_path(&self, id: &str, seq: u64) -> PathBuf {
         self.dir(id)
             .join(CHUNKS_DIR)
             .join(format!("{seq:08}{CHUNK_SUFFIX}"))
     }
 
-    pub fn create(&self, meta: &RecordingMeta) -> io::Result<()> {
-        let dir = self.dir(&meta.id);
+    /// Makes a new recording's folders (its metadata goes to the catalog).
+    pub fn create(&self, id: &str) -> io::Result<()> {
+        let dir = self.dir(id);
         fs::create_dir_all(dir.join(CHUNKS_DIR))?;
         fs::create_dir_all(dir.join(HLS_DIR))?;
-        self.save_meta(meta)?;
         sync_dir(&self.root)
     }
 
-    pub fn save_meta(&self, meta: &RecordingMeta) -> io::Result<()> {
-        let json = serde_json::to_vec_pretty(meta).map_err(io::Error::other)?;
-        write_atomic(&self.dir(&meta.id).join(META_FILE), &json, true)
+    /// Whether recording `id` has a folder here.
+    pub fn exists(&self, id: &str) -> bool {
+        is_valid_id(id) && self.dir(id).is_dir()
     }
 
-    /// Every recording with readable metadata, and the seqs of its chunks.
-    pub fn load_all(&self) -> io::Result<Vec<(RecordingMeta, Vec<u64>)>> {
-        let mut out = Vec::new();
+    /// Ids of every recording folder here (whatever the catalog says).
+    pub fn ids(&self) -> io::Result<Vec<String>> {
+        let mut ids = Vec::new();
         for entry in fs::read_dir(&self.root)? {
-            let name = entry?.file_name();
-            if let Some(loaded) = name.to_str().and_then(|id| self.load(id).transpose()) {
-                out.push(loaded?);
+            let entry = entry?;
+            if let Some(id) = entry.file_name().to_str().filter(|id| is_valid_id(id)) {
+                if entry.file_type()?.is_dir() {
+                    ids.push(id.to_string());
+                }
             }
         }
-        Ok(out)
-    }
-
-    /// One recording, `None` (logged) when its metadata is unreadable.
-    pub fn load(&self, id: &str) -> io::Result<Option<(RecordingMeta, Vec<u64>)>> {
-        if !is_valid_id(id) {
-            return Ok(None);
-        }
-        let dir = self.dir(id);
-        let meta = fs::read(dir.join(META_FILE))
-            .map_err(|e| e.to_string())
-            .and_then(|bytes| {
-                serde_json::from_slice::<RecordingMeta>(&bytes).map_err(|e| e.to_string())
-            });
-        match meta {
-            Ok(meta) if meta.id == id => {
-                let seqs = self.stored_seqs(id)?;
-                Ok(Some((meta, seqs)))
-            }
-            Ok(_) => {
-                tracing::warn!(dir = %dir.display(), "skipping recording whose id does not match its directory");
-                Ok(None)
-            }
-            Err(error) => {
-                tracing::warn!(dir = %dir.display(), %error, "skipping unreadable recording");
-                Ok(None)
-            }
-        }
-    }
-
-    /// A recording's metadata alone (no look at its chunks): `None` when
-    /// it has none (not yet, or deleted) or it is unreadable.
-    pub fn load_meta(&self, id: &str) -> io::Result<Option<RecordingMeta>> {
-        if !is_valid_id(id) {
-            return Ok(None);
-        }
-        match fs::read(self.dir(id).join(META_FILE)) {
-            Ok(bytes) => Ok(serde_json::from_slice(&bytes).ok()),
-            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
-            Err(e) => Err(e),
-        }
+        Ok(ids)
     }
 
     /// Moves a finished recording directory from another store (same file
@@ -239,9 +193,15 @@ impl Store {
         Ok(total)
     }
 
-    fn stored_seqs(&self, id: &str) -> io::Result<Vec<u64>> {
+    /// The seqs of a recording's stored chunks, in order (none when it
+    /// has no chunk folder: an import).
+    pub fn stored_seqs(&self, id: &str) -> io::Result<Vec<u64>> {
         let mut seqs = Vec::new();
-        for entry in fs::read_dir(self.dir(id).join(CHUNKS_DIR))? {
+        let entries = match fs::read_dir(self.dir(id).join(CHUNKS_DIR)) {
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(seqs),
+            entries => entries?,
+        };
+        for entry in entries {
             let name = entry?.file_name();
             let seq = name
                 .to_str()
@@ -279,31 +239,11 @@ impl Store {
 mod tests {
     use super::*;
 
-    fn meta(id: &str) -> RecordingMeta {
-        RecordingMeta {
-            id: id.into(),
-            title: "t".into(),
-            mime: "video/webm".into(),
-            created_at: "2026-01-01T00:00:00Z".into(),
-            token_sha256: "00".into(),
-            total: None,
-            state: State::Recording,
-            error: None,
-            duration_ms: 0,
-            segments: 0,
-            incomplete: false,
-            import: None,
-            access: Default::default(),
-            encrypt: false,
-            live_plan: None,
-        }
-    }
-
     #[test]
     fn chunks_are_idempotent_and_never_overwritten() {
         let tmp = tempfile::tempdir().unwrap();
         let store = Store::open(tmp.path()).unwrap();
-        store.create(&meta("abc")).unwrap();
+        store.create("abc").unwrap();
         assert_eq!(
             store.put_chunk("abc", 3, b"one").unwrap(),
             PutOutcome::Stored
@@ -318,7 +258,8 @@ mod tests {
         );
         assert_eq!(fs::read(store.chunk_path("abc", 3)).unwrap(), b"one");
         store.put_chunk("abc", 0, b"zero").unwrap();
-        let all = store.load_all().unwrap();
-        assert_eq!(all, vec![(meta("abc"), vec![0, 3])]);
+        assert_eq!(store.stored_seqs("abc").unwrap(), vec![0, 3]);
+        assert_eq!(store.ids().unwrap(), vec!["abc".to_string()]);
+        assert!(store.exists("abc") && !store.exists("abd"));
     }
 }

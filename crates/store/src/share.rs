@@ -9,19 +9,12 @@
 //! other; it cannot be revoked before it expires, except by changing the
 //! secret (which revokes them all) or deleting the recording.
 
-use std::path::Path;
-
 use base64::Engine;
 use hmac::{Hmac, Mac};
 use sha2::Sha256;
 
 type HmacSha256 = Hmac<Sha256>;
 
-/// Where the generated secret lives, under the data directory.
-pub const SECRET_FILE: &str = "token-secret";
-/// Bytes of a generated secret (the HMAC-SHA-256 block is 64; 32 random
-/// bytes are the hash's full strength).
-const SECRET_BYTES: usize = 32;
 /// A `--token-secret` shorter than this is refused: a guessable secret
 /// would let anyone sign links.
 pub const MIN_SECRET_BYTES: usize = 16;
@@ -99,41 +92,15 @@ pub fn looks_like_share_token(token: &str) -> bool {
         .is_some_and(|(expiry, _)| !expiry.is_empty() && expiry.bytes().all(|b| b.is_ascii_digit()))
 }
 
-/// The secret: `--token-secret` when given, else `<data>/token-secret`,
-/// created on first start with 32 random bytes and mode 0600 (so only the
-/// server's user can read it; it signs every share link).
-pub fn load_or_create_secret(
-    data_dir: &Path,
-    configured: Option<&str>,
-) -> std::io::Result<Vec<u8>> {
-    if let Some(secret) = configured {
-        if secret.len() < MIN_SECRET_BYTES {
-            return Err(std::io::Error::new(
-                std::io::ErrorKind::InvalidInput,
-                format!("--token-secret must be at least {MIN_SECRET_BYTES} bytes"),
-            ));
-        }
-        return Ok(secret.as_bytes().to_vec());
+/// `--token-secret`, checked. Without one, the secret is the catalog's
+/// (made once, shared by every node: [`crate::catalog::Catalog::share_secret`]).
+pub fn configured_secret(secret: &str) -> Result<Vec<u8>, String> {
+    if secret.len() < MIN_SECRET_BYTES {
+        return Err(format!(
+            "--token-secret must be at least {MIN_SECRET_BYTES} bytes"
+        ));
     }
-    let path = data_dir.join(SECRET_FILE);
-    match std::fs::read(&path) {
-        Ok(bytes) if bytes.len() >= MIN_SECRET_BYTES => return Ok(bytes),
-        Ok(_) => {
-            return Err(std::io::Error::new(
-                std::io::ErrorKind::InvalidData,
-                format!(
-                    "{} is shorter than {MIN_SECRET_BYTES} bytes",
-                    path.display()
-                ),
-            ))
-        }
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-        Err(e) => return Err(e),
-    }
-    std::fs::create_dir_all(data_dir)?;
-    let secret = base::ids::random_bytes::<SECRET_BYTES>().to_vec();
-    base::files::write_private(&path, &secret)?;
-    Ok(secret)
+    Ok(secret.as_bytes().to_vec())
 }
 
 #[cfg(test)]
@@ -189,24 +156,10 @@ mod tests {
     }
 
     #[test]
-    fn the_secret_file_is_created_once_for_its_owner_only() {
-        use std::os::unix::fs::PermissionsExt;
-        let dir = tempfile::tempdir().unwrap();
-        let first = load_or_create_secret(dir.path(), None).unwrap();
-        let mode = std::fs::metadata(dir.path().join(SECRET_FILE))
-            .unwrap()
-            .permissions()
-            .mode();
-        assert_eq!(mode & 0o777, 0o600);
-        assert_eq!(first.len(), 32);
+    fn a_configured_secret_must_be_long_enough() {
+        assert!(configured_secret("short").is_err());
         assert_eq!(
-            load_or_create_secret(dir.path(), None).unwrap(),
-            first,
-            "kept across starts"
-        );
-        assert!(load_or_create_secret(dir.path(), Some("short")).is_err());
-        assert_eq!(
-            load_or_create_secret(dir.path(), Some("a long enough secret")).unwrap(),
+            configured_secret("a long enough secret").unwrap(),
             b"a long enough secret"
         );
     }

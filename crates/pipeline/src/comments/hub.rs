@@ -1,12 +1,12 @@
-//! Each recording's comments: loaded from its log on first use, appended
-//! to it durably, and broadcast to the recording's sockets through one
+//! Each recording's comments: loaded from the catalog on first use, stored
+//! there (committed before a post is answered), and broadcast to the recording's sockets through one
 //! `tokio::sync::broadcast` channel per recording.
 //!
 //! Ordering: a post is appended, added to the in-memory list and broadcast
 //! under the recording's lock, and a socket subscribes and takes its
 //! history snapshot under the same lock. So every socket sees each
 //! comment exactly once — in its history or as a live message — and in
-//! the order of the log.
+//! the order they were stored.
 //!
 //! A slow socket never holds back the others: `broadcast::Sender::send`
 //! does not wait for receivers. Each receiver keeps up to
@@ -15,7 +15,6 @@
 
 use std::collections::HashMap;
 use std::net::IpAddr;
-use std::path::PathBuf;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -26,13 +25,13 @@ use tokio::sync::{broadcast, MutexGuard};
 
 use super::rate::{retry_after_s, RateLimiter};
 use super::{
-    comment_message, deleted_message, is_valid_comment_id, log, validate, Comment, CommentSettings,
-    Limits, LogEntry, NewComment,
+    comment_message, deleted_message, is_valid_comment_id, validate, Comment, CommentSettings,
+    Limits, NewComment, StoredComment,
 };
 use base::error::RETRY_AFTER_S;
 use base::metrics::Counter;
 use base::{Error, Result};
-use store::Store;
+use store::catalog::Catalog;
 
 /// Random bytes in a comment id (16 hex digits).
 const COMMENT_ID_BYTES: usize = 8;
@@ -48,7 +47,7 @@ pub enum Event {
 
 /// The comments of every recording in use.
 pub struct CommentHub {
-    store: Store,
+    catalog: Catalog,
     limits: Limits,
     max_sockets: usize,
     queue: usize,
@@ -60,7 +59,7 @@ pub struct CommentHub {
 
 /// One recording's comments and sockets.
 struct Channel {
-    path: PathBuf,
+    id: String,
     events: broadcast::Sender<Event>,
     sockets: AtomicUsize,
     state: tokio::sync::Mutex<State>,
@@ -68,10 +67,8 @@ struct Channel {
 
 #[derive(Default)]
 struct State {
-    /// `None` until the log was read.
+    /// `None` until read from the catalog.
     comments: Option<Vec<Comment>>,
-    /// Whether the log file exists (its directory entry is durable).
-    file_exists: bool,
     /// The recording was deleted.
     closed: bool,
 }
@@ -93,9 +90,9 @@ impl Drop for SocketSlot {
 }
 
 impl CommentHub {
-    pub fn new(store: Store, settings: CommentSettings) -> Self {
+    pub fn new(catalog: Catalog, settings: CommentSettings) -> Self {
         Self {
-            store,
+            catalog,
             limits: settings.limits,
             max_sockets: settings.max_sockets,
             queue: settings.socket_queue.max(1),
@@ -142,7 +139,9 @@ impl CommentHub {
         let comment = valid.into_comment(new_comment_id(), base::clock::rfc3339_now());
         let channel = self.channel(id);
         let mut state = self.loaded(&channel).await?;
-        Self::append(&channel, &mut state, LogEntry::Post((&comment).into())).await?;
+        self.catalog
+            .add_comment(id, &StoredComment::from(&comment))
+            .await?;
         state
             .comments
             .get_or_insert_with(Vec::new)
@@ -153,7 +152,7 @@ impl CommentHub {
         Ok(comment)
     }
 
-    /// Removes a comment (a tombstone in the log) and broadcasts that.
+    /// Removes a comment and broadcasts that.
     pub async fn delete(&self, id: &str, comment_id: &str) -> Result<()> {
         let not_found = || Error::NotFound(format!("no comment with id '{comment_id}'"));
         if !is_valid_comment_id(comment_id) {
@@ -165,11 +164,7 @@ impl CommentHub {
         if !comments.iter().any(|c| c.id == comment_id) {
             return Err(not_found());
         }
-        let tombstone = LogEntry::Delete {
-            id: comment_id.to_string(),
-            deleted_at: base::clock::rfc3339_now(),
-        };
-        Self::append(&channel, &mut state, tombstone).await?;
+        self.catalog.delete_comment(id, comment_id).await?;
         if let Some(comments) = state.comments.as_mut() {
             comments.retain(|c| c.id != comment_id);
         }
@@ -205,7 +200,7 @@ impl CommentHub {
         })
     }
 
-    /// The recording was deleted (its directory, log included, is gone):
+    /// The recording was deleted (its comments went with its row):
     /// its sockets are closed and its comments dropped from memory.
     pub async fn forget(&self, id: &str) {
         let channel = self.channels.lock().expect("lock").remove(id);
@@ -223,7 +218,7 @@ impl CommentHub {
             .entry(id.to_string())
             .or_insert_with(|| {
                 Arc::new(Channel {
-                    path: self.store.comments_path(id),
+                    id: id.to_string(),
                     events: broadcast::channel(self.queue).0,
                     sockets: AtomicUsize::new(0),
                     state: tokio::sync::Mutex::default(),
@@ -232,45 +227,17 @@ impl CommentHub {
             .clone()
     }
 
-    /// The channel's state with its log read.
+    /// The channel's state with its comments read.
     async fn loaded<'a>(&self, channel: &'a Channel) -> Result<MutexGuard<'a, State>> {
         let mut state = channel.state.lock().await;
         if state.closed {
             return Err(Error::Gone("this recording was deleted".into()));
         }
         if state.comments.is_none() {
-            let path = channel.path.clone();
-            let (comments, exists) =
-                tokio::task::spawn_blocking(move || Ok((log::load(&path)?, path.exists())))
-                    .await
-                    .map_err(|e| Error::internal("comment log task", e))?
-                    .map_err(|e: std::io::Error| Error::internal("reading the comment log", e))?;
-            state.file_exists = exists;
-            state.comments = Some(comments);
+            let stored = self.catalog.comments(&channel.id).await?;
+            state.comments = Some(stored.into_iter().map(Comment::from).collect());
         }
         Ok(state)
-    }
-
-    /// Appends to the log; returns once the entry is durable.
-    async fn append(channel: &Channel, state: &mut State, entry: LogEntry) -> Result<()> {
-        let (path, new_file) = (channel.path.clone(), !state.file_exists);
-        let appended = tokio::task::spawn_blocking(move || log::append(&path, &entry, new_file))
-            .await
-            .map_err(|e| Error::internal("comment log task", e))?;
-        match appended {
-            Ok(()) => {
-                state.file_exists = true;
-                Ok(())
-            }
-            // The recording's directory is gone: it was just deleted.
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                Err(Error::Gone("this recording was deleted".into()))
-            }
-            Err(e) => {
-                tracing::error!(error = %e, path = %channel.path.display(), "cannot store a comment");
-                Err(Error::storage("the comment was not stored", &e))
-            }
-        }
     }
 }
 

@@ -4,22 +4,16 @@
 //! watching, and stays as a clickable timestamp for later viewers.
 //!
 //! This module is the pure part: the record type, the rules a new comment
-//! must pass, the lines of the append-only log and their replay, and the
-//! JSON of the socket messages. No tokio, no axum, no files:
-//! - [`log`] appends entries to `<recording>/comments.jsonl` with fsync and
-//!   reads them back (blocking file I/O);
+//! must pass, and the JSON of the socket messages. No tokio, no axum:
 //! - [`rate`] is the per-client post rate (pure, time passed in);
-//! - [`hub`] holds each recording's comments and its broadcast channel.
-//!
-//! The log is JSON lines, one [`LogEntry`] each, appended and never
-//! rewritten: `{"op":"post",…comment}` and `{"op":"delete","id":…}`
-//! tombstones. Replaying it in order gives the comments that exist.
+//! - [`hub`] holds each recording's comments and its broadcast channel, and
+//!   stores them in the catalog (`store::catalog`, table `comments`).
 
 pub mod hub;
-pub mod log;
 pub mod rate;
 
 use serde::{Deserialize, Serialize};
+pub use store::catalog::StoredComment;
 
 /// Largest `media_time_s` accepted: 10^7 s is 115 days, beyond any
 /// recording the server keeps, and keeps the milliseconds well inside u64.
@@ -47,7 +41,7 @@ pub struct CommentSettings {
 }
 
 /// A comment. It serializes as clients see it (`media_time_s`, seconds);
-/// the log stores it as a [`StoredComment`].
+/// the catalog stores it as a [`StoredComment`].
 #[derive(Debug, Clone, PartialEq)]
 pub struct Comment {
     /// Random, lowercase hex; unique within its recording.
@@ -87,29 +81,6 @@ impl Serialize for Comment {
     fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
         self.json().serialize(serializer)
     }
-}
-
-/// One line of the log.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(tag = "op", rename_all = "lowercase")]
-pub enum LogEntry {
-    Post(StoredComment),
-    /// A tombstone: the comment `id` was removed.
-    Delete {
-        id: String,
-        deleted_at: String,
-    },
-}
-
-/// [`Comment`] with the log's own field names (`media_time_ms`), since
-/// [`Comment`]'s `Serialize` is the client's shape.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct StoredComment {
-    pub id: String,
-    pub author: String,
-    pub text: String,
-    pub media_time_ms: u64,
-    pub created_at: String,
 }
 
 impl From<&Comment> for StoredComment {
@@ -223,52 +194,6 @@ pub fn is_valid_comment_id(id: &str) -> bool {
             .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
 }
 
-/// The comments that exist after the log's entries, in the order they were
-/// posted. A tombstone removes its comment; a tombstone for an unknown id
-/// and a repeated id (never written by the server) are ignored.
-pub fn replay(entries: impl IntoIterator<Item = LogEntry>) -> Vec<Comment> {
-    let mut comments: Vec<Comment> = Vec::new();
-    for entry in entries {
-        match entry {
-            LogEntry::Post(c) if !comments.iter().any(|k| k.id == c.id) => comments.push(c.into()),
-            LogEntry::Post(_) => {}
-            LogEntry::Delete { id, .. } => comments.retain(|c| c.id != id),
-        }
-    }
-    comments
-}
-
-/// The bytes of a log up to the end of its last complete line. An append
-/// cut short by a crash leaves a partial last line; it was never
-/// acknowledged (the `201` follows the fsync), so it is dropped.
-pub fn complete_len(bytes: &[u8]) -> usize {
-    bytes.iter().rposition(|&b| b == b'\n').map_or(0, |i| i + 1)
-}
-
-/// Parses complete log lines; returns the entries and how many lines could
-/// not be read (skipped, so one bad line never hides the others).
-pub fn parse_log(bytes: &[u8]) -> (Vec<LogEntry>, usize) {
-    let mut entries = Vec::new();
-    let mut bad = 0;
-    for line in bytes[..complete_len(bytes)].split(|&b| b == b'\n') {
-        if line.iter().all(u8::is_ascii_whitespace) {
-            continue;
-        }
-        match serde_json::from_slice(line) {
-            Ok(entry) => entries.push(entry),
-            Err(_) => bad += 1,
-        }
-    }
-    (entries, bad)
-}
-
-/// One log line, newline included.
-pub fn log_line(entry: &LogEntry) -> Vec<u8> {
-    let mut line = serde_json::to_vec(entry).expect("log entries serialize");
-    line.push(b'\n');
-    line
-}
-
 /// Socket message: a new comment, `{"type":"comment", …comment}`.
 pub fn comment_message(comment: &Comment) -> String {
     #[derive(Serialize)]
@@ -373,62 +298,19 @@ mod tests {
         }
     }
 
-    fn post(id: &str) -> LogEntry {
-        LogEntry::Post(StoredComment {
+    fn stored(id: &str) -> StoredComment {
+        StoredComment {
             id: id.into(),
             author: "a".into(),
             text: "t".into(),
             media_time_ms: 1500,
             created_at: "2026-01-01T00:00:00.000Z".into(),
-        })
-    }
-
-    fn delete(id: &str) -> LogEntry {
-        LogEntry::Delete {
-            id: id.into(),
-            deleted_at: "2026-01-01T00:00:01.000Z".into(),
         }
     }
 
     #[test]
-    fn replay_applies_tombstones_in_order() {
-        let comments = replay([
-            post("a1"),
-            post("b2"),
-            delete("a1"),
-            delete("ff"),
-            post("c3"),
-        ]);
-        let ids: Vec<_> = comments.iter().map(|c| c.id.as_str()).collect();
-        assert_eq!(ids, ["b2", "c3"]);
-        assert_eq!(replay([post("a1"), post("a1")]).len(), 1);
-    }
-
-    #[test]
-    fn a_torn_last_line_is_dropped_and_bad_lines_skipped() {
-        let mut log = Vec::new();
-        log.extend(log_line(&post("a1")));
-        log.extend(b"not json\n");
-        log.extend(log_line(&delete("zz")));
-        let complete = log.len();
-        log.extend(&log_line(&post("b2"))[..20]);
-        assert_eq!(complete_len(&log), complete);
-        let (entries, bad) = parse_log(&log);
-        assert_eq!(entries, vec![post("a1"), delete("zz")]);
-        assert_eq!(bad, 1);
-        assert_eq!(complete_len(b"no newline"), 0);
-    }
-
-    #[test]
-    fn log_lines_and_messages_have_their_documented_shape() {
-        assert_eq!(
-            String::from_utf8(log_line(&delete("a1"))).unwrap(),
-            "{\"op\":\"delete\",\"id\":\"a1\",\"deleted_at\":\"2026-01-01T00:00:01.000Z\"}\n"
-        );
-        let comment: Comment = match post("a1") {
-            LogEntry::Post(c) => c.into(),
-            _ => unreachable!(),
-        };
+    fn messages_have_their_documented_shape() {
+        let comment: Comment = stored("a1").into();
         let message: serde_json::Value = serde_json::from_str(&comment_message(&comment)).unwrap();
         assert_eq!(
             message,

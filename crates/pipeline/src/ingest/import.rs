@@ -16,17 +16,17 @@ use tokio::sync::{mpsc, OwnedSemaphorePermit, Semaphore};
 use tracing::Instrument;
 
 use crate::publish::{HlsPublisher, PublishSettings};
-use crate::settings::Settings;
 use crate::transcode::args::{declared_bits_per_s, import_args};
 use crate::transcode::probe;
 use crate::transcode::sidecar::{TranscodeEvent, Transcoder};
 use base::Error;
+use media::aes::ContentKey;
 use media::probe::{plan, ImportPlan, StreamAction};
 use media::timeline::Rendition;
 use store::{ImportInfo, ImportOrigin, RecordingMeta, State, Store};
 
 use super::reorder::ChunkSet;
-use super::task::{Command, TaskCore, TaskHandle};
+use super::task::{Command, Shared, TaskCore, TaskHandle};
 
 /// Shortfall from the declared duration that marks an import incomplete
 /// (at least this, or 5 %): containers round, and encoders pad audio.
@@ -58,7 +58,7 @@ pub fn create_files(
     source: &Path,
     placement: Placement,
 ) -> io::Result<()> {
-    store.create(meta)?;
+    store.create(&meta.id)?;
     let original = store.original_path(&meta.id);
     let placed = match placement {
         Placement::Move => std::fs::rename(source, &original).and_then(|()| {
@@ -123,15 +123,13 @@ pub struct ImportTask {
 /// Starts the task of an imported recording.
 pub fn spawn(
     meta: RecordingMeta,
-    store: Store,
-    settings: Arc<Settings>,
+    key: Option<ContentKey>,
+    shared: &Shared,
     jobs: Arc<Semaphore>,
-    metrics: base::metrics::Metrics,
 ) -> TaskHandle {
     let span = tracing::info_span!("import", id = %meta.id);
     let (cmd_tx, cmd_rx) = mpsc::channel(16);
-    let (core, handle, events_rx) =
-        TaskCore::new(meta, &ChunkSet::default(), store, settings, cmd_tx, metrics);
+    let (core, handle, events_rx) = TaskCore::new(meta, key, &ChunkSet::default(), shared, cmd_tx);
     let task = ImportTask {
         core,
         transcoder: None,

@@ -1,7 +1,10 @@
 //! The library: every recording the server knows, each with its task.
-//! Loaded from disk at start-up, so a restarted server lists what it had.
+//! Loaded from the catalog at start-up, so a restarted server lists what
+//! it had; listed newest first from an index kept beside the tasks.
 
-use std::collections::{HashMap, HashSet};
+use std::cmp::Reverse;
+use std::collections::{BTreeSet, HashMap, HashSet};
+use std::ops::Bound;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex, RwLock};
 
@@ -15,14 +18,15 @@ use base::access::Access;
 use base::ids::{is_valid_id, random_bytes};
 use base::metrics::Metrics;
 use base::{Error, Result};
-use store::keys::KeyStore;
+use media::aes::ContentKey;
+use store::catalog::Catalog;
 use store::mirror::Mirror;
 use store::{ImportInfo, ImportOrigin, PutOutcome, RecordingMeta, State, Store};
 
 use super::import::{self, Placement};
 use super::live;
 use super::status::{ChunkReceipt, RecordingStatus};
-use super::task::Command;
+use super::task::{Command, Shared};
 use crate::edge::LiveEdge;
 use crate::settings::Settings;
 use base::error::RETRY_AFTER_S;
@@ -39,13 +43,19 @@ pub struct Protection {
     pub encrypt: Option<bool>,
 }
 
+/// Most recordings one page of `GET /api/recordings` lists.
+pub const MAX_PAGE: usize = 1000;
+
 /// A handle to one recording's task.
 #[derive(Clone)]
 pub struct Recording {
     import: Option<Arc<ImportInfo>>,
     access: Access,
     encrypted: bool,
+    key: Option<ContentKey>,
+    created_at: Arc<str>,
     token_sha256: [u8; 32],
+    catalog: Catalog,
     cmds: mpsc::Sender<Command>,
     status: watch::Receiver<RecordingStatus>,
     edge: Arc<LiveEdge>,
@@ -75,6 +85,11 @@ impl Recording {
     /// Whether its HLS media is AES-128 encrypted.
     pub fn encrypted(&self) -> bool {
         self.encrypted
+    }
+
+    /// The content key of an encrypted recording (from the catalog).
+    pub fn content_key(&self) -> Option<ContentKey> {
+        self.key
     }
 
     /// Whether `token` is this recording's upload token (constant time).
@@ -108,7 +123,10 @@ impl Recording {
         }
     }
 
+    /// Stores a chunk. While the catalog does not answer, `503` with
+    /// `Retry-After`: the library cannot record what it would acknowledge.
     pub async fn put(&self, seq: u64, bytes: Bytes) -> Result<(PutOutcome, ChunkReceipt)> {
+        self.catalog.check().await?;
         self.ask(|reply| Command::Put { seq, bytes, reply }).await
     }
 
@@ -125,48 +143,72 @@ impl Recording {
 }
 
 pub struct Library {
-    store: Store,
-    settings: Arc<Settings>,
+    shared: Shared,
     /// Slots for imports running ffmpeg (`--import-jobs`).
     import_jobs: Arc<Semaphore>,
-    recordings: RwLock<HashMap<String, Recording>>,
-    /// Ids deleted since start-up, answered 410 instead of 404.
+    index: RwLock<Index>,
+    /// Ids deleted (answered 410 instead of 404), kept by the catalog.
     deleted: Mutex<HashSet<String>>,
-    /// The server's counters (`GET /metrics`).
-    metrics: Metrics,
-    /// `--store`: the bucket published media is mirrored to.
-    objects: Option<Arc<Mirror>>,
+}
+
+/// The recordings with a task, by id and newest first.
+#[derive(Default)]
+struct Index {
+    by_id: HashMap<String, Recording>,
+    /// `(created_at, id)`, newest first, ties by id.
+    newest: BTreeSet<(Reverse<Arc<str>>, String)>,
+}
+
+impl Index {
+    fn remove(&mut self, id: &str) {
+        if let Some(rec) = self.by_id.remove(id) {
+            self.newest
+                .remove(&(Reverse(rec.created_at), id.to_string()));
+        }
+    }
+}
+
+/// Which slice of the library `GET /api/recordings` asks for.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Page<'a> {
+    /// At most this many (`None`: all).
+    pub limit: Option<usize>,
+    /// Only recordings after (older than) this one.
+    pub before: Option<&'a str>,
+    /// Private recordings too (the operator asks).
+    pub private: bool,
 }
 
 impl Library {
-    /// Opens the data directory and starts a task per stored recording.
-    /// `objects`: the bucket published media is mirrored to, if any.
-    pub async fn open(
-        settings: Arc<Settings>,
-        metrics: Metrics,
-        objects: Option<Arc<Mirror>>,
-    ) -> std::io::Result<Arc<Self>> {
-        let store = Store::open(&settings.data_dir)?;
-        let loaded = {
-            let store = store.clone();
-            tokio::task::spawn_blocking(move || store.load_all())
-                .await
-                .map_err(std::io::Error::other)??
-        };
+    /// Loads the library from the catalog and starts a task per recording.
+    /// Folders of recordings the catalog says were deleted (a delete cut
+    /// short by a crash) are removed.
+    pub async fn open(shared: Shared) -> std::io::Result<Arc<Self>> {
+        let io = |e: Error| std::io::Error::other(base::error::chain(&e));
+        let rows = shared.catalog.recordings().await.map_err(io)?;
+        let deleted: HashSet<String> = shared
+            .catalog
+            .deleted_ids()
+            .await
+            .map_err(io)?
+            .into_iter()
+            .collect();
+        let store = shared.store.clone();
+        let doomed: Vec<String> = deleted.iter().cloned().collect();
+        let seqs = tokio::task::spawn_blocking(move || load_chunks(&store, &rows, &doomed))
+            .await
+            .map_err(std::io::Error::other)??;
         let library = Self {
-            store,
-            import_jobs: Arc::new(Semaphore::new(settings.import_jobs as usize)),
-            settings,
-            recordings: RwLock::default(),
-            deleted: Mutex::default(),
-            metrics,
-            objects,
+            import_jobs: Arc::new(Semaphore::new(shared.settings.import_jobs as usize)),
+            shared,
+            index: RwLock::default(),
+            deleted: Mutex::new(deleted),
         };
-        for (meta, seqs) in loaded {
-            library.start(meta, seqs);
+        for (meta, key, seqs) in seqs {
+            library.start(meta, key, seqs);
         }
-        let count = library.recordings.read().expect("lock").len();
-        tracing::info!(recordings = count, data = %library.settings.data_dir.display(), "library opened");
+        let count = library.index.read().expect("lock").by_id.len();
+        tracing::info!(recordings = count, catalog = %library.shared.catalog.shown(), "library opened");
         Ok(Arc::new(library))
     }
 
@@ -174,75 +216,88 @@ impl Library {
     /// id (checked and inserted under one lock): a recording this server
     /// is creating may also be seen by the rescan in `adopt_moved_in`, and
     /// must still get exactly one task.
-    fn start(&self, meta: RecordingMeta, seqs: Vec<u64>) -> Recording {
-        let mut recordings = self.recordings.write().expect("lock");
-        if let Some(existing) = recordings.get(&meta.id) {
+    fn start(&self, meta: RecordingMeta, key: Option<ContentKey>, seqs: Vec<u64>) -> Recording {
+        let mut index = self.index.write().expect("lock");
+        if let Some(existing) = index.by_id.get(&meta.id) {
             return existing.clone();
         }
         let token_sha256 = parse_digest(&meta.token_sha256);
-        let (meta_access, meta_encrypt) = (meta.access, meta.encrypt);
+        let (access, encrypted) = (meta.access, meta.encrypt);
         let id = meta.id.clone();
+        let created_at: Arc<str> = meta.created_at.as_str().into();
         let import = meta.import.clone().map(Arc::new);
-        let (store, settings) = (self.store.clone(), self.settings.clone());
-        let metrics = self.metrics.clone();
         let handle = match &import {
-            Some(_) => import::spawn(meta, store, settings, self.import_jobs.clone(), metrics),
-            None => live::spawn(meta, seqs, store, settings, metrics),
+            Some(_) => import::spawn(meta, key, &self.shared, self.import_jobs.clone()),
+            None => live::spawn(meta, key, seqs, &self.shared),
         };
         let recording = Recording {
             import,
-            access: meta_access,
-            encrypted: meta_encrypt,
+            access,
+            encrypted,
+            key,
+            created_at: created_at.clone(),
             token_sha256,
+            catalog: self.shared.catalog.clone(),
             cmds: handle.cmds,
             status: handle.status,
             edge: handle.edge,
         };
-        recordings.insert(id, recording.clone());
+        index.newest.insert((Reverse(created_at), id.clone()));
+        index.by_id.insert(id, recording.clone());
         recording
     }
 
+    fn is_known(&self, id: &str) -> bool {
+        self.index.read().expect("lock").by_id.contains_key(id)
+            || self.deleted.lock().expect("lock").contains(id)
+    }
+
     /// Lists a recording another process put into the data directory (the
-    /// `segcast import` CLI moves finished imports in); known ids are left
-    /// alone. Returns whether it was new.
+    /// `segcast import` CLI adds its row to the catalog, then moves the
+    /// finished folder in); known ids are left alone. Returns whether it
+    /// was new.
     pub async fn adopt(&self, id: &str) -> std::io::Result<bool> {
-        let known = |lib: &Self| {
-            lib.recordings.read().expect("lock").contains_key(id)
-                || lib.deleted.lock().expect("lock").contains(id)
-        };
-        if !is_valid_id(id) || known(self) {
+        if !is_valid_id(id) || self.is_known(id) {
             return Ok(false);
         }
-        let (store, owned_id) = (self.store.clone(), id.to_string());
-        let loaded = tokio::task::spawn_blocking(move || store.load(&owned_id))
+        let row = self.shared.catalog.recording(id).await;
+        let row = row.map_err(|e| std::io::Error::other(base::error::chain(&e)))?;
+        let Some((meta, key)) = row else {
+            return Ok(false);
+        };
+        let (store, owned_id) = (self.shared.store.clone(), id.to_string());
+        let seqs = tokio::task::spawn_blocking(move || store.stored_seqs(&owned_id))
             .await
             .map_err(std::io::Error::other)??;
-        match loaded {
-            Some((meta, seqs)) if !known(self) => {
-                tracing::info!(%id, "recording added to the library");
-                self.start(meta, seqs);
-                Ok(true)
-            }
-            _ => Ok(false),
+        if self.is_known(id) {
+            return Ok(false);
         }
+        tracing::info!(%id, "recording added to the library");
+        self.start(meta, key, seqs);
+        Ok(true)
     }
 
     pub fn settings(&self) -> &Settings {
-        &self.settings
+        &self.shared.settings
     }
 
     pub fn store(&self) -> &Store {
-        &self.store
+        &self.shared.store
+    }
+
+    /// Where the library's metadata lives.
+    pub fn catalog(&self) -> &Catalog {
+        &self.shared.catalog
     }
 
     /// The server's counters (`GET /metrics`).
     pub fn metrics(&self) -> &Metrics {
-        &self.metrics
+        &self.shared.metrics
     }
 
     /// The `--store` bucket's mirror, if there is one.
     pub fn objects(&self) -> Option<&Arc<Mirror>> {
-        self.objects.as_ref()
+        self.shared.mirror.as_ref()
     }
 
     /// Creates a recording; returns its status and its upload token.
@@ -258,7 +313,7 @@ impl Library {
             .filter(|r| r.source == "recording")
             .filter(|r| matches!(r.state, State::Recording | State::Processing))
             .count();
-        if live >= self.settings.max_live_recordings {
+        if live >= self.shared.settings.max_live_recordings {
             return Err(Error::Busy {
                 message: format!(
                     "the server is at its limit of {live} live recordings; retry later"
@@ -267,14 +322,14 @@ impl Library {
             });
         }
         let (mut meta, token) = new_meta(title, mime, "Recording", State::Recording);
-        self.protect(&mut meta, protection).await?;
-        let store = self.store.clone();
-        let to_store = meta.clone();
-        tokio::task::spawn_blocking(move || store.create(&to_store))
+        let key = self.protect(&mut meta, protection);
+        let (store, id) = (self.shared.store.clone(), meta.id.clone());
+        tokio::task::spawn_blocking(move || store.create(&id))
             .await
             .map_err(|e| Error::internal("create task", e))??;
+        self.add_row(&meta, key.as_ref()).await?;
         let id = meta.id.clone();
-        let initial = self.start(meta, Vec::new()).status();
+        let initial = self.start(meta, key, Vec::new()).status();
         tracing::info!(%id, "recording created");
         Ok((initial, token))
     }
@@ -290,41 +345,41 @@ impl Library {
         protection: Protection,
     ) -> Result<(RecordingStatus, String)> {
         let (mut meta, token) = new_import_meta(title, info);
-        self.protect(&mut meta, protection).await?;
-        let store = self.store.clone();
+        let key = self.protect(&mut meta, protection);
+        let store = self.shared.store.clone();
         let to_store = meta.clone();
         tokio::task::spawn_blocking(move || {
             import::create_files(&store, &to_store, &source, placement)
         })
         .await
         .map_err(|e| Error::internal("import create task", e))??;
+        self.add_row(&meta, key.as_ref()).await?;
         let id = meta.id.clone();
-        let initial = self.start(meta, Vec::new()).status();
+        let initial = self.start(meta, key, Vec::new()).status();
         tracing::info!(%id, "import created");
         Ok((initial, token))
     }
 
+    /// The new recording's row, after its folder exists; if the catalog
+    /// refuses it, the folder goes again (nothing half-made stays).
+    async fn add_row(&self, meta: &RecordingMeta, key: Option<&ContentKey>) -> Result<()> {
+        let added = self.shared.catalog.create_recording(meta, key).await;
+        if added.is_err() {
+            let (store, id) = (self.shared.store.clone(), meta.id.clone());
+            let _ = tokio::task::spawn_blocking(move || store.delete(&id)).await;
+        }
+        added
+    }
+
     /// Sets who may watch a new recording and, when it is encrypted, makes
-    /// its key (stored before the recording exists, so no media is ever
+    /// its key (stored in the same catalog row, so no media is ever
     /// published in the clear by mistake).
-    async fn protect(&self, meta: &mut RecordingMeta, protection: Protection) -> Result<()> {
+    fn protect(&self, meta: &mut RecordingMeta, protection: Protection) -> Option<ContentKey> {
         meta.access = protection.access;
         meta.encrypt = protection
             .encrypt
-            .unwrap_or(self.settings.encrypt_by_default);
-        if meta.encrypt {
-            let (keys, id) = (self.keys(), meta.id.clone());
-            tokio::task::spawn_blocking(move || keys.create(&id))
-                .await
-                .map_err(|e| Error::internal("key task", e))?
-                .map_err(|e| Error::storage("the recording's key could not be stored", &e))?;
-        }
-        Ok(())
-    }
-
-    /// The content keys of encrypted recordings.
-    pub fn keys(&self) -> KeyStore {
-        KeyStore::new(&self.settings.data_dir)
+            .unwrap_or(self.shared.settings.encrypt_by_default);
+        meta.encrypt.then(ContentKey::generate)
     }
 
     /// The recording with this id: 404 when unknown, 410 when deleted.
@@ -333,7 +388,7 @@ impl Library {
         if !is_valid_id(id) {
             return Err(not_found());
         }
-        if let Some(rec) = self.recordings.read().expect("lock").get(id) {
+        if let Some(rec) = self.index.read().expect("lock").by_id.get(id) {
             return Ok(rec.clone());
         }
         if self.deleted.lock().expect("lock").contains(id) {
@@ -344,26 +399,46 @@ impl Library {
 
     /// All recordings, newest first.
     pub fn list(&self) -> Vec<RecordingStatus> {
-        let mut all: Vec<_> = self
-            .recordings
-            .read()
-            .expect("lock")
-            .values()
+        let index = self.index.read().expect("lock");
+        index
+            .newest
+            .iter()
+            .filter_map(|(_, id)| index.by_id.get(id))
             .map(Recording::status)
-            .collect();
-        all.sort_by(|a, b| {
-            b.created_at
-                .cmp(&a.created_at)
-                .then_with(|| a.id.cmp(&b.id))
-        });
-        all
+            .collect()
+    }
+
+    /// One page of the library, newest first, and whether more follow.
+    /// `400` for a `before` that names no listed recording.
+    pub fn list_page(&self, page: Page<'_>) -> Result<(Vec<RecordingStatus>, bool)> {
+        let index = self.index.read().expect("lock");
+        let start = match page.before {
+            None => Bound::Unbounded,
+            Some(id) => {
+                let rec = index.by_id.get(id).ok_or_else(|| {
+                    Error::Invalid(format!("before: no recording with id '{id}' is listed"))
+                })?;
+                Bound::Excluded((Reverse(rec.created_at.clone()), id.to_string()))
+            }
+        };
+        let limit = page.limit.unwrap_or(usize::MAX);
+        let mut listed = index
+            .newest
+            .range((start, Bound::Unbounded))
+            .filter_map(|(_, id)| index.by_id.get(id))
+            .filter(|rec| page.private || !rec.access.is_private());
+        let out: Vec<RecordingStatus> =
+            listed.by_ref().take(limit).map(Recording::status).collect();
+        let more = listed.next().is_some();
+        Ok((out, more))
     }
 
     /// Imported recordings that came through `origin`.
     pub fn recordings_from(&self, origin: ImportOrigin) -> Vec<Recording> {
-        self.recordings
+        self.index
             .read()
             .expect("lock")
+            .by_id
             .values()
             .filter(|r| r.import().is_some_and(|i| i.origin == origin))
             .cloned()
@@ -377,11 +452,12 @@ impl Library {
     pub async fn adopt_moved_in(self: Arc<Self>) -> std::io::Result<()> {
         use notify::event::{ModifyKind, RenameMode};
         use notify::EventKind;
+        let root = self.shared.store.root().to_path_buf();
         let (_watcher, mut events) =
-            super::watch::watch_dir(self.store.root()).map_err(std::io::Error::other)?;
+            super::watch::watch_dir(&root).map_err(std::io::Error::other)?;
         // What arrived between loading the library and watching: a rescan
         // (known ids are skipped).
-        for entry in std::fs::read_dir(self.store.root())?.flatten() {
+        for entry in std::fs::read_dir(&root)?.flatten() {
             if let Some(id) = entry.file_name().to_str() {
                 self.adopt(id).await?;
             }
@@ -408,9 +484,10 @@ impl Library {
     /// the next start continues unfinished recordings and imports.
     pub async fn shutdown(&self) {
         let recordings: Vec<Recording> = self
-            .recordings
+            .index
             .read()
             .expect("lock")
+            .by_id
             .values()
             .cloned()
             .collect();
@@ -421,31 +498,47 @@ impl Library {
             }
         });
         futures_util::future::join_all(stops).await;
-        if let Some(objects) = &self.objects {
+        if let Some(objects) = &self.shared.mirror {
             objects.stop();
         }
         tracing::info!(recordings = recordings.len(), "all recording tasks stopped");
     }
 
+    /// Deletes a recording: its row first (with its comments and its key:
+    /// without the key, no copy of an encrypted recording's media left
+    /// anywhere can be played), then its files. A crash in between leaves
+    /// a folder the next start removes.
     pub async fn delete(&self, id: &str) -> Result<()> {
         let recording = self.get(id)?;
+        self.shared.catalog.delete_recording(id).await?;
+        self.deleted.lock().expect("lock").insert(id.to_string());
         recording.ask(|reply| Command::Delete { reply }).await?;
-        // Without its key, no copy of an encrypted recording's media left
-        // anywhere (a backup, a bucket) can be played.
-        let keys = self.keys();
-        let owned_id = id.to_string();
-        let forgotten = tokio::task::spawn_blocking(move || keys.delete(&owned_id)).await;
-        if let Ok(Err(e)) | Err(e) = forgotten.map_err(std::io::Error::other) {
-            tracing::error!(%id, error = %e, "cannot delete the recording's key");
-        }
         // Its local files are gone: no pass can upload them again.
-        if let Some(objects) = &self.objects {
+        if let Some(objects) = &self.shared.mirror {
             objects.forget(id).await;
         }
-        self.recordings.write().expect("lock").remove(id);
-        self.deleted.lock().expect("lock").insert(id.to_string());
+        self.index.write().expect("lock").remove(id);
         Ok(())
     }
+}
+
+/// A recording as stored: its row, its key, the seqs of its chunks.
+type Stored = (RecordingMeta, Option<ContentKey>, Vec<u64>);
+
+/// Each row with its stored chunks; removes the folders of deleted
+/// recordings. Blocking.
+fn load_chunks(
+    store: &Store,
+    rows: &[(RecordingMeta, Option<ContentKey>)],
+    deleted: &[String],
+) -> std::io::Result<Vec<Stored>> {
+    for id in deleted.iter().filter(|id| store.exists(id)) {
+        tracing::info!(%id, "removing the files of a recording deleted before a crash");
+        store.delete(id)?;
+    }
+    rows.iter()
+        .map(|(meta, key)| Ok((meta.clone(), *key, store.stored_seqs(&meta.id)?)))
+        .collect()
 }
 
 /// Metadata and upload token of a new recording. A missing or blank title

@@ -6,29 +6,27 @@
 //! Commands are handled one at a time, which is what makes "same seq,
 //! different bytes → 409" race-free without locks.
 
-use std::sync::Arc;
-
 use bytes::Bytes;
 use tokio::sync::mpsc;
 use tracing::Instrument;
 
 use crate::publish::{HlsPublisher, PublishSettings};
-use crate::settings::Settings;
 use crate::transcode::args::{declared_bits_per_s, live_args};
 use crate::transcode::probe::probe_prefix;
 use crate::transcode::sidecar::{TranscodeEvent, Transcoder};
-use base::metrics::{ChunkOutcome, LagQueue, Metrics};
+use base::metrics::{ChunkOutcome, LagQueue};
 use base::{Error, Result};
+use media::aes::ContentKey;
 use media::live_plan::{self, LivePlan, PROBE_MAX_BYTES};
 use media::probe::StreamAction;
 use media::timeline::Rendition;
-use store::{PutOutcome, RecordingMeta, State, Store};
+use store::{PutOutcome, RecordingMeta, State};
 
 use media::container::{self as format, Container};
 
 use super::reorder::ChunkSet;
 use super::status::{ChunkReceipt, RecordingStatus};
-use super::task::{Command, TaskCore, TaskHandle};
+use super::task::{Command, Shared, TaskCore, TaskHandle};
 
 /// Enough of a recording's first bytes to tell its container, and to see
 /// a fragmented MP4's `moov` start (`format::sniff`).
@@ -56,16 +54,15 @@ pub struct LiveTask {
 /// Starts the task of a recording; returns its command channel and status.
 pub fn spawn(
     meta: RecordingMeta,
+    key: Option<ContentKey>,
     stored_seqs: Vec<u64>,
-    store: Store,
-    settings: Arc<Settings>,
-    metrics: Metrics,
+    shared: &Shared,
 ) -> TaskHandle {
     let chunks = ChunkSet::from_stored(stored_seqs);
     let span = tracing::info_span!("recording", id = %meta.id);
     let (cmd_tx, cmd_rx) = mpsc::channel(64);
     let fresh = meta.state == State::Recording && chunks.received() == 0;
-    let (core, handle, events_rx) = TaskCore::new(meta, &chunks, store, settings, cmd_tx, metrics);
+    let (core, handle, events_rx) = TaskCore::new(meta, key, &chunks, shared, cmd_tx);
     if fresh {
         // Before the creator even has the id: the playlist URL answers
         // (empty, live, hinting part 0) from the first request on.

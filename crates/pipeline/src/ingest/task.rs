@@ -15,11 +15,14 @@ use crate::transcode::args::declared_bits_per_s;
 use crate::transcode::sidecar::TranscodeEvent;
 use base::metrics::Metrics;
 use base::{Error, Result};
+use media::aes::ContentKey;
 use media::dash::{render_mpd, MpdSettings};
 use media::hls::{render_multivariant, PlaylistSettings};
 use media::layout::{MPD_FILE, POSTER_FILE};
 use media::probe::StreamAction;
 use media::timeline::Rendition;
+use store::catalog::Catalog;
+use store::mirror::Mirror;
 use store::{PutOutcome, RecordingMeta, State, Store};
 
 use super::reorder::ChunkSet;
@@ -55,6 +58,17 @@ pub struct TaskHandle {
     pub edge: Arc<LiveEdge>,
 }
 
+/// What every task of one library shares: where its files and its
+/// metadata go, the settings, the counters, the bucket's mirror.
+#[derive(Clone)]
+pub struct Shared {
+    pub store: Store,
+    pub catalog: Catalog,
+    pub settings: Arc<Settings>,
+    pub metrics: Metrics,
+    pub mirror: Option<Arc<Mirror>>,
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Poster {
     Missing,
@@ -64,7 +78,11 @@ enum Poster {
 
 pub struct TaskCore {
     pub meta: RecordingMeta,
+    /// Encrypted recordings: the content key, from the catalog.
+    key: Option<ContentKey>,
     pub store: Store,
+    catalog: Catalog,
+    mirror: Option<Arc<Mirror>>,
     pub settings: Arc<Settings>,
     /// Where ffmpeg, poster and progress events for this recording go.
     pub events_tx: mpsc::UnboundedSender<TranscodeEvent>,
@@ -89,12 +107,12 @@ impl TaskCore {
     /// and the receiving end of its event channel.
     pub fn new(
         meta: RecordingMeta,
+        key: Option<ContentKey>,
         chunks: &ChunkSet,
-        store: Store,
-        settings: Arc<Settings>,
+        shared: &Shared,
         cmds: mpsc::Sender<Command>,
-        metrics: Metrics,
     ) -> (Self, TaskHandle, mpsc::UnboundedReceiver<TranscodeEvent>) {
+        let store = &shared.store;
         let has_poster = store.hls_dir(&meta.id).join(POSTER_FILE).exists();
         let has_dash = store.hls_dir(&meta.id).join(MPD_FILE).exists();
         let progress = meta
@@ -112,8 +130,11 @@ impl TaskCore {
             duration_ms: meta.duration_ms,
             segments: meta.segments,
             meta,
-            store,
-            settings,
+            key,
+            store: shared.store.clone(),
+            catalog: shared.catalog.clone(),
+            mirror: shared.mirror.clone(),
+            settings: shared.settings.clone(),
             events_tx,
             progress,
             dash: has_dash,
@@ -125,7 +146,7 @@ impl TaskCore {
             },
             status,
             edge: edge.clone(),
-            metrics,
+            metrics: shared.metrics.clone(),
         };
         let handle = TaskHandle {
             cmds,
@@ -210,15 +231,12 @@ impl TaskCore {
         if !self.meta.encrypt {
             return Ok(None);
         }
-        store::keys::KeyStore::new(&self.settings.data_dir)
-            .load(&self.meta.id)?
-            .map(Some)
-            .ok_or_else(|| {
-                std::io::Error::new(
-                    std::io::ErrorKind::NotFound,
-                    "the recording's encryption key is missing",
-                )
-            })
+        self.key.map(Some).ok_or_else(|| {
+            std::io::Error::new(
+                std::io::ErrorKind::NotFound,
+                "the recording's encryption key is missing",
+            )
+        })
     }
 
     /// A poster frame is being made (its job writes into the hls folder).
@@ -281,11 +299,14 @@ impl TaskCore {
         self.save_or_log().await;
     }
 
+    /// Saves the metadata to the catalog (committed before it returns),
+    /// and has the bucket's mirror look at the recording again (a state
+    /// change, such as ready, changes what goes there).
     pub async fn save_meta(&self) -> Result<()> {
-        let (store, meta) = (self.store.clone(), self.meta.clone());
-        tokio::task::spawn_blocking(move || store.save_meta(&meta))
-            .await
-            .map_err(|e| Error::internal("metadata write task", e))??;
+        self.catalog.save_recording(&self.meta).await?;
+        if let Some(mirror) = &self.mirror {
+            mirror.mark(&self.meta.id);
+        }
         Ok(())
     }
 

@@ -1,0 +1,176 @@
+//! The catalog on the embedded engine, file-backed as a server runs it (the
+//! same queries on PostgreSQL are run by tests/catalog.rs).
+
+use super::*;
+use crate::recordings::{ImportInfo, ImportOrigin, RecordingMeta, State};
+use base::access::Access;
+use media::aes::ContentKey;
+
+fn meta(id: &str, created_at: &str) -> RecordingMeta {
+    RecordingMeta {
+        id: id.into(),
+        title: format!("title of {id}"),
+        mime: "video/webm".into(),
+        created_at: created_at.into(),
+        token_sha256: "ab".repeat(32),
+        total: None,
+        state: State::Recording,
+        error: None,
+        duration_ms: 0,
+        segments: 0,
+        incomplete: false,
+        import: None,
+        access: Access::Public,
+        encrypt: false,
+        live_plan: None,
+    }
+}
+
+async fn open(data: &Path) -> Catalog {
+    let url = DatabaseUrl::embedded(data);
+    let options = CatalogOptions {
+        url: &url,
+        key_secret: None,
+        data_dir: data,
+    };
+    Catalog::open(options).await.unwrap()
+}
+
+#[tokio::test]
+async fn recordings_keys_and_comments_are_kept_across_opens() {
+    let data = tempfile::tempdir().unwrap();
+    let catalog = open(data.path()).await;
+    let key = ContentKey::generate();
+    let mut first = meta("aaa", "2026-01-01T00:00:00Z");
+    let mut second = meta("bbb", "2026-01-02T00:00:00Z");
+    second.access = Access::Private;
+    second.encrypt = true;
+    second.import = Some(ImportInfo {
+        file_name: "talk.mp4".into(),
+        bytes: 123,
+        origin: ImportOrigin::Cli,
+    });
+    catalog.create_recording(&first, None).await.unwrap();
+    catalog.create_recording(&second, Some(&key)).await.unwrap();
+    first.state = State::Ready;
+    first.total = Some(7);
+    first.duration_ms = 6_500;
+    catalog.save_recording(&first).await.unwrap();
+    let comment = |id: &str| StoredComment {
+        id: id.into(),
+        author: "Ann".into(),
+        text: "a\nb".into(),
+        media_time_ms: 1_250,
+        created_at: "2026-01-01T00:00:01.000Z".into(),
+    };
+    for id in ["c1", "c2", "c3"] {
+        catalog.add_comment("aaa", &comment(id)).await.unwrap();
+    }
+    assert!(catalog.delete_comment("aaa", "c2").await.unwrap());
+    assert!(!catalog.delete_comment("aaa", "c2").await.unwrap());
+    catalog.close().await;
+
+    let again = open(data.path()).await;
+    let all = again.recordings().await.unwrap();
+    let ids: Vec<_> = all.iter().map(|(m, _)| m.id.as_str()).collect();
+    assert_eq!(ids, ["bbb", "aaa"], "newest first");
+    assert_eq!(all[0], (second.clone(), Some(key)));
+    assert_eq!(all[1], (first.clone(), None));
+    let comments = again.comments("aaa").await.unwrap();
+    assert_eq!(comments, vec![comment("c1"), comment("c3")]);
+    // The key is stored wrapped: its bytes are nowhere in the database.
+    let db = std::fs::read(data.path().join("segcast.db")).unwrap();
+    let wal = std::fs::read(data.path().join("segcast.db-wal")).unwrap_or_default();
+    for file in [&db, &wal] {
+        assert!(!file.windows(16).any(|w| w == key.bytes()));
+    }
+}
+
+#[tokio::test]
+async fn a_deleted_recording_takes_its_comments_and_is_remembered() {
+    let data = tempfile::tempdir().unwrap();
+    let catalog = open(data.path()).await;
+    let gone = meta("ccc", "2026-01-01T00:00:00Z");
+    catalog.create_recording(&gone, None).await.unwrap();
+    let comment = StoredComment {
+        id: "c1".into(),
+        author: "a".into(),
+        text: "t".into(),
+        media_time_ms: 0,
+        created_at: "2026-01-01T00:00:01.000Z".into(),
+    };
+    catalog.add_comment("ccc", &comment).await.unwrap();
+    assert!(catalog.delete_recording("ccc").await.unwrap());
+    assert!(catalog.recording("ccc").await.unwrap().is_none());
+    assert!(catalog.comments("ccc").await.unwrap().is_empty());
+    assert_eq!(catalog.deleted_ids().await.unwrap(), ["ccc"]);
+    assert!(matches!(
+        catalog.add_comment("ccc", &comment).await,
+        Err(Error::Gone(_))
+    ));
+    assert!(matches!(
+        catalog.save_recording(&gone).await,
+        Err(Error::Gone(_))
+    ));
+}
+
+#[tokio::test]
+async fn the_first_stored_setting_wins() {
+    let data = tempfile::tempdir().unwrap();
+    let catalog = open(data.path()).await;
+    let secret = catalog.share_secret().await.unwrap();
+    assert_eq!(secret.len(), 32);
+    assert_eq!(catalog.share_secret().await.unwrap(), secret);
+    assert_eq!(
+        catalog
+            .setting_or_insert(SHARE_SECRET, b"other")
+            .await
+            .unwrap(),
+        secret
+    );
+}
+
+#[tokio::test]
+async fn a_schema_from_a_newer_segcast_is_refused_untouched() {
+    let data = tempfile::tempdir().unwrap();
+    let catalog = open(data.path()).await;
+    on_db!(catalog, write, |pool| sqlx::query(
+        "INSERT INTO _sqlx_migrations (version, description, success, checksum, execution_time) \
+         VALUES (99, 'from the future', TRUE, x'00', 0)"
+    )
+    .execute(pool)
+    .await
+    .map(drop))
+    .unwrap();
+    catalog
+        .create_recording(&meta("ddd", "2026-01-01T00:00:00Z"), None)
+        .await
+        .unwrap();
+    catalog.close().await;
+    let url = DatabaseUrl::embedded(data.path());
+    let options = CatalogOptions {
+        url: &url,
+        key_secret: None,
+        data_dir: data.path(),
+    };
+    let refused = Catalog::open(options).await.err().expect("refused");
+    assert!(
+        matches!(refused, OpenError::NewerSchema { found: 99, .. }),
+        "{refused}"
+    );
+    assert!(refused.to_string().contains("newer than this segcast"));
+}
+
+#[tokio::test]
+async fn postgres_needs_a_key_secret() {
+    let data = tempfile::tempdir().unwrap();
+    let url = DatabaseUrl::parse("postgres://segcast@127.0.0.1:1/none").unwrap();
+    let options = CatalogOptions {
+        url: &url,
+        key_secret: None,
+        data_dir: data.path(),
+    };
+    let refused = Catalog::open(options).await.err().expect("refused");
+    assert!(refused.to_string().contains("--key-secret"), "{refused}");
+    assert!(!data.path().join(KEY_SECRET_FILE).exists());
+}
