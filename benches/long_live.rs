@@ -96,8 +96,14 @@ struct Totals {
 }
 
 /// One simulated player: blocking reloads of `playlist` until `until`.
-async fn viewer(base: String, playlist: String, delta: bool, until: Instant, totals: Arc<Totals>) {
-    let client = reqwest::Client::new();
+async fn viewer(
+    client: reqwest::Client,
+    base: String,
+    playlist: String,
+    delta: bool,
+    until: Instant,
+    totals: Arc<Totals>,
+) {
     let first = client
         .get(format!("{base}{playlist}"))
         .send()
@@ -112,10 +118,14 @@ async fn viewer(base: String, playlist: String, delta: bool, until: Instant, tot
         } else {
             client.get(format!("{base}{playlist}?{query}"))
         };
-        let response = request.send().await.unwrap();
-        if response.status() != 200 {
-            continue;
-        }
+        let response = match request.send().await {
+            Ok(response) if response.status() == 200 => response,
+            other => {
+                eprintln!("reload: {:?}", other.map(|r| r.status()));
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                continue;
+            }
+        };
         let zipped = response.headers().contains_key("content-encoding");
         let body = response.bytes().await.unwrap();
         totals.bytes.fetch_add(body.len() as u64, Ordering::Relaxed);
@@ -130,7 +140,7 @@ async fn viewer(base: String, playlist: String, delta: bool, until: Instant, tot
 }
 
 struct Uploader {
-    base: String,
+    api: common::Api,
     id: String,
     token: String,
     chunks: Vec<Vec<u8>>,
@@ -140,9 +150,9 @@ struct Uploader {
 
 impl Uploader {
     async fn put(&mut self) {
-        let api = common::Api::new(self.base.clone());
         let seq = self.next;
-        let answer = api
+        let answer = self
+            .api
             .put(&self.id, &self.token, seq as u64, self.chunks[seq].clone())
             .await;
         assert!(answer.status().is_success(), "chunk {seq}");
@@ -190,12 +200,25 @@ async fn main() {
     let bytes_per_s = bytes.len() as f64 / media_s as f64;
     let data = dir.path().join("data");
     std::fs::create_dir_all(&data).unwrap();
-    let (server, base) = common::spawn_server_process(&data, &["--idle-timeout-s", "3600"]);
+    // Every simulated viewer is on loopback, one client address as far as
+    // the per-client limits go: they are raised above the viewers' count.
+    let limit = (4 * viewers + 16).to_string();
+    let (server, base) = common::spawn_server_process(
+        &data,
+        &[
+            "--idle-timeout-s",
+            "3600",
+            "--max-connections-per-client",
+            &limit,
+            "--max-waiting-per-client",
+            &limit,
+        ],
+    );
     let pid = server.0.id();
     let api = common::Api::new(base.clone());
     let (id, token) = api.create("long live benchmark").await;
     let mut uploader = Uploader {
-        base: base.clone(),
+        api: common::Api::new(base.clone()),
         id: id.clone(),
         token,
         chunks: bytes.chunks(CHUNK_BYTES).map(<[u8]>::to_vec).collect(),
@@ -231,11 +254,19 @@ async fn main() {
                 bytes: AtomicU64::new(0),
             });
             let until = Instant::now() + Duration::from_secs_f64(seconds);
+            let client = reqwest::Client::new();
             let mut tasks = Vec::new();
             for _ in 0..viewers {
                 for name in ["media.m3u8", "audio.m3u8"] {
                     let path = format!("/media/{id}/{name}");
-                    let task = viewer(base.clone(), path, delta_mode, until, totals.clone());
+                    let task = viewer(
+                        client.clone(),
+                        base.clone(),
+                        path,
+                        delta_mode,
+                        until,
+                        totals.clone(),
+                    );
                     tasks.push(tokio::spawn(task));
                 }
             }
