@@ -27,6 +27,9 @@ pub struct CachedFile {
     pub bytes: Bytes,
     pub etag: HeaderValue,
     pub last_modified: HeaderValue,
+    /// A playlist's or manifest's gzip copy, made by its first viewer
+    /// that asks (`super::compress`); shared by every clone.
+    pub gzip: std::sync::Arc<std::sync::OnceLock<Bytes>>,
 }
 
 #[derive(Clone)]
@@ -79,6 +82,7 @@ mod tests {
 
     fn file(len: usize) -> CachedFile {
         CachedFile {
+            gzip: Default::default(),
             bytes: Bytes::from(vec![7; len]),
             etag: HeaderValue::from_static("\"e\""),
             last_modified: HeaderValue::from_static("Thu, 26 Nov 2026 04:00:00 GMT"),

@@ -1,6 +1,12 @@
 //! Playlists and parts of a recording from its live edge in memory, with
-//! blocking playlist reload (RFC 8216bis §6.2.5.2: `_HLS_msn`, `_HLS_part`)
-//! and blocking preload-hinted part requests (§6.2.6).
+//! blocking playlist reload (RFC 8216bis §6.2.5.2: `_HLS_msn`, `_HLS_part`),
+//! delta updates (§6.2.5.1: `_HLS_skip=YES` or `v2`, alone or with a
+//! blocking reload) and blocking preload-hinted part requests (§6.2.6).
+//!
+//! Playlists and the manifest are sent gzipped to a client that accepts
+//! it (RFC 9110 §8.4.1, §12.5.3), from the copy the edge keeps per version
+//! ([`Playlist::gzip`]), with `Vary: Accept-Encoding` either way so a cache
+//! in between keeps both. Media is never compressed (it does not shrink).
 //!
 //! Waiting is on the edge's `tokio::sync::watch`, never by polling: the
 //! packager wakes every waiter when it lists a part. How long a request may
@@ -36,6 +42,8 @@ pub struct BlockingQuery {
     msn: Option<String>,
     #[serde(rename = "_HLS_part")]
     part: Option<String>,
+    #[serde(rename = "_HLS_skip")]
+    skip: Option<String>,
 }
 
 /// A validated blocking request: segment `msn`, or its part `part`.
@@ -45,7 +53,32 @@ pub struct Blocking {
     pub part: Option<u64>,
 }
 
+/// A validated live playlist request: whether it blocks, and whether it
+/// asks for a delta update.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Reload {
+    pub blocking: Option<Blocking>,
+    /// `_HLS_skip=YES` or `_HLS_skip=v2` (§6.2.5.1; there are no date
+    /// ranges to skip, so both get the same delta update).
+    pub skip: bool,
+}
+
 impl BlockingQuery {
+    /// [`Self::parse`] and `_HLS_skip`: 400 for any value but `YES`, `v2`.
+    pub fn reload(&self) -> Result<Reload> {
+        let skip = match self.skip.as_deref() {
+            None => false,
+            Some("YES" | "v2") => true,
+            Some(_) => {
+                return Err(Error::Invalid("_HLS_skip must be YES or v2".into()).into());
+            }
+        };
+        Ok(Reload {
+            blocking: self.parse()?,
+            skip,
+        })
+    }
+
     /// `None` when the request does not block; 400 for values that are not
     /// plain integers, or `_HLS_part` without `_HLS_msn` (§6.2.5.2).
     pub fn parse(&self) -> Result<Option<Blocking>> {
@@ -107,20 +140,22 @@ fn not_yet(what: &str) -> Error {
     }
 }
 
-/// A track's live media playlist, once it satisfies `blocking`. `None`
-/// when the edge holds no playlist (the file on disk is the answer then).
+/// A track's live media playlist, once it satisfies the request's
+/// blocking directives; the delta update when it asks for one and there
+/// is one. `None` when the edge holds no playlist (the file on disk is the
+/// answer then).
 pub async fn media_playlist(
     edge: &LiveEdge,
     slot: WaitSlot<'_>,
     files: TrackFiles,
-    blocking: Option<Blocking>,
+    reload: Reload,
     headers: &HeaderMap,
 ) -> Result<Option<Response>> {
     let view = edge.view();
     let Some(track) = view.track(files) else {
         return Ok(None);
     };
-    let view = match blocking {
+    let view = match reload.blocking {
         None => view,
         Some(Blocking { msn, part }) => {
             if track.position.too_far_ahead(msn) {
@@ -139,7 +174,11 @@ pub async fn media_playlist(
         }
     };
     let track = view.track(files).expect("an edge never loses a track");
-    Ok(Some(playlist_response(&track.media, headers)))
+    let playlist = match (&track.delta, reload.skip) {
+        (Some(delta), true) => delta,
+        _ => &track.media,
+    };
+    Ok(Some(playlist_response(playlist, headers)))
 }
 
 /// The multivariant playlist: it needs the codecs, so a request made
@@ -217,23 +256,33 @@ pub async fn part(
     Ok(edge.part(files, index))
 }
 
-/// A playlist answer: `304` when the client's validator still matches.
+/// A playlist answer, gzipped when the client accepts it: `304` when the
+/// client's validator still matches the representation it would get.
 fn playlist_response(playlist: &Playlist, headers: &HeaderMap) -> Response {
-    let etag = HeaderValue::from_str(&playlist.etag).expect("hex in quotes");
+    let gzip = super::compress::accepts_gzip(headers);
+    let etag = if gzip {
+        playlist.gzip_etag()
+    } else {
+        playlist.etag.clone()
+    };
     let base = [
         (
             header::CONTENT_TYPE,
             HeaderValue::from_static("application/vnd.apple.mpegurl"),
         ),
         (header::CACHE_CONTROL, HeaderValue::from_static("no-cache")),
-        (header::ETAG, etag),
+        (header::VARY, HeaderValue::from_static("accept-encoding")),
+        (
+            header::ETAG,
+            HeaderValue::from_str(&etag).expect("hex in quotes"),
+        ),
     ];
-    let matches = headers
-        .get(header::IF_NONE_MATCH)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.split(',').any(|tag| tag.trim() == playlist.etag));
-    if matches {
+    if super::compress::none_match_fails(headers, &etag) {
         return (StatusCode::NOT_MODIFIED, base).into_response();
+    }
+    if gzip {
+        let encoding = (header::CONTENT_ENCODING, HeaderValue::from_static("gzip"));
+        return (base, [encoding], playlist.gzip()).into_response();
     }
     (base, playlist.bytes.clone()).into_response()
 }
@@ -246,7 +295,31 @@ mod tests {
         BlockingQuery {
             msn: msn.map(Into::into),
             part: part.map(Into::into),
+            skip: None,
         }
+    }
+
+    #[test]
+    fn skip_is_yes_or_v2_with_or_without_blocking() {
+        let with_skip = |skip: &str| BlockingQuery {
+            skip: Some(skip.into()),
+            ..query(Some("7"), Some("1"))
+        };
+        for skip in ["YES", "v2"] {
+            let reload = with_skip(skip).reload().unwrap();
+            assert!(reload.skip);
+            assert_eq!(
+                reload.blocking,
+                Some(Blocking {
+                    msn: 7,
+                    part: Some(1)
+                })
+            );
+        }
+        for bad in ["yes", "NO", "v3", ""] {
+            assert!(with_skip(bad).reload().is_err(), "{bad}");
+        }
+        assert_eq!(query(None, None).reload().unwrap(), Reload::default());
     }
 
     #[test]

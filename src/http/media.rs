@@ -158,8 +158,18 @@ async fn serve(
     response
 }
 
-async fn answer(state: &AppState, id: String, name: &str, request: Request) -> Result<Response> {
+async fn answer(
+    state: &AppState,
+    id: String,
+    name: &str,
+    mut request: Request,
+) -> Result<Response> {
     let viewer = Viewer::of(state, id, request.headers(), request.uri())?;
+    if viewer.carried.is_some() {
+        // Its playlists are rewritten for this viewer (the token in every
+        // URI, `access::finish`): that needs the text, so they go as text.
+        request.headers_mut().remove(header::ACCEPT_ENCODING);
+    }
     if let Some(redirect) =
         cdn::redirect(state, &viewer.recording, &viewer.id, name, request.method())
     {
@@ -196,8 +206,8 @@ async fn file(
     };
     let from_memory = match file {
         MediaFile::MediaPlaylist(files) => {
-            let blocking = blocking.parse()?;
-            live::media_playlist(edge, &slot, files, blocking, request.headers()).await?
+            let reload = blocking.reload()?;
+            live::media_playlist(edge, &slot, files, reload, request.headers()).await?
         }
         MediaFile::Multivariant => live::multivariant(edge, &slot, request.headers()).await?,
         MediaFile::Manifest => live::manifest(edge, request.headers()),
@@ -416,6 +426,7 @@ async fn whole_file(
     };
     let etag = file_etag(bytes.len() as u64, modified);
     let cached = CachedFile {
+        gzip: Default::default(),
         bytes,
         etag: HeaderValue::from_str(&etag).expect("hex"),
         last_modified: HeaderValue::from_str(&httpdate::fmt_http_date(modified))
@@ -428,13 +439,17 @@ async fn whole_file(
 }
 
 /// A whole file with its validators; `304` when the client's
-/// `If-None-Match` still matches.
+/// `If-None-Match` still matches. A playlist or manifest goes gzipped
+/// to a client that accepts it (media never: see `compress`).
 fn respond_whole(
     cached: CachedFile,
     file: MediaFile,
     content_type: HeaderValue,
     headers: &HeaderMap,
 ) -> Response {
+    if file.is_listing() {
+        return respond_listing(cached, file, content_type, headers);
+    }
     let unchanged = headers
         .get(header::IF_NONE_MATCH)
         .and_then(|v| v.to_str().ok())
@@ -454,6 +469,62 @@ fn respond_whole(
     answer_with(
         cached.bytes,
         [etag, modified, cache, (header::CONTENT_TYPE, content_type)],
+    )
+}
+
+/// A playlist or manifest file: gzipped from the cached copy (made once
+/// per file) when the client accepts it, with `Vary: Accept-Encoding`.
+fn respond_listing(
+    cached: CachedFile,
+    file: MediaFile,
+    content_type: HeaderValue,
+    headers: &HeaderMap,
+) -> Response {
+    let gzip = super::compress::accepts_gzip(headers);
+    let etag = match (gzip, cached.etag.to_str()) {
+        (true, Ok(etag)) => {
+            HeaderValue::from_str(&format!("{}-gzip\"", etag.trim_end_matches('"')))
+                .expect("hex in quotes")
+        }
+        _ => cached.etag.clone(),
+    };
+    let validators = [
+        (header::ETAG, etag.clone()),
+        (header::LAST_MODIFIED, cached.last_modified.clone()),
+        (header::CACHE_CONTROL, cache_header(file.cache())),
+        (header::VARY, HeaderValue::from_static("accept-encoding")),
+    ];
+    let etag = etag.to_str().unwrap_or_default();
+    if super::compress::none_match_fails(headers, etag) {
+        return (StatusCode::NOT_MODIFIED, validators).into_response();
+    }
+    let [etag, modified, cache, vary] = validators;
+    if gzip {
+        let bytes = cached
+            .gzip
+            .get_or_init(|| pipeline::edge::gzip(&cached.bytes))
+            .clone();
+        return answer_with(
+            bytes,
+            [
+                etag,
+                modified,
+                cache,
+                vary,
+                (header::CONTENT_TYPE, content_type),
+                (header::CONTENT_ENCODING, HeaderValue::from_static("gzip")),
+            ],
+        );
+    }
+    answer_with(
+        cached.bytes,
+        [
+            etag,
+            modified,
+            cache,
+            vary,
+            (header::CONTENT_TYPE, content_type),
+        ],
     )
 }
 

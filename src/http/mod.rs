@@ -5,6 +5,7 @@ mod access;
 mod cdn;
 pub mod clients;
 mod comments;
+mod compress;
 pub mod connection;
 pub mod error;
 mod file_cache;
@@ -105,6 +106,14 @@ pub fn router(state: AppState) -> Router {
         .merge(metrics::router(&state.config))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
+        // JSON answers (a recording's status, the library, comments) are
+        // made per request: gzipped on the way out when the client asks.
+        // Playlists and manifests are not here (media has its own route
+        // and a compressed copy per version, see `compress`).
+        .layer(
+            tower_http::compression::CompressionLayer::new()
+                .compress_when(compress::json_worth_compressing()),
+        )
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
             metrics::count_request,

@@ -15,6 +15,21 @@
 //!   this server's clock. Finished: `type="static"` with
 //!   `mediaPresentationDuration`.
 //!
+//! - A live manifest stays small however long the recording (§5.3.9.6
+//!   `r` runs; issue #25): audio is cut
+//!   at the video's segment boundaries, so its segments differ from them
+//!   by less than one AAC frame (21 ms), yet each one's exact duration
+//!   differs from its neighbours' (2 s is 93.75 frames), which left an
+//!   `S` entry per audio segment: 300 after 20 minutes. Every track after
+//!   the primary is listed on the primary's segment grid (its boundaries
+//!   in the track's timescale), so audio repeats (`r`) wherever video
+//!   does: one `S` each for a transcoded recording's 2 s keyframe grid.
+//!   `$Number$` names the files, so nothing is fetched by a time that is
+//!   not exact; players place media by its own `tfdt`. The finished
+//!   manifest lists the same entries, every segment of the recording:
+//!   an MPD update never changes an entry already published (§5.4), and
+//!   the static manifest is the last update of the dynamic one.
+//!
 //! Written by hand: a manifest is a few fixed elements, and an XML
 //! serializer crate would add a dependency for what `format!` does here;
 //! values are numbers, codec strings and file names we make ourselves, and
@@ -73,7 +88,9 @@ pub fn render_mpd(rendition: &Rendition, settings: &MpdSettings) -> Option<Strin
     out.push_str("  <Period id=\"0\" start=\"PT0S\">\n");
     let origin_s = primary.segments[0].start_ticks as f64 / f64::from(primary.info.timescale);
     for (index, track) in rendition.tracks.iter().enumerate() {
-        adaptation_set(&mut out, index, track, origin_s, settings);
+        let grid = (index > 0).then(|| on_grid(primary, track)).flatten();
+        let segments = grid.as_deref().unwrap_or(&track.segments);
+        adaptation_set(&mut out, index, track, segments, origin_s, settings);
     }
     out.push_str("  </Period>\n");
     if !ended {
@@ -86,10 +103,44 @@ pub fn render_mpd(rendition: &Rendition, settings: &MpdSettings) -> Option<Strin
     Some(out)
 }
 
+/// `track`'s segments on `primary`'s segment boundaries, in `track`'s
+/// timescale; `None` when a segment of `track` has no primary one of the
+/// same number (then its own durations are listed).
+fn on_grid(primary: &Timeline, track: &Timeline) -> Option<Vec<Segment>> {
+    let first = primary.segments.first()?.seq;
+    let (from, to) = (
+        u64::from(primary.info.timescale.max(1)),
+        u64::from(track.info.timescale.max(1)),
+    );
+    let scale = |ticks: u64| {
+        ((u128::from(ticks) * u128::from(to) + u128::from(from) / 2) / u128::from(from)) as u64
+    };
+    track
+        .segments
+        .iter()
+        .map(|segment| {
+            let grid = primary
+                .segments
+                .get(segment.seq.checked_sub(first)? as usize)?;
+            (grid.seq == segment.seq).then(|| {
+                let start_ticks = scale(grid.start_ticks);
+                Segment {
+                    seq: segment.seq,
+                    start_ticks,
+                    dur_ticks: scale(grid.end_ticks()) - start_ticks,
+                    len_bytes: segment.len_bytes,
+                    parts: Vec::new(),
+                }
+            })
+        })
+        .collect()
+}
+
 fn adaptation_set(
     out: &mut String,
     index: usize,
     track: &Timeline,
+    segments: &[Segment],
     origin_s: f64,
     settings: &MpdSettings,
 ) {
@@ -132,12 +183,12 @@ fn adaptation_set(
         "        <SegmentTemplate timescale=\"{}\" presentationTimeOffset=\"{offset_ticks}\" \
          startNumber=\"{}\" initialization=\"{}\" media=\"{}\">",
         info.timescale,
-        track.segments.first().map_or(0, |s| s.seq),
+        segments.first().map_or(0, |s| s.seq),
         escape(&files.init()),
         escape(&files.segment(0).replace("00000", "$Number%05d$")),
     );
     out.push_str("          <SegmentTimeline>\n");
-    timeline_entries(out, &track.segments);
+    timeline_entries(out, segments);
     out.push_str("          </SegmentTimeline>\n");
     out.push_str("        </SegmentTemplate>\n");
     out.push_str("      </Representation>\n");
@@ -306,6 +357,49 @@ mod tests {
             )),
             "{ended}"
         );
+    }
+
+    #[test]
+    fn a_live_manifest_lists_audio_on_the_video_grid_and_stays_small() {
+        // 600 segments: video every 2 s exactly (a keyframe grid), audio
+        // 94 and 93 AAC frames in turn, as the fixture's.
+        let mut live = rendition(false);
+        for track in &mut live.tracks {
+            let pattern: Vec<u64> = track.segments[..2].iter().map(|s| s.dur_ticks).collect();
+            let mut start = 0;
+            track.segments = (0..600u64)
+                .map(|seq| {
+                    let dur_ticks = match track.info.has_video {
+                        true => 180_000,
+                        false => pattern[seq as usize % 2],
+                    };
+                    start += dur_ticks;
+                    Segment {
+                        seq,
+                        start_ticks: start - dur_ticks,
+                        dur_ticks,
+                        len_bytes: 1,
+                        parts: Vec::new(),
+                    }
+                })
+                .collect();
+        }
+        let text = render_mpd(&live, &SETTINGS).unwrap();
+        assert_eq!(text.matches("<S ").count(), 2, "{text}");
+        assert!(
+            text.contains("<S t=\"0\" d=\"96000\" r=\"599\"/>"),
+            "{text}"
+        );
+        assert!(text.len() < 2500, "{} B", text.len());
+        // Finished: the same entries, the whole recording.
+        live.tracks.iter_mut().for_each(|t| t.ended = true);
+        let ended = render_mpd(&live, &SETTINGS).unwrap();
+        assert_eq!(ended.matches("<S ").count(), 2, "{ended}");
+        assert!(ended.contains("type=\"static\""));
+        // A track whose segments the primary does not have: its own.
+        live.tracks[1].segments[5].seq = 9999;
+        let own = render_mpd(&live, &SETTINGS).unwrap();
+        assert!(own.matches("<S ").count() > 500);
     }
 
     #[test]

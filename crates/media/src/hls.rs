@@ -1,37 +1,22 @@
-//! HLS playlists rendered from a [`Timeline`] (RFC 8216), through `m3u8-rs`.
+//! HLS playlists rendered from a [`Timeline`] (RFC 8216).
 //!
-//! - Media playlist (§4.3.3): `EXT-X-VERSION:7` because fMP4 segments need
-//!   `EXT-X-MAP` (§4.3.2.5, §7); `EXT-X-PLAYLIST-TYPE:EVENT` while recording
-//!   (§4.3.3.5: segments are only appended) and `EXT-X-ENDLIST` once ended.
-//! - Low-Latency HLS while live (draft-pantos-hls-rfc8216bis §4.4.3.7-8,
-//!   §4.4.4.9, §4.4.5.3; the "RFC 8216bis" of Apple's LL-HLS):
-//!   `EXT-X-SERVER-CONTROL` (blocking reload, `PART-HOLD-BACK`),
-//!   `EXT-X-PART-INF`, `EXT-X-PART` for the segments of the last three
-//!   target durations and for the open segment, and one
-//!   `EXT-X-PRELOAD-HINT` for the next part. m3u8-rs (6.x) has none of
-//!   these tags: parts of closed segments ride on its per-segment
-//!   `unknown_tags` (written before `EXTINF`, where they belong), and the
-//!   header lines and the open segment's parts are added to its text here.
-//!   A finished playlist has no LL tags: there is no live edge to be near.
-//! - Multivariant playlist (§4.3.4.2): one variant with `CODECS`,
-//!   `RESOLUTION` and a measured `BANDWIDTH`, so players can pick decoders
-//!   before fetching any media; when audio is a track of its own, an
-//!   `EXT-X-MEDIA` audio rendition (§4.3.4.1) that the variant names in
+//! - Media playlists (§4.3.3), with the LL-HLS tags of RFC 8216bis while
+//!   live and delta updates (§6.2.5.1): [`crate::hls_media`], re-exported
+//!   here.
+//! - Multivariant playlist (§4.3.4.2), through `m3u8-rs`: one variant with
+//!   `CODECS`, `RESOLUTION` and a measured `BANDWIDTH`, so players can pick
+//!   decoders before fetching any media; when audio is a track of its own,
+//!   an `EXT-X-MEDIA` audio rendition (§4.3.4.1) that the variant names in
 //!   `AUDIO`, so HLS lists the very files the DASH manifest lists.
-//! - Encrypted recordings (§5.2, §4.3.2.4): an `EXT-X-KEY:METHOD=AES-128`
-//!   with the segment's own IV before each segment (and before its parts),
-//!   always after `EXT-X-MAP`: the init segment stays in the clear, which
-//!   every player the project supports plays (VLC 3.0 plays nothing when
-//!   the init segment is under a key: ../shared/design/player-facts.md).
 
-use m3u8_rs::{
-    AlternativeMedia, AlternativeMediaType, MasterPlaylist, MediaPlaylist, MediaPlaylistType,
-    MediaSegment, Resolution, VariantStream, WRITE_OPT_FLOAT_PRECISION,
+use m3u8_rs::{AlternativeMedia, AlternativeMediaType, MasterPlaylist, Resolution, VariantStream};
+
+pub use crate::hls_media::{
+    render_media_playlist, DeltaUpdate, MediaPlaylistWriter, PlaylistSettings, RenderedPlaylist,
+    SKIP_BOUNDARY_TARGETS,
 };
-
-use crate::aes::{iv_attribute, ContentKey};
-use crate::layout::{TrackFiles, KEY_FILE, MEDIA_PLAYLIST_FILE};
-use crate::timeline::{Part, Rendition, Segment, Timeline};
+use crate::layout::{TrackFiles, MEDIA_PLAYLIST_FILE};
+use crate::timeline::{Rendition, Timeline};
 
 /// `GROUP-ID` of the audio rendition.
 const AUDIO_GROUP: &str = "audio";
@@ -39,11 +24,10 @@ const AUDIO_GROUP: &str = "audio";
 /// fMP4 segments in HLS need protocol version 7 (RFC 8216 §7).
 const HLS_VERSION: usize = 7;
 
-/// Milliseconds are finer than any frame duration and keep EXTINF short.
-const EXTINF_DECIMALS: usize = 3;
-
 /// `EXT-X-TARGETDURATION` in whole seconds: at least the configured target
 /// and at least every EXTINF rounded to the nearest integer (§4.3.3.1).
+/// (A [`MediaPlaylistWriter`] keeps this as it renders, without a pass
+/// over every segment.)
 pub fn target_duration_s(timeline: &Timeline, configured_target_ms: u64) -> u64 {
     let timescale = u64::from(timeline.info.timescale.max(1));
     let longest = timeline
@@ -55,32 +39,6 @@ pub fn target_duration_s(timeline: &Timeline, configured_target_ms: u64) -> u64 
     longest.max(configured_target_ms.div_ceil(1000)).max(1)
 }
 
-/// How a media playlist is rendered.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct PlaylistSettings {
-    pub segment_target_ms: u64,
-    /// The part duration the encoder aims at (its fragment duration).
-    pub part_target_ms: u64,
-    /// The content key of an encrypted recording (its IVs are derived
-    /// from it; the key itself is never written into a playlist).
-    pub key: Option<ContentKey>,
-}
-
-/// The `EXT-X-KEY` of segment `seq` of `files` (and of its parts).
-fn key_tag(key: &ContentKey, files: TrackFiles, seq: u64) -> m3u8_rs::Key {
-    m3u8_rs::Key {
-        method: m3u8_rs::KeyMethod::AES128,
-        uri: Some(KEY_FILE.into()),
-        iv: Some(iv_attribute(&key.iv(files.index(), seq))),
-        ..Default::default()
-    }
-}
-
-/// Parts are listed for segments ending within this many target durations
-/// of the live edge (RFC 8216bis §4.4.4.9: at least three; MediaMTX and
-/// Apple's reference tools use the same window).
-const PART_WINDOW_TARGETS: u64 = 3;
-
 /// `PART-TARGET` in milliseconds: the configured part duration, or the
 /// longest part published if one came out longer (every part must fit).
 /// Rounded up: a part of 200.4 ms needs a target of 201.
@@ -88,186 +46,6 @@ pub fn part_target_ms(timeline: &Timeline, configured_part_ms: u64) -> u64 {
     let timescale = u64::from(timeline.info.timescale.max(1));
     let longest_ms = (timeline.longest_part_ticks() * 1000).div_ceil(timescale);
     longest_ms.max(configured_part_ms).max(1)
-}
-
-/// The media playlist of one track, whose files are `files`.
-pub fn render_media_playlist(
-    timeline: &Timeline,
-    settings: &PlaylistSettings,
-    files: TrackFiles,
-) -> String {
-    let timescale = f64::from(timeline.info.timescale.max(1));
-    let target_s = target_duration_s(timeline, settings.segment_target_ms);
-    let live = !timeline.ended;
-    let window = live.then(|| PartWindow::new(timeline, target_s));
-    let mut part_index = 0;
-    let segments = timeline
-        .segments
-        .iter()
-        .map(|s| {
-            let first_part = part_index;
-            part_index += s.parts.len() as u64;
-            MediaSegment {
-                uri: files.segment(s.seq),
-                duration: (s.dur_ticks as f64 / timescale) as f32,
-                map: (s.seq == timeline.segments[0].seq).then(|| m3u8_rs::Map {
-                    uri: files.init(),
-                    ..Default::default()
-                }),
-                key: settings.key.as_ref().map(|k| key_tag(k, files, s.seq)),
-                unknown_tags: match &window {
-                    Some(w) if w.lists(s) => part_tags(timeline, s, first_part, files),
-                    _ => Vec::new(),
-                },
-                ..Default::default()
-            }
-        })
-        .collect();
-    let playlist = MediaPlaylist {
-        version: Some(HLS_VERSION),
-        target_duration: target_s,
-        media_sequence: timeline.segments.first().map_or(0, |s| s.seq),
-        segments,
-        end_list: timeline.ended,
-        playlist_type: Some(MediaPlaylistType::Event),
-        independent_segments: true,
-        ..Default::default()
-    };
-    // m3u8-rs only offers a process-wide precision; every writer here wants
-    // the same value, so setting it on each render is race-free in effect.
-    WRITE_OPT_FLOAT_PRECISION.store(EXTINF_DECIMALS, std::sync::atomic::Ordering::Relaxed);
-    let text = write_text(|w| playlist.write_to(w));
-    if !live {
-        return text;
-    }
-    add_low_latency_lines(text, timeline, settings, part_index, files)
-}
-
-/// Which closed segments get their parts listed: those ending within
-/// [`PART_WINDOW_TARGETS`] target durations of the live edge.
-struct PartWindow {
-    from_ticks: u64,
-}
-
-impl PartWindow {
-    fn new(timeline: &Timeline, target_s: u64) -> Self {
-        let edge_ticks = timeline
-            .open
-            .as_ref()
-            .or(timeline.segments.last())
-            .map_or(0, Segment::end_ticks);
-        let span = PART_WINDOW_TARGETS * target_s * u64::from(timeline.info.timescale.max(1));
-        Self {
-            from_ticks: edge_ticks.saturating_sub(span),
-        }
-    }
-
-    fn lists(&self, segment: &Segment) -> bool {
-        segment.end_ticks() > self.from_ticks
-    }
-}
-
-/// `#EXT-X-PART` tags of a segment whose first part has index `first`.
-fn part_tags(
-    timeline: &Timeline,
-    segment: &Segment,
-    first: u64,
-    files: TrackFiles,
-) -> Vec<m3u8_rs::ExtTag> {
-    let timescale = u64::from(timeline.info.timescale.max(1));
-    segment
-        .parts
-        .iter()
-        .zip(first..)
-        .map(|(part, index)| m3u8_rs::ExtTag {
-            tag: "X-PART".into(),
-            rest: Some(part_attributes(part, files.part(index), timescale)),
-        })
-        .collect()
-}
-
-fn part_attributes(part: &Part, uri: String, timescale: u64) -> String {
-    let independent = if part.independent {
-        ",INDEPENDENT=YES"
-    } else {
-        ""
-    };
-    format!(
-        "DURATION={},URI=\"{uri}\"{independent}",
-        seconds((part.dur_ticks * 1000 + timescale / 2) / timescale),
-    )
-}
-
-/// Milliseconds as decimal seconds with three digits.
-fn seconds(ms: u64) -> String {
-    format!("{}.{:03}", ms / 1000, ms % 1000)
-}
-
-/// The LL-HLS header lines after `EXT-X-TARGETDURATION`, and the open
-/// segment's parts and the preload hint at the end. `next_part` is the
-/// index of the open segment's first part.
-fn add_low_latency_lines(
-    text: String,
-    timeline: &Timeline,
-    settings: &PlaylistSettings,
-    mut next_part: u64,
-    files: TrackFiles,
-) -> String {
-    let part_target = part_target_ms(timeline, settings.part_target_ms);
-    // Three part targets: what RFC 8216bis §4.4.3.8 recommends, and the
-    // least that lets a player ride out one late part without stalling.
-    let header = format!(
-        "#EXT-X-SERVER-CONTROL:CAN-BLOCK-RELOAD=YES,PART-HOLD-BACK={}\n\
-         #EXT-X-PART-INF:PART-TARGET={}\n",
-        seconds(3 * part_target),
-        seconds(part_target)
-    );
-    let at = text
-        .find("#EXT-X-TARGETDURATION:")
-        .and_then(|start| text[start..].find('\n').map(|end| start + end + 1))
-        .expect("m3u8-rs always writes EXT-X-TARGETDURATION");
-    let mut out = String::with_capacity(text.len() + header.len() + 512);
-    out.push_str(&text[..at]);
-    out.push_str(&header);
-    out.push_str(&text[at..]);
-    let timescale = u64::from(timeline.info.timescale.max(1));
-    if timeline.segments.is_empty() && timeline.open.is_some() {
-        // m3u8-rs puts EXT-X-MAP on the first closed segment; the first
-        // parts come before there is one.
-        out.push_str(&format!("#EXT-X-MAP:URI=\"{}\"\n", files.init()));
-    }
-    if let Some(key) = &settings.key {
-        // The open segment's parts, and the hinted one, are under the next
-        // segment's IV (hls.js decrypts the parts of the segment still
-        // being written with the last EXT-X-KEY of the playlist).
-        let next_seq = timeline
-            .open
-            .as_ref()
-            .map(|s| s.seq)
-            .or_else(|| timeline.segments.last().map(|s| s.seq + 1))
-            .unwrap_or(0);
-        let mut tag = Vec::new();
-        key_tag(key, files, next_seq)
-            .write_attributes_to(&mut tag)
-            .expect("writing to a Vec cannot fail");
-        out.push_str("#EXT-X-KEY:");
-        out.push_str(std::str::from_utf8(&tag).expect("m3u8-rs writes UTF-8"));
-        out.push('\n');
-    }
-    for part in timeline.open.iter().flat_map(|s| &s.parts) {
-        out.push_str("#EXT-X-PART:");
-        out.push_str(&part_attributes(part, files.part(next_part), timescale));
-        out.push('\n');
-        next_part += 1;
-    }
-    // Always present, even before the first part: without it hls.js
-    // (1.5-1.7) polls instead of blocking on the next part (gohlslib notes
-    // the same).
-    out.push_str(&format!(
-        "#EXT-X-PRELOAD-HINT:TYPE=PART,URI=\"{}\"\n",
-        files.part(next_part)
-    ));
-    out
 }
 
 /// The multivariant playlist; `declared_bits_per_s` bounds BANDWIDTH from
@@ -333,7 +111,7 @@ fn write_text(write: impl FnOnce(&mut Vec<u8>) -> std::io::Result<()>) -> String
 mod tests {
     use super::*;
     use crate::layout::INIT_FILE;
-    use crate::timeline::{Part, StreamInfo};
+    use crate::timeline::{Part, Segment, StreamInfo};
 
     pub(crate) use crate::fixtures::assert_golden;
 
@@ -503,7 +281,7 @@ mod tests {
             "{text}"
         );
         assert!(
-            text.contains("CAN-BLOCK-RELOAD=YES,PART-HOLD-BACK=1.503\n"),
+            text.contains("CAN-BLOCK-RELOAD=YES,CAN-SKIP-UNTIL=12.000,PART-HOLD-BACK=1.503\n"),
             "{text}"
         );
     }

@@ -8,7 +8,8 @@
 //!   (ISO/IEC 23000-19).
 //! - [`timeline`]: fragments → parts → segments, and the published
 //!   timeline every playlist is rendered from.
-//! - [`hls`] (RFC 8216, LL-HLS of RFC 8216bis) and [`dash`]
+//! - [`hls`] (RFC 8216, LL-HLS of RFC 8216bis; media playlists and delta
+//!   updates in [`hls_media`]) and [`dash`]
 //!   (ISO/IEC 23009-1): playlists and manifest from the same timeline.
 //! - [`aes`]: AES-128 segment encryption (RFC 8216 §5.2).
 //! - [`layout`]: every published file name, its parse, media type and
@@ -30,6 +31,7 @@ pub mod container;
 pub mod dash;
 pub mod fmp4;
 pub mod hls;
+pub mod hls_media;
 pub mod layout;
 pub mod live_plan;
 pub mod probe;

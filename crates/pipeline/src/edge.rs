@@ -8,17 +8,24 @@
 //! same moment, so those are answered from here without touching the disk;
 //! anything older is on disk (a part of a closed segment is a byte range of
 //! its segment file, see [`media::timeline::Timeline::locate_part`]).
+//!
+//! Each playlist version is rendered once, whole and as a delta update
+//! (RFC 8216bis §6.2.5.1), by one [`MediaPlaylistWriter`] per track that
+//! keeps the lines of older segments; every waiting viewer is then sent
+//! the same bytes, and a gzip copy is made at most once per version, when
+//! the first viewer asks for one ([`Playlist::gzip`]).
 
 use std::collections::BTreeMap;
-use std::sync::{Arc, Mutex};
+use std::io::Write;
+use std::sync::{Arc, Mutex, OnceLock};
 
 use bytes::Bytes;
 use sha2::{Digest, Sha256};
 use tokio::sync::watch;
 
-use media::hls::{self, PlaylistSettings};
+use media::hls::{MediaPlaylistWriter, PlaylistSettings};
 use media::layout::TrackFiles;
-use media::timeline::{LivePosition, Part, Rendition};
+use media::timeline::{LivePosition, Part, Rendition, Timeline};
 
 /// Closed segments (and their parts) kept in memory besides the open one:
 /// the part window of a playlist spans three target durations, and a part
@@ -26,25 +33,70 @@ use media::timeline::{LivePosition, Part, Rendition};
 /// from their files.
 pub const RECENT_SEGMENTS: usize = 4;
 
-/// A rendered playlist with its validator.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// A rendered playlist (or manifest) with its validator.
+#[derive(Debug, Clone)]
 pub struct Playlist {
     pub bytes: Bytes,
     /// Strong `ETag` (RFC 9110 §8.8.3): a hash of the bytes, so a CDN or
     /// player revalidating an unchanged playlist gets `304`.
     pub etag: String,
+    /// The gzip copy, made once for all viewers of this version.
+    gzip: Arc<OnceLock<Bytes>>,
 }
+
+impl PartialEq for Playlist {
+    fn eq(&self, other: &Self) -> bool {
+        self.bytes == other.bytes && self.etag == other.etag
+    }
+}
+
+impl Eq for Playlist {}
+
+/// nginx's default (`gzip_comp_level 1`): a playlist is mostly repeated
+/// lines, which the fastest level already takes to about a tenth
+/// (docs/benchmarks.md, "Long live recordings").
+const GZIP_LEVEL: u32 = 1;
 
 impl Playlist {
     pub fn new(text: String) -> Self {
         // A content hash, not a counter: a restarted server (or another
         // node) answers the same validator for the same bytes.
-        let digest = Sha256::digest(text.as_bytes());
+        let digest: [u8; 32] = Sha256::digest(text.as_bytes()).into();
+        Self::with_digest(text, &digest)
+    }
+
+    /// With a digest computed along with the text (see
+    /// [`media::hls::RenderedPlaylist::full_digest`]).
+    pub fn with_digest(text: String, digest: &[u8; 32]) -> Self {
         Self {
             etag: format!("\"{}\"", hex::encode(&digest[..12])),
             bytes: Bytes::from(text),
+            gzip: Arc::default(),
         }
     }
+
+    /// The bytes gzipped (RFC 1952), compressed by the first caller only.
+    pub fn gzip(&self) -> Bytes {
+        self.gzip.get_or_init(|| gzip(&self.bytes)).clone()
+    }
+
+    /// The `ETag` of the gzip copy: another representation, another
+    /// validator (RFC 9110 §8.8.3), as nginx does.
+    pub fn gzip_etag(&self) -> String {
+        format!("{}-gzip\"", self.etag.trim_end_matches('"'))
+    }
+}
+
+/// `bytes` gzipped.
+pub fn gzip(bytes: &[u8]) -> Bytes {
+    let mut encoder = flate2::write::GzEncoder::new(
+        Vec::with_capacity(bytes.len() / 8 + 64),
+        flate2::Compression::new(GZIP_LEVEL),
+    );
+    encoder
+        .write_all(bytes)
+        .expect("writing to a Vec cannot fail");
+    Bytes::from(encoder.finish().expect("writing to a Vec cannot fail"))
 }
 
 /// What a reader sees of the edge at one moment.
@@ -71,6 +123,9 @@ pub struct EdgeChanges {
 #[derive(Debug, Clone)]
 pub struct TrackView {
     pub media: Playlist,
+    /// The answer to `_HLS_skip=YES` (RFC 8216bis §6.2.5.1); `None` while
+    /// nothing is old enough to skip (the full playlist answers then).
+    pub delta: Option<Playlist>,
     pub position: LivePosition,
 }
 
@@ -99,6 +154,8 @@ pub struct LiveEdge {
     view: watch::Sender<Arc<EdgeView>>,
     /// Per track, by [`TrackFiles::index`].
     recent: [Mutex<Recent>; 2],
+    /// Per track: what is kept of its playlist between versions.
+    writers: Mutex<Vec<MediaPlaylistWriter>>,
 }
 
 impl Default for LiveEdge {
@@ -106,6 +163,7 @@ impl Default for LiveEdge {
         Self {
             view: watch::Sender::new(Arc::default()),
             recent: Default::default(),
+            writers: Mutex::default(),
         }
     }
 }
@@ -128,19 +186,39 @@ impl LiveEdge {
         settings: &PlaylistSettings,
         changes: EdgeChanges,
     ) {
-        let tracks = rendition
-            .tracks
+        let tracks: Vec<&Timeline> = rendition.tracks.iter().collect();
+        self.publish_tracks(&tracks, settings, changes);
+    }
+
+    /// [`Self::publish`] for the timelines of a rendition's tracks,
+    /// primary first (the packager's own, not copied).
+    pub fn publish_tracks(
+        &self,
+        timelines: &[&Timeline],
+        settings: &PlaylistSettings,
+        changes: EdgeChanges,
+    ) {
+        let mut writers = self.writers.lock().expect("edge lock");
+        let mut target_duration_s = 1;
+        let tracks = timelines
             .iter()
             .enumerate()
-            .map(|(index, timeline)| TrackView {
-                media: Playlist::new(hls::render_media_playlist(
-                    timeline,
-                    settings,
-                    TrackFiles::at(index),
-                )),
-                position: LivePosition::of(timeline),
+            .map(|(index, timeline)| {
+                if writers.len() <= index {
+                    writers.push(MediaPlaylistWriter::new(TrackFiles::at(index)));
+                }
+                let rendered = writers[index].render(timeline, settings);
+                if index == 0 {
+                    target_duration_s = rendered.target_duration_s;
+                }
+                TrackView {
+                    media: Playlist::with_digest(rendered.full, &rendered.full_digest),
+                    delta: rendered.delta.map(|d| Playlist::new(d.text)),
+                    position: LivePosition::of(timeline),
+                }
             })
             .collect();
+        drop(writers);
         let previous = self.view();
         let multivariant = changes
             .multivariant
@@ -150,12 +228,11 @@ impl LiveEdge {
             .mpd
             .map(Playlist::new)
             .or_else(|| previous.mpd.clone());
-        let primary = rendition.primary();
         self.view.send_replace(Arc::new(EdgeView {
             tracks,
             multivariant,
             mpd,
-            target_duration_s: hls::target_duration_s(primary, settings.segment_target_ms),
+            target_duration_s,
         }));
     }
 
@@ -164,6 +241,7 @@ impl LiveEdge {
         for recent in &self.recent {
             *recent.lock().expect("edge lock") = Recent::default();
         }
+        self.writers.lock().expect("edge lock").clear();
         self.view.send_replace(Arc::default());
     }
 

@@ -41,7 +41,7 @@ use media::aes::ContentKey;
 use media::cmaf::{track_fragment, track_init};
 use media::dash::{self, MpdSettings};
 use media::fmp4::{Fragment, InitSegment, Piece, SplitError, Splitter, TrackInfo, TrackKind};
-use media::hls::{self, PlaylistSettings};
+use media::hls::{self, MediaPlaylistWriter, PlaylistSettings};
 use media::layout::{TrackFiles, MPD_FILE, MULTIVARIANT_FILE, TIMELINE_FILE};
 use media::timeline::{ClosedSegment, Rendition, Segmenter, StreamInfo, Timeline, TrackSegments};
 
@@ -91,6 +91,8 @@ struct TrackOut {
     /// Parts of the segments closed so far: the index of the open
     /// segment's first part.
     closed_parts: u64,
+    /// The playlist on disk, rendered without a pass over every segment.
+    disk_playlist: MediaPlaylistWriter,
 }
 
 impl TrackOut {
@@ -261,6 +263,7 @@ impl HlsPublisher {
                 track: track.cloned(),
                 cut: TrackSegments::new(track.map(|t| t.track_id)),
                 closed_parts: published.closed_parts(),
+                disk_playlist: MediaPlaylistWriter::new(files),
                 timeline: Timeline {
                     info,
                     ended: false,
@@ -431,12 +434,12 @@ impl HlsPublisher {
         let saved = serde_json::to_vec(&rendition).map_err(io::Error::other)?;
         write_atomic(&dir.join(TIMELINE_FILE), &saved, false)?;
         let settings = self.playlist_settings();
-        for out in &self.tracks {
-            let on_disk = Timeline {
-                open: None,
-                ..out.timeline.clone()
-            };
-            let media = hls::render_media_playlist(&on_disk, &settings, out.files);
+        for out in &mut self.tracks {
+            // Without the open segment: taken out for the render (no copy
+            // of the timeline), put back after.
+            let open = out.timeline.open.take();
+            let media = out.disk_playlist.render(&out.timeline, &settings).full;
+            out.timeline.open = open;
             write_atomic(&dir.join(out.files.playlist()), media.as_bytes(), false)?;
         }
         // The multivariant playlist changes only when the codecs become
@@ -474,7 +477,10 @@ impl HlsPublisher {
         self.playlists_written = Some(std::time::Instant::now());
         if let Some(edge) = &self.edge {
             let changes = EdgeChanges { multivariant, mpd };
-            edge.publish(&self.rendition(), &self.playlist_settings(), changes);
+            // The tracks' own timelines: a copy of a two-hour timeline for
+            // every part was the largest cost of a long recording's part.
+            let timelines: Vec<&Timeline> = self.tracks.iter().map(|t| &t.timeline).collect();
+            edge.publish_tracks(&timelines, &self.playlist_settings(), changes);
         }
     }
 }
