@@ -6,8 +6,11 @@
 //! `201`. The next comment is posted once every viewer has the previous
 //! one, so the figures are fan-out, not queueing. Prints p50/p99/max.
 //!
-//! `--viewers V` (200), `--posts P` (50).
+//! `--viewers V` (200), `--posts P` (50); `--check` exits non-zero when a
+//! viewer got a comment later than issue 12's 1 s.
 
+#[path = "support/check.rs"]
+mod check;
 #[path = "../tests/common/mod.rs"]
 mod common;
 
@@ -150,7 +153,17 @@ async fn main() {
     println!("| {viewers} viewers, {posts} comments | samples | p50 | p99 | max |");
     println!("|---|---|---|---|---|");
     summary("POST → 201 (fsync included)", round_trips);
+    let slowest = to_viewers.iter().max().copied().unwrap_or_default();
     summary("POST sent → a viewer has it", to_viewers);
     summary("first → last viewer, per comment", spreads);
     process.kill();
+    let mut targets = check::Targets::from_args();
+    targets.expect(
+        slowest <= Duration::from_secs(1),
+        format!(
+            "every viewer had every comment within {} (target ≤ 1 s)",
+            ms(slowest)
+        ),
+    );
+    targets.finish();
 }

@@ -8,8 +8,12 @@
 //! process only; ffmpeg children are separate processes).
 //!
 //! `--recordings N` (8), `--pollers M` (200), `--seconds S` (60, the length
-//! of each recording), `--size WxH` (640x360).
+//! of each recording), `--size WxH` (640x360). A recording that did not end
+//! intact fails the run; with `--check`, so does a missed target (no 5xx,
+//! no other error, ≤ 10 MiB of the server's own memory per live recording).
 
+#[path = "support/check.rs"]
+mod check;
 #[path = "../tests/common/mod.rs"]
 mod common;
 
@@ -117,6 +121,36 @@ fn main() {
     let report = rt.block_on(run(&args, base, chunks, pid));
     server.kill();
     print_report(&args, &report, baseline);
+    judge(&args, &report, baseline).finish();
+}
+
+/// Issue 16's load targets, and whether every recording ended intact.
+fn judge(args: &Args, report: &Report, baseline: Rss) -> check::Targets {
+    let mut targets = check::Targets::from_args();
+    if report.intact < args.recordings {
+        targets.broken(format!(
+            "{} of {} recordings intact",
+            report.intact, args.recordings
+        ));
+    }
+    let c = &report.counters;
+    let server_errors = c.server_errors.load(Ordering::Relaxed);
+    targets.expect(
+        server_errors == 0,
+        format!("{server_errors} 5xx (target 0)"),
+    );
+    let other_errors = c.other_errors.load(Ordering::Relaxed);
+    targets.expect(
+        other_errors == 0,
+        format!("{other_errors} other request errors (target 0)"),
+    );
+    let growth_kib = report.peak.own_kib.saturating_sub(baseline.own_kib);
+    let per_recording_mib = growth_kib as f64 / 1024.0 / args.recordings as f64;
+    targets.expect(
+        per_recording_mib <= 10.0,
+        format!("{per_recording_mib:.1} MiB per live recording (target ≤ 10)"),
+    );
+    targets
 }
 
 struct Report {

@@ -205,7 +205,12 @@ async fn seq_and_total_are_checked() {
 async fn unknown_ids_and_traversal_attempts_are_404() {
     let server = Server::start(|_| {}).await;
     let (id, token) = server.create("traversal").await;
-    server.put(&id, &token, 1, b"secret".to_vec()).await;
+    server.put_ok(&id, &token, 1, b"secret".to_vec()).await;
+    // The files the probes below aim at are there to be found.
+    let dir = server.data.path().join(format!("recordings/{id}"));
+    for file in ["recording.json", "chunks/00000001.chunk"] {
+        assert!(dir.join(file).is_file(), "{file}");
+    }
     assert_error(server.get("/api/recordings/0123456789").await, 404).await;
     assert_error(
         server.put("0123456789", &token, 0, b"x".to_vec()).await,
@@ -233,9 +238,9 @@ async fn unknown_ids_and_traversal_attempts_are_404() {
 async fn deleting_removes_files_and_answers_410_after() {
     let server = Server::start(|_| {}).await;
     let (id, token) = server.create("gone").await;
-    server.put(&id, &token, 2, b"two".to_vec()).await;
+    server.put_ok(&id, &token, 2, b"two".to_vec()).await;
     let keep = server.create("kept").await;
-    server.put(&keep.0, &keep.1, 2, b"kept".to_vec()).await;
+    server.put_ok(&keep.0, &keep.1, 2, b"kept".to_vec()).await;
 
     assert_eq!(server.delete(&id, &token).await.status(), 204);
     assert!(!server.data.path().join(format!("recordings/{id}")).exists());

@@ -293,9 +293,13 @@ async fn unknown_and_deleted_recordings_get_404_and_410() {
 
 #[tokio::test]
 async fn posts_past_the_rate_get_429_with_retry_after_and_refused_posts_do_not_count() {
+    // A window of several seconds, so the posts below all fall inside it on
+    // a loaded machine too (each accepted one is an fsync); the sliding
+    // window's arithmetic is `comments/rate.rs`'s unit tests'.
+    let window_s = 10;
     let server = Server::start(|c| {
         c.comment_rate = 3;
-        c.comment_rate_window_s = 1;
+        c.comment_rate_window_s = window_s;
     })
     .await;
     let (id, _) = server.create("rate").await;
@@ -320,12 +324,16 @@ async fn posts_past_the_rate_get_429_with_retry_after_and_refused_posts_do_not_c
         201
     );
     let refused = post_comment(&server, &id, comment("a", "over", 0.0)).await;
+    assert_eq!(refused.status(), 429, "the fourth post inside the window");
     let retry_after: u64 = refused.headers()["retry-after"]
         .to_str()
         .unwrap()
         .parse()
         .unwrap();
-    assert_eq!(retry_after, 1, "the window is 1 s");
+    assert!(
+        (1..=window_s).contains(&retry_after),
+        "Retry-After {retry_after} for a {window_s} s window"
+    );
     assert!(assert_error(refused, 429).await.contains("retry"));
     // Over the socket too, as an error message on the socket.
     let (mut ws, _) = connect(&server.base, &id).await;
@@ -333,10 +341,11 @@ async fn posts_past_the_rate_get_429_with_retry_after_and_refused_posts_do_not_c
     ws.send(Message::text(post.to_string())).await.unwrap();
     let error = next_json(&mut ws).await;
     assert_eq!(error["type"], "error", "{error}");
-    assert_eq!(error["retry_after_s"], 1);
+    let retry_after = error["retry_after_s"].as_u64().unwrap();
+    assert!((1..=window_s).contains(&retry_after), "{error}");
     // Refused posts are not counted: once the window has passed, a post
-    // goes through (polled, with a deadline).
-    let deadline = Instant::now() + Duration::from_secs(5);
+    // goes through (polled, with a deadline seconds past the window).
+    let deadline = Instant::now() + Duration::from_secs(window_s + 10);
     loop {
         let resp = post_comment(&server, &id, comment("a", "later", 0.0)).await;
         if resp.status() == 201 {
@@ -344,7 +353,7 @@ async fn posts_past_the_rate_get_429_with_retry_after_and_refused_posts_do_not_c
         }
         assert_eq!(resp.status(), 429);
         assert!(Instant::now() < deadline, "still refused after the window");
-        tokio::time::sleep(Duration::from_millis(50)).await;
+        tokio::time::sleep(Duration::from_millis(200)).await;
     }
     assert_eq!(list(&server, &id).await.len(), 3);
 }
@@ -502,9 +511,15 @@ async fn connect_small_buffer(base: &str, id: &str) -> Ws {
     ws
 }
 
+/// How long a fast viewer may take to get a comment while another viewer
+/// does not read: seconds, a ceiling that a viewer held back behind that
+/// one (for ever, or for the 120 s send timeout of the 1013 test) misses
+/// and a loaded machine does not. Latency figures are the comments
+/// benchmark's (`cargo bench --bench comments`).
+const NOT_HELD_BACK: Duration = Duration::from_secs(10);
+
 /// Posts a comment of `text` and asserts `fast` gets it within `within`.
 async fn post_and_see(server: &Server, id: &str, fast: &mut Ws, text: &str, within: Duration) {
-    let sent = Instant::now();
     let resp = post_comment(server, id, comment("a", text, 0.0)).await;
     assert_eq!(resp.status(), 201);
     let posted: Value = resp.json().await.unwrap();
@@ -512,7 +527,6 @@ async fn post_and_see(server: &Server, id: &str, fast: &mut Ws, text: &str, with
         .await
         .expect("the fast viewer is not held back");
     assert_eq!(seen["id"], posted["id"]);
-    assert!(sent.elapsed() < within + Duration::from_secs(1));
 }
 
 /// Big comments, so the kernel's socket buffers fill after a few dozen.
@@ -535,7 +549,7 @@ async fn a_viewer_that_stops_reading_is_dropped_and_holds_back_no_one() {
     // its slot (the cap is 2); the fast viewer gets every comment at once.
     let mut posted = 0;
     loop {
-        post_and_see(&server, &id, &mut fast, &text, Duration::from_secs(2)).await;
+        post_and_see(&server, &id, &mut fast, &text, NOT_HELD_BACK).await;
         posted += 1;
         if let Ok((ws, _)) = tokio_tungstenite::connect_async(ws_url(&server.base, &id)).await {
             drop(ws);
@@ -570,7 +584,7 @@ async fn a_viewer_that_falls_behind_is_closed_with_1013_and_catches_up_on_reconn
     let (mut posted, mut batch) = (0, 8);
     let code = loop {
         for _ in 0..batch {
-            post_and_see(&server, &id, &mut fast, &text, Duration::from_secs(2)).await;
+            post_and_see(&server, &id, &mut fast, &text, NOT_HELD_BACK).await;
             posted += 1;
         }
         let mut read = 0;

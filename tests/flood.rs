@@ -14,6 +14,12 @@
 //!
 //! `SEGCAST_FLOOD_HEADER_TIMEOUT_S` changes the header timeout it starts
 //! the server with (and judges it by).
+//!
+//! The tests of this binary take turns ([`one_at_a_time`]): the flood loads
+//! a 2-core machine for half a minute, and the others time closes. Their
+//! bounds are lower bounds, which a loaded machine can only make later,
+//! and ceilings seconds wide; each timeout is set far enough from the
+//! other that the ceiling still tells which one closed the connection.
 
 mod common;
 
@@ -25,6 +31,7 @@ use std::time::{Duration, Instant};
 use common::{make_webm, spawn_server_process_limited, Api, ProcessLimits, Server, ServerProcess};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpSocket, TcpStream};
+use tokio::sync::{Mutex as AsyncMutex, MutexGuard};
 
 const HALF_OPEN: usize = 1500;
 const IDLE_KEEP_ALIVE: usize = 300;
@@ -35,6 +42,18 @@ const CLOSE_SLACK: Duration = Duration::from_secs(5);
 /// How long a refused flood connection waits before it comes back.
 const REFUSED_PAUSE: Duration = Duration::from_millis(1000);
 const POLL_EVERY: Duration = Duration::from_millis(100);
+/// Scheduling noise on a loaded 2-core machine, which a sub-millisecond
+/// idle figure times 10 does not cover: the flood's `/healthz` p50 may be
+/// up to this much whatever the idle figure (issue 16 measured 0.44 ms).
+const LATENCY_FLOOR: Duration = Duration::from_millis(100);
+/// What "several seconds" is for a ceiling in these tests.
+const SLACK: Duration = Duration::from_secs(5);
+
+/// Held for the whole of each test: they run one at a time.
+async fn one_at_a_time() -> MutexGuard<'static, ()> {
+    static TURN: AsyncMutex<()> = AsyncMutex::const_new(());
+    TURN.lock().await
+}
 
 fn header_timeout() -> Duration {
     let secs = std::env::var("SEGCAST_FLOOD_HEADER_TIMEOUT_S")
@@ -250,13 +269,9 @@ async fn upload_at_real_time_pace(api: &Api, bytes: &[u8], recording: &OnceLock<
     let chunks: Vec<&[u8]> = bytes.chunks(size).collect();
     for (seq, chunk) in chunks.iter().enumerate() {
         tokio::time::sleep_until(start + Duration::from_secs(seq as u64 + 1)).await;
-        let resp = api.put(&id, &token, seq as u64, chunk.to_vec()).await;
-        assert_eq!(resp.status(), 201, "chunk {seq}");
+        api.put_ok(&id, &token, seq as u64, chunk.to_vec()).await;
     }
-    assert_eq!(
-        api.finish(&id, &token, chunks.len() as u64).await.status(),
-        202
-    );
+    api.finish_ok(&id, &token, chunks.len() as u64).await;
     id
 }
 
@@ -355,6 +370,7 @@ fn print_latencies(what: &str, samples: &[Duration]) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_flood_from_one_address_leaves_a_recording_from_another_intact() {
+    let _turn = one_at_a_time().await;
     let limit = header_timeout();
     // The flood client itself needs ~1,900 descriptors.
     let own = base::fdlimit::raise_open_file_limit();
@@ -424,7 +440,7 @@ async fn a_flood_from_one_address_leaves_a_recording_from_another_intact() {
         percentile(&busy.kept_alive, 0.5),
     );
     assert!(
-        busy_p50 <= idle_p50 * 10,
+        busy_p50 <= (idle_p50 * 10).max(LATENCY_FLOOR),
         "/healthz p50 {busy_p50:?} in the flood, {idle_p50:?} idle"
     );
     check_flood(&tally.lock().unwrap(), limit);
@@ -462,11 +478,12 @@ fn check_flood(tally: &[(Kind, Outcome)], limit: Duration) {
 
 /// Writes `bytes` on a new connection from 127.0.0.1 and waits (bounded)
 /// for the server to close it; returns the status it answered, if any, and
-/// how long the close took.
+/// how long the close took, counted from before the connection was made
+/// (so never less than the server's timer, however the client is delayed).
 async fn close_after(server: SocketAddr, bytes: &[u8]) -> (Option<u16>, Duration) {
+    let start = Instant::now();
     let mut stream = connect_from("127.0.0.1", server).await.unwrap();
     stream.write_all(bytes).await.unwrap();
-    let start = Instant::now();
     let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
     let (status, at) = read_until_closed(&mut stream, deadline)
         .await
@@ -476,11 +493,17 @@ async fn close_after(server: SocketAddr, bytes: &[u8]) -> (Option<u16>, Duration
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn silent_connections_are_closed_by_the_header_and_keep_alive_timeouts() {
+    let _turn = one_at_a_time().await;
+    // Far apart, so a close seconds late still shows which timeout it was.
+    let (header, keep_alive) = (Duration::from_secs(8), Duration::from_secs(2));
     let server = Server::start(|c| {
-        c.header_timeout_s = 2;
-        c.keep_alive_timeout_s = 1;
+        c.header_timeout_s = header.as_secs();
+        c.keep_alive_timeout_s = keep_alive.as_secs();
     })
     .await;
+    // Each close is timed from before the server's timer can start; this
+    // is for the two clocks' granularity.
+    let early = Duration::from_millis(50);
     let addr: SocketAddr = server.base.trim_start_matches("http://").parse().unwrap();
     let (partial, complete) = (
         &b"GET /healthz HTTP/1.1\r\nHost: t\r\n"[..],
@@ -490,15 +513,15 @@ async fn silent_connections_are_closed_by_the_header_and_keep_alive_timeouts() {
     let (status, after) = close(partial).await;
     assert_eq!(status, None, "an unfinished header gets no answer");
     assert!(
-        after >= Duration::from_millis(1900) && after < Duration::from_secs(4),
-        "{after:?}"
+        after >= header - early && after < header + SLACK,
+        "closed {after:?} after an unfinished header"
     );
     // One request answered, then silence: the keep-alive timeout closes it.
     let (status, after) = close(complete).await;
     assert_eq!(status, Some(200));
     assert!(
-        after >= Duration::from_millis(900) && after < Duration::from_millis(1900),
-        "{after:?}"
+        after >= keep_alive - early && after < header - early,
+        "an idle kept-alive connection closed {after:?} after its response"
     );
     // A kept-alive connection that begins its next header is held to the
     // header timeout (counted from the end of the response), not the
@@ -506,27 +529,31 @@ async fn silent_connections_are_closed_by_the_header_and_keep_alive_timeouts() {
     // would be read with the first request: the keep-alive timeout then
     // closes the connection, early but never late.)
     let mut stream = connect_from("127.0.0.1", addr).await.unwrap();
+    let start = Instant::now();
     stream.write_all(complete).await.unwrap();
     let mut buf = [0u8; 1024];
     let n = stream.read(&mut buf).await.unwrap();
     assert_eq!(status_of(&buf[..n]), Some(200));
     stream.write_all(partial).await.unwrap();
-    let start = Instant::now();
     let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
     let (status, at) = read_until_closed(&mut stream, deadline).await.unwrap();
     assert_eq!(status, None);
     let after = at - start;
     assert!(
-        after >= Duration::from_millis(1800) && after < Duration::from_secs(4),
-        "{after:?}"
+        after >= header - early && after < header + SLACK,
+        "a begun header on a kept-alive connection closed after {after:?}"
     );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn connections_over_a_cap_are_answered_at_once_and_closed() {
+    let _turn = one_at_a_time().await;
+    // A long header timeout, so "at once" cannot be that timeout's close.
+    let header_timeout = Duration::from_secs(30);
     let server = Server::start(|c| {
         c.max_connections_per_client = 2;
         c.max_connections = Some(3);
+        c.header_timeout_s = header_timeout.as_secs();
     })
     .await;
     let addr: SocketAddr = server.base.trim_start_matches("http://").parse().unwrap();
@@ -539,7 +566,7 @@ async fn connections_over_a_cap_are_answered_at_once_and_closed() {
     // have been accepted yet (the accept loop takes them in order).
     let (status, after) = close_after(addr, request).await;
     assert_eq!(status, Some(429));
-    assert!(after < Duration::from_secs(1), "{after:?}");
+    assert!(after < SLACK, "{after:?}");
     // Another address still gets in, until the server is full.
     let mut third = connect_from("127.0.0.3", addr).await.unwrap();
     third.write_all(request).await.unwrap();
@@ -548,8 +575,10 @@ async fn connections_over_a_cap_are_answered_at_once_and_closed() {
     assert_eq!(status_of(&buf[..n]), Some(200));
     let mut fourth = connect_from("127.0.0.4", addr).await.unwrap();
     fourth.write_all(request).await.unwrap();
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
-    let (status, _) = read_until_closed(&mut fourth, deadline).await.unwrap();
+    let deadline = tokio::time::Instant::now() + SLACK;
+    let (status, _) = read_until_closed(&mut fourth, deadline)
+        .await
+        .expect("the server answers and closes at once when it is full");
     assert_eq!(status, Some(503));
     // A closed connection gives its place back.
     drop(held);
@@ -559,10 +588,7 @@ async fn connections_over_a_cap_are_answered_at_once_and_closed() {
         if resp.is_ok_and(|r| r.status() == 200) {
             break;
         }
-        assert!(
-            start.elapsed() < Duration::from_secs(5),
-            "places never freed"
-        );
+        assert!(start.elapsed() < SLACK * 2, "places never freed");
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }

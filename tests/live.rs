@@ -59,8 +59,7 @@ async fn shuffled_duplicated_chunks_become_a_growing_then_finished_playlist() {
     );
     assert!(playlist.segments.len() >= 2, "{live}");
 
-    let resp = server.finish(&id, &token, chunks.len() as u64).await;
-    assert_eq!(resp.status(), 202);
+    server.finish_ok(&id, &token, chunks.len() as u64).await;
     let status = server
         .wait_for(&id, READY_LIMIT, |s| s["state"] != "processing")
         .await;
@@ -111,9 +110,9 @@ async fn media_is_served_with_types_caching_ranges_and_cors() {
     let (id, token) = server.create("real mediarecorder").await;
     for seq in 0..6u64 {
         let bytes = std::fs::read(chunk_dir.join(format!("{seq:04}.webm"))).unwrap();
-        assert_eq!(server.put(&id, &token, seq, bytes).await.status(), 201);
+        server.put_ok(&id, &token, seq, bytes).await;
     }
-    assert_eq!(server.finish(&id, &token, 6).await.status(), 202);
+    server.finish_ok(&id, &token, 6).await;
     let status = server
         .wait_for(&id, READY_LIMIT, |s| s["state"] != "processing")
         .await;
@@ -191,9 +190,9 @@ async fn a_restarted_server_lists_and_serves_its_recordings() {
     let (id, token) = server.create("survives restarts").await;
     for seq in 0..6u64 {
         let bytes = std::fs::read(chunk_dir.join(format!("{seq:04}.webm"))).unwrap();
-        server.put(&id, &token, seq, bytes).await;
+        server.put_ok(&id, &token, seq, bytes).await;
     }
-    server.finish(&id, &token, 6).await;
+    server.finish_ok(&id, &token, 6).await;
     let before = server
         .wait_for(&id, READY_LIMIT, |s| s["state"] == "ready")
         .await;
@@ -257,7 +256,7 @@ async fn low_latency_requests_block_until_their_media_exists() {
     }
     // About 0.9 s of media, so segment 2 (of 1 s segments) never exists.
     let head = source[..source.len() * 15 / 100].to_vec();
-    assert_eq!(server.put(&id, &token, 0, head).await.status(), 201);
+    server.put_ok(&id, &token, 0, head).await;
 
     let part = hinted_part.await.unwrap();
     assert_eq!(part.status(), 200);
@@ -272,7 +271,7 @@ async fn low_latency_requests_block_until_their_media_exists() {
 
     // The recording ends while a request waits: it gets the final playlist.
     assert!(!never_made.is_finished());
-    assert_eq!(server.finish(&id, &token, 1).await.status(), 202);
+    server.finish_ok(&id, &token, 1).await;
     let last = never_made.await.unwrap().text().await.unwrap();
     let last = parse_media_playlist(&last);
     assert!(last.end_list && last.segments.len() < 3, "{last:?}");
@@ -290,17 +289,15 @@ async fn parts_are_the_bytes_of_their_segments_from_memory_and_after_a_restart()
     let (id, token) = server.create("parts").await;
     let chunks = cut_randomly(&source, 10, 7);
     // Half the recording: its live playlist lists parts, which play.
-    for (seq, chunk) in chunks.iter().enumerate().take(5) {
-        server.put(&id, &token, seq as u64, chunk.clone()).await;
-    }
+    server.put_all_ok(&id, &token, &chunks[..5]).await;
     let live = server
         .text(&format!("/media/{id}/media.m3u8?_HLS_msn=0&_HLS_part=3"))
         .await;
     assert!(live.contains("#EXT-X-PART:"), "{live}");
     for (seq, chunk) in chunks.iter().enumerate().skip(5) {
-        server.put(&id, &token, seq as u64, chunk.clone()).await;
+        server.put_ok(&id, &token, seq as u64, chunk.clone()).await;
     }
-    server.finish(&id, &token, chunks.len() as u64).await;
+    server.finish_ok(&id, &token, chunks.len() as u64).await;
     server
         .wait_for(&id, READY_LIMIT, |s| s["state"] == "ready")
         .await;
@@ -413,7 +410,7 @@ async fn ffmpeg_follows_a_live_playlist_and_vlc_plays_the_finished_one() {
     while let Some((seq, chunk)) = upload_next() {
         tokio::time::sleep_until(next_at).await;
         next_at += Duration::from_millis(250);
-        server.put(&id, &token, seq, chunk).await;
+        server.put_ok(&id, &token, seq, chunk).await;
         if follower.is_none() && server.status(&id).await["segments"].as_u64() >= Some(1) {
             // ffmpeg reads the live LL-HLS playlist from its start, and ends
             // with the recording's ENDLIST.
@@ -442,7 +439,7 @@ async fn ffmpeg_follows_a_live_playlist_and_vlc_plays_the_finished_one() {
         !follower.is_finished(),
         "ffmpeg stopped while the recording was live"
     );
-    server.finish(&id, &token, 32).await;
+    server.finish_ok(&id, &token, 32).await;
     let status = server
         .wait_for(&id, READY_LIMIT, |s| s["state"] == "ready")
         .await;
@@ -486,50 +483,57 @@ async fn ffmpeg_follows_a_live_playlist_and_vlc_plays_the_finished_one() {
     assert!(errors.is_empty(), "{errors}");
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn waiting_requests_hold_a_client_slot_until_they_end() {
-    let server = Server::start(|c| c.max_waiting_per_client = 2).await;
-    let (id, _) = server.create("nothing yet").await;
-    let blocking = format!("/media/{id}/media.m3u8?_HLS_msn=0");
-    // A request that is still waiting after 300 ms holds a slot; one that
-    // answers at once was refused (or needed none).
-    let try_wait = |path: String| {
-        let request = server
-            .client
-            .get(server.url(&path))
-            .timeout(Duration::from_millis(300));
-        async move {
-            match request.send().await {
-                Ok(resp) => Some(resp),
-                Err(e) if e.is_timeout() => None,
-                Err(e) => panic!("{e}"),
-            }
-        }
-    };
-    let first = spawn_get(&server, blocking.clone());
-    let second = spawn_get(&server, format!("/media/{id}/part-000000.m4s"));
-    // Both are waiting once the server's waiting gauge says so.
-    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+/// Polls the server's gauge of waiting requests until it reads `count`,
+/// while every request of `waiters` is still waiting (one that ends was
+/// not held, and fails the test with its status); panics after a generous
+/// deadline.
+async fn until_waiting(
+    server: &Server,
+    count: f64,
+    waiters: &[&tokio::task::JoinHandle<reqwest::Response>],
+) {
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
     loop {
         let metrics = server.text("/metrics").await;
         let waiting = metrics
             .lines()
             .find(|l| l.starts_with("segcast_http_waiting_requests "))
-            .and_then(|l| l.split_whitespace().nth(1)?.parse::<f64>().ok());
-        if waiting == Some(2.0) {
-            break;
+            .and_then(|l| l.split_whitespace().nth(1)?.parse::<f64>().ok())
+            .expect("the metrics name segcast_http_waiting_requests");
+        if waiting == count {
+            return;
         }
         assert!(
-            !first.is_finished() && !second.is_finished(),
-            "a waiter ended early"
+            waiters.iter().all(|w| !w.is_finished()),
+            "a waiter was answered instead of held ({waiting} waiting)"
         );
         assert!(
             std::time::Instant::now() < deadline,
-            "never both waiting: {waiting:?}"
+            "never {count} waiting: {waiting}"
         );
-        tokio::task::yield_now().await;
+        tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    let refused = try_wait(blocking.clone()).await.expect("answered at once");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn waiting_requests_hold_a_client_slot_until_they_end() {
+    // 10 s segments: a blocked request waits three target durations (30 s)
+    // before its 503, far longer than this test takes on a loaded machine.
+    let server = Server::start(|c| {
+        c.max_waiting_per_client = 2;
+        c.segment_target_ms = 10_000;
+    })
+    .await;
+    let (id, _) = server.create("nothing yet").await;
+    let blocking = format!("/media/{id}/media.m3u8?_HLS_msn=0");
+    // Whether a request waits is read from the server's gauge of waiting
+    // requests, never from how long a client waited.
+    let first = spawn_get(&server, blocking.clone());
+    let second = spawn_get(&server, format!("/media/{id}/part-000000.m4s"));
+    until_waiting(&server, 2.0, &[&first, &second]).await;
+    // A third would wait too: it is refused instead (without the cap it
+    // would wait, and end 30 s later with a 503).
+    let refused = server.get(&blocking).await;
     assert_eq!(refused.status(), 429);
     assert!(refused.headers().contains_key("retry-after"));
     // A request that does not wait needs no slot.
@@ -543,13 +547,9 @@ async fn waiting_requests_hold_a_client_slot_until_they_end() {
     // The client goes away: its slot is free again, and a new request waits.
     first.abort();
     let _ = first.await;
-    let deadline = std::time::Instant::now() + Duration::from_secs(10);
-    while let Some(resp) = try_wait(blocking.clone()).await {
-        assert_eq!(resp.status(), 429);
-        assert!(
-            std::time::Instant::now() < deadline,
-            "the slot was never freed"
-        );
-    }
+    until_waiting(&server, 1.0, &[&second]).await;
+    let third = spawn_get(&server, blocking.clone());
+    until_waiting(&server, 2.0, &[&second, &third]).await;
     second.abort();
+    third.abort();
 }

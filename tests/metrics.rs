@@ -29,12 +29,15 @@ impl Scrape {
         Self(parsed)
     }
 
-    /// A counter's or gauge's value for the sample whose labels include
-    /// `labels` (summed over the rest); 0 when no such sample exists yet
-    /// (a family with no series yet is not written at all).
+    /// A counter's or gauge's value for the samples whose labels include
+    /// `labels` (summed over the rest); 0 when the family has no such
+    /// sample yet. A family the server does not write at all fails: read
+    /// as 0, a renamed metric would pass every `== 0.0`.
     fn value(&self, family: &str, labels: &[(&str, &str)]) -> f64 {
         let Some(family) = self.0.families.get(family) else {
-            return 0.0;
+            let mut written: Vec<_> = self.0.families.keys().collect();
+            written.sort();
+            panic!("no metric family {family}; written: {written:?}");
         };
         family
             .iter_samples()
@@ -137,10 +140,7 @@ async fn counters_move_with_a_recording_its_viewers_and_a_comment() {
         .chunks(source.len() / 8 + 1)
         .map(<[u8]>::to_vec)
         .collect();
-    for (seq, piece) in pieces.iter().enumerate() {
-        let resp = server.put(&id, &token, seq as u64, piece.clone()).await;
-        assert_eq!(resp.status(), 201, "chunk {seq}");
-    }
+    server.put_all_ok(&id, &token, &pieces).await;
     // A retry of the same bytes, and different bytes for a stored seq.
     assert_eq!(
         server.put(&id, &token, 1, pieces[1].clone()).await.status(),
@@ -162,8 +162,7 @@ async fn counters_move_with_a_recording_its_viewers_and_a_comment() {
     assert_eq!(posted.status(), 201);
     assert_eq!(server.get("/no/such/page").await.status(), 404);
 
-    let finished = server.finish(&id, &token, pieces.len() as u64).await;
-    assert_eq!(finished.status(), 202);
+    server.finish_ok(&id, &token, pieces.len() as u64).await;
     let status = server
         .wait_for(&id, READY_LIMIT, |s| s["state"] == "ready")
         .await;

@@ -12,6 +12,7 @@ use std::time::{Duration, Instant};
 
 use pipeline::transcode::args::{encode_args, EncodeSettings};
 
+use super::check::Targets;
 use super::common::cpu_s;
 use super::{run_plain_hls, wait_status, Cost, InProcess};
 
@@ -33,7 +34,13 @@ enum Kind {
     Transcode,
 }
 
-pub fn run(rt: &tokio::runtime::Runtime, work: &Path, secs: u32, runs: usize) {
+pub fn run(
+    rt: &tokio::runtime::Runtime,
+    work: &Path,
+    secs: u32,
+    runs: usize,
+    targets: &mut Targets,
+) {
     let config = segcast::Config::with_data_dir(work.join("data"));
     for kind in [Kind::Copy, Kind::Transcode] {
         let source = make_source(work, kind, secs);
@@ -83,6 +90,19 @@ pub fn run(rt: &tokio::runtime::Runtime, work: &Path, secs: u32, runs: usize) {
             speed(&plain),
             speed(&ours),
             speed(&http)
+        );
+        // The targets are on wall time (docs/benchmarks.md, "Imports").
+        let wall = ours.wall_s / plain.wall_s;
+        let met = match kind {
+            Kind::Copy => wall <= 1.1 && speed(&ours) >= 100.0,
+            Kind::Transcode => wall <= 1.05,
+        };
+        targets.expect(
+            met,
+            format!(
+                "{what}: wall {wall:.3} of plain ffmpeg's, {:.0}× real time (target {target})",
+                speed(&ours)
+            ),
         );
     }
 }

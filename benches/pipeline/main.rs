@@ -18,10 +18,14 @@
 //!     in the playlist file on disk and in the bucket's copy ([`store`]).
 //!
 //! Prints the figures; docs/benchmarks.md records them. `--quick` runs
-//! short versions; `--lag-only` and `--import-only` run one part.
+//! short versions; `--lag-only` and `--import-only` run one part;
+//! `--check` exits non-zero when a target is missed.
 
 mod import;
 mod store;
+
+#[path = "../support/check.rs"]
+mod check;
 
 #[path = "../../tests/common/mod.rs"]
 mod common;
@@ -59,8 +63,10 @@ fn main() {
         .build()
         .unwrap();
 
+    let mut targets = check::Targets::from_args();
     if import_only {
-        import::run(&rt, work.path(), package_secs, runs);
+        import::run(&rt, work.path(), package_secs, runs, &mut targets);
+        targets.finish();
         return;
     }
     let config = segcast::Config::with_data_dir(work.path().join("data"));
@@ -81,7 +87,7 @@ fn main() {
             )));
             println!("run {run}: plain {}  segcast {}", plain[run], ours[run]);
         }
-        report_packaging(package_secs, runs, &plain, &ours);
+        report_packaging(package_secs, runs, &plain, &ours, &mut targets);
     }
 
     let lag_source = make_source(work.path(), lag_secs, LAG_SLICE_MS);
@@ -104,9 +110,22 @@ fn main() {
         "    chunk upload → a segment covering its media listed : {}",
         p50_max(&live.segment_lags_ms)
     );
+    let part_lag_ms = p50(&live.lags_ms);
+    let wanted_ms = settings.fragment_ms + 200;
+    targets.expect(
+        part_lag_ms.is_some_and(|ms| ms <= wanted_ms),
+        format!("(b) part listed p50 {part_lag_ms:?} ms (target ≤ {wanted_ms} ms)"),
+    );
     if !lag_only {
-        import::run(&rt, work.path(), package_secs, runs);
+        import::run(&rt, work.path(), package_secs, runs, &mut targets);
     }
+    targets.finish();
+}
+
+fn p50(ms: &[u64]) -> Option<u64> {
+    let mut sorted = ms.to_vec();
+    sorted.sort_unstable();
+    sorted.get(sorted.len() / 2).copied()
 }
 
 /// (e): the live lag on local disk alone, then with the bucket.
@@ -174,15 +193,22 @@ fn report_store_lag(
     );
 }
 
-fn report_packaging(secs: u32, runs: usize, plain: &[Cost], ours: &[Cost]) {
+fn report_packaging(
+    secs: u32,
+    runs: usize,
+    plain: &[Cost],
+    ours: &[Cost],
+    targets: &mut check::Targets,
+) {
     let (plain, ours) = (Cost::median(plain), Cost::median(ours));
+    let (wall, cpu) = (ours.wall_s / plain.wall_s, ours.cpu_s / plain.cpu_s);
     println!("\n(a) packaging {secs} s of 720p30, median of {runs}");
     println!("    plain ffmpeg -f hls fmp4 : {plain}");
     println!("    segcast                  : {ours}");
-    println!(
-        "    ratio segcast/plain      : wall {:.3}, cpu {:.3}  (target ≤ 1.05)",
-        ours.wall_s / plain.wall_s,
-        ours.cpu_s / plain.cpu_s
+    println!("    ratio segcast/plain      : wall {wall:.3}, cpu {cpu:.3}  (target ≤ 1.05)");
+    targets.expect(
+        wall <= 1.05 && cpu <= 1.05,
+        format!("(a) packaging wall {wall:.3}, cpu {cpu:.3} of plain ffmpeg's (target ≤ 1.05)"),
     );
 }
 

@@ -29,7 +29,8 @@
 //! workers), which is steadier than requests/s when wrk shares the cores.
 //!
 //! `--cell-seconds S` (8), `--size WxH` (640x360), `--waiters K` (32),
-//! `--wake-rounds R` (20). `SEGCAST_BENCH_NGINX` and `SEGCAST_BENCH_WRK`
+//! `--wake-rounds R` (20); `--check` exits non-zero when a target is
+//! missed. `SEGCAST_BENCH_NGINX` and `SEGCAST_BENCH_WRK`
 //! name the binaries (default `nginx`, `wrk`).
 //!
 //! Here: the flow (the live phase, the restart, the finished rows) and the
@@ -37,6 +38,8 @@
 //! [`cells`] measures one row's cells, [`wrk`] runs wrk, [`nginx`] starts
 //! nginx, and [`procs`] reads `/proc` and looks after the processes.
 
+#[path = "../support/check.rs"]
+mod check;
 #[path = "../../tests/common/mod.rs"]
 mod common;
 
@@ -406,40 +409,35 @@ fn print_wake_and_targets(ctx: &Ctx, args: &Args, rows: &[Row], wake: &(Vec<Dura
         ms(*spreads.last().unwrap()),
         ms(wake.1)
     );
-    let mut missed = Vec::new();
+    let mut targets = check::Targets::from_args();
     for row in rows {
         let (Some(n1), Some(s1)) = (row.cell(Server::Nginx, 0), row.cell(Server::Segcast, 0))
         else {
             continue;
         };
         let slower = s1.p50_us / n1.p50_us;
-        if slower > 3.0 {
-            missed.push(format!(
-                "{}: p50 @1 is {slower:.1}× nginx's (target ≤ 3×)",
-                row.name
-            ));
-        }
+        targets.expect(
+            slower <= 3.0,
+            format!("{}: p50 @1 is {slower:.1}× nginx's (target ≤ 3×)", row.name),
+        );
         let (Some(n32), Some(s32)) = (row.cell(Server::Nginx, 1), row.cell(Server::Segcast, 1))
         else {
             continue;
         };
         let share = s32.rps() / n32.rps();
-        if row.throughput_target && share < 0.9 {
-            missed.push(format!(
-                "{}: {share:.2}× nginx's req/s @32 (target ≥ 0.9×); server CPU per answer {:.2}× nginx's",
-                row.name,
-                s32.cpu_us / n32.cpu_us.max(f64::MIN_POSITIVE)
-            ));
+        if row.throughput_target {
+            targets.expect(
+                share >= 0.9,
+                format!(
+                    "{}: {share:.2}× nginx's req/s @32 (target ≥ 0.9×); server CPU per answer {:.2}× nginx's",
+                    row.name,
+                    s32.cpu_us / n32.cpu_us.max(f64::MIN_POSITIVE)
+                ),
+            );
         }
-    }
-    if missed.is_empty() {
-        println!(
-            "targets (segments and parts ≥ 0.9× nginx's req/s @32; p50 @1 ≤ 3× nginx's): all met"
-        );
-    } else {
-        println!("targets missed:\n  {}", missed.join("\n  "));
     }
     for note in ctx.notes.lock().unwrap().iter() {
         println!("note: {note}");
     }
+    targets.finish();
 }

@@ -118,6 +118,23 @@ impl Api {
             .unwrap()
     }
 
+    /// PUTs a new chunk and asserts the documented answer, 201 Created with
+    /// a receipt naming its seq (docs/api.md); returns the receipt.
+    pub async fn put_ok(&self, id: &str, token: &str, seq: u64, bytes: Vec<u8>) -> Value {
+        let resp = self.put(id, token, seq, bytes).await;
+        assert_eq!(resp.status(), 201, "PUT chunk {seq} of {id}");
+        let receipt: Value = resp.json().await.unwrap();
+        assert_eq!(receipt["seq"], seq, "{receipt}");
+        receipt
+    }
+
+    /// PUTs every chunk in order from seq 0, each answered 201.
+    pub async fn put_all_ok(&self, id: &str, token: &str, chunks: &[Vec<u8>]) {
+        for (seq, chunk) in chunks.iter().enumerate() {
+            self.put_ok(id, token, seq as u64, chunk.clone()).await;
+        }
+    }
+
     /// PUTs a chunk whose body is streamed: no Content-Length, no digest,
     /// as a client sending chunked transfer encoding does.
     pub async fn put_streamed<S>(
@@ -147,6 +164,15 @@ impl Api {
             .send()
             .await
             .unwrap()
+    }
+
+    /// Finishes a recording of `total` chunks and asserts the documented
+    /// answer, 202 Accepted.
+    pub async fn finish_ok(&self, id: &str, token: &str, total: u64) {
+        let resp = self.finish(id, token, total).await;
+        let status = resp.status();
+        let body = resp.text().await.unwrap();
+        assert_eq!(status, 202, "finish {id} with {total} chunks: {body}");
     }
 
     pub async fn status(&self, id: &str) -> Value {

@@ -41,3 +41,5 @@ pub mod upload;
 
 #[cfg(test)]
 pub(crate) mod fixtures;
+#[cfg(test)]
+mod fuzz_seeds;
