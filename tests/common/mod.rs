@@ -513,6 +513,10 @@ async fn contiguous_track(
     next_ticks.unwrap() as f64 / f64::from(timescale)
 }
 
+/// VLC waits forever on some broken input (a wrong AES key): a test that
+/// meets one fails with VLC's output after this, rather than hanging CI.
+const VLC_LIMIT: [&str; 3] = ["-s", "KILL", "180"];
+
 /// Plays `url` with VLC 3 (`cvlc`, no window, no sound card), remuxing what
 /// it plays into `dir/vlc.mkv`; returns that file. (Matroska: VLC's TS
 /// muxer cuts the last audio packet short when it exits at the end.) VLC refuses to run as
@@ -544,11 +548,14 @@ pub fn vlc_remux(url: &str, dir: &Path) -> PathBuf {
             assert!(made.success(), "cannot create the {USER} user for VLC");
         }
         std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o777)).unwrap();
-        let mut c = Command::new("runuser");
-        c.args(["-u", USER, "--", "cvlc"]);
+        let mut c = Command::new("timeout");
+        c.args(VLC_LIMIT)
+            .args(["runuser", "-u", USER, "--", "cvlc"]);
         c
     } else {
-        Command::new("cvlc")
+        let mut c = Command::new("timeout");
+        c.args(VLC_LIMIT).arg("cvlc");
+        c
     };
     let output = command
         .args(["-I", "dummy", "--play-and-exit", url, "--sout", &sout])
@@ -556,7 +563,9 @@ pub fn vlc_remux(url: &str, dir: &Path) -> PathBuf {
         .expect("VLC must be installed (scripts/test installs vlc-bin)");
     assert!(
         output.status.success(),
-        "cvlc failed: {}",
+        "cvlc failed ({}; killed after {} s if it hung): {}",
+        output.status,
+        VLC_LIMIT[2],
         String::from_utf8_lossy(&output.stderr)
     );
     out
