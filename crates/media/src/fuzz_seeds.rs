@@ -110,7 +110,7 @@ fn replay(path: &Path, check: fn(&[u8])) {
         Ok(false) => panic!("{} fails its fuzz target's check", path.display()),
         Err(_) => panic!("{} takes more than {BOUND:?}", path.display()),
     }
-    println!("{}: {:.2?}", path.display(), started.elapsed());
+    eprintln!("{}: {:.2?}", path.display(), started.elapsed());
 }
 
 #[test]
