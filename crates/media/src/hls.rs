@@ -9,7 +9,10 @@
 //!   an `EXT-X-MEDIA` audio rendition (§4.3.4.1) that the variant names in
 //!   `AUDIO`, so HLS lists the very files the DASH manifest lists.
 
-use m3u8_rs::{AlternativeMedia, AlternativeMediaType, MasterPlaylist, Resolution, VariantStream};
+use m3u8_rs::{
+    AlternativeMedia, AlternativeMediaType, ClosedCaptionGroupId, MasterPlaylist, Resolution,
+    VariantStream,
+};
 
 pub use crate::hls_media::{
     render_media_playlist, DeltaUpdate, MediaPlaylistWriter, PlaylistSettings, RenderedPlaylist,
@@ -89,6 +92,11 @@ pub fn render_multivariant(rendition: &Rendition, declared_bits_per_s: u64) -> S
         codecs: (!codecs.is_empty()).then_some(codecs),
         resolution,
         audio: audio.as_ref().map(|_| AUDIO_GROUP.into()),
+        // The video carries no CEA-608/708 captions (RFC 8216bis §4.4.6.2).
+        // Said outright, because Shaka 5.2.8+ otherwise probes segments for
+        // them while live and picks the open segment, which has parts but
+        // no URI yet, and fails to start (`getScheme` of undefined).
+        closed_captions: Some(ClosedCaptionGroupId::None),
         ..Default::default()
     };
     let playlist = MasterPlaylist {
