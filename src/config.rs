@@ -18,6 +18,10 @@ pub const DEFAULT_MAX_CHUNKS: u64 = 400_000;
 /// Bytes of chunks one recording may store: about 14 h of a 2.5 Mbit/s
 /// webcam, so a runaway or hostile uploader cannot fill the disk alone.
 pub const DEFAULT_MAX_RECORDING_BYTES: u64 = 16 << 30;
+/// Free space a new recording needs: a few minutes of chunks and media,
+/// and room for the database, so a full disk refuses new work up front
+/// instead of failing recordings already under way.
+pub const DEFAULT_MIN_FREE_MB: u64 = 256;
 /// Recordings being recorded or processed at once; each runs an ffmpeg
 /// (~0.3 core for 720p30 at `veryfast`), so size this to the machine.
 pub const DEFAULT_MAX_LIVE_RECORDINGS: usize = 16;
@@ -175,6 +179,11 @@ pub struct Config {
     /// Bytes of chunks per recording (413 for a chunk beyond it).
     #[arg(long, env = "SEGCAST_MAX_RECORDING_BYTES", default_value_t = DEFAULT_MAX_RECORDING_BYTES)]
     pub max_recording_bytes: u64,
+
+    /// Free space, in MiB, the data directory's file system must have for
+    /// a new recording or import to be accepted (507 below it).
+    #[arg(long, env = "SEGCAST_MIN_FREE_MB", default_value_t = DEFAULT_MIN_FREE_MB)]
+    pub min_free_mb: u64,
 
     /// Chunks per recording: seq must stay below this.
     #[arg(long, env = "SEGCAST_MAX_CHUNKS", default_value_t = DEFAULT_MAX_CHUNKS)]
@@ -414,6 +423,7 @@ impl From<&Config> for pipeline::Settings {
             max_live_recordings: c.max_live_recordings,
             max_recording_bytes: c.max_recording_bytes,
             max_chunks: c.max_chunks,
+            min_free_bytes: c.min_free_mb.saturating_mul(1 << 20),
             idle_timeout_s: c.idle_timeout_s,
             import_jobs: c.import_jobs,
             encrypt_by_default: c.encrypt,

@@ -5,10 +5,10 @@ mod common;
 
 use std::time::Duration;
 
-use common::{assert_error, content_digest, Server};
+use common::{assert_error, content_digest, cut_randomly, make_webm, Server};
 use futures_util::StreamExt;
 use reqwest::StatusCode;
-use serde_json::Value;
+use serde_json::{json, Value};
 
 #[tokio::test]
 async fn uploads_need_the_recordings_own_token() {
@@ -198,7 +198,83 @@ async fn seq_and_total_are_checked() {
             .await
             .contains("beyond")
     );
-    assert_eq!(server.status(&id).await["state"], "processing");
+    // Chunks 0-4 are still owed: the upload is not over.
+    let status = server.status(&id).await;
+    assert_eq!(status["state"], "recording", "{status}");
+    assert_eq!(status["chunks"]["missing"], json!([0, 1, 2, 3, 4]));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refused_chunk_0_keeps_the_recording_waiting_for_it() {
+    let server = Server::start(|c| c.idle_timeout_s = 3).await;
+    let (id, token) = server.create("not media").await;
+    assert_error(
+        server
+            .put(&id, &token, 0, b"not media at all".to_vec())
+            .await,
+        415,
+    )
+    .await;
+    assert_eq!(server.finish(&id, &token, 1).await.status(), 202);
+    let status = server.status(&id).await;
+    assert_eq!(status["state"], "recording", "{status}");
+    assert_eq!(status["chunks"]["missing"], json!([0]), "{status}");
+    assert_eq!(status["chunks"]["total"], 1);
+    // The uploader never sends it: the idle timeout ends it, saying why.
+    let status = server
+        .wait_for(&id, Duration::from_secs(30), |s| s["state"] != "recording")
+        .await;
+    assert_eq!(status["state"], "failed", "{status}");
+    let error = status["error"].as_str().unwrap();
+    assert!(error.contains("no chunk arrived"), "{error}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_last_owed_chunk_ends_the_upload() {
+    let server = Server::start(|_| {}).await;
+    let dir = tempfile::tempdir().unwrap();
+    let webm = std::fs::read(make_webm(dir.path(), 2, "320x240")).unwrap();
+    let chunks = cut_randomly(&webm, 3, 7);
+    let (id, token) = server.create("late chunk").await;
+    server.put_ok(&id, &token, 1, chunks[1].clone()).await;
+    server.put_ok(&id, &token, 2, chunks[2].clone()).await;
+    server.finish_ok(&id, &token, 3).await;
+    let status = server.status(&id).await;
+    assert_eq!(status["state"], "recording", "{status}");
+    assert_eq!(status["chunks"]["missing"], json!([0]));
+    server.put_ok(&id, &token, 0, chunks[0].clone()).await;
+    let status = server
+        .wait_for(&id, Duration::from_secs(60), |s| s["state"] == "ready")
+        .await;
+    assert_eq!(status["chunks"]["missing"], json!([]), "{status}");
+    assert_eq!(status["incomplete"], false);
+}
+
+#[tokio::test]
+async fn creation_below_the_free_space_minimum_is_507_and_makes_nothing() {
+    // More than any disk has: the check must refuse, whatever this machine.
+    let server = Server::start(|c| c.min_free_mb = 1 << 40).await;
+    let resp = server
+        .client
+        .post(server.url("/api/recordings"))
+        .json(&json!({ "title": "full" }))
+        .send()
+        .await
+        .unwrap();
+    let message = assert_error(resp, 507).await;
+    assert!(message.contains("--min-free-mb"), "{message}");
+    let resp = server
+        .client
+        .post(server.url("/api/imports?name=full.mp4"))
+        .body(vec![0u8; 1000])
+        .send()
+        .await
+        .unwrap();
+    assert_error(resp, 507).await;
+    let list: Value = server.get("/api/recordings").await.json().await.unwrap();
+    assert_eq!(list, json!([]), "{list}");
+    let dirs = std::fs::read_dir(server.data.path().join("recordings")).map_or(0, |d| d.count());
+    assert_eq!(dirs, 0, "no folder was made");
 }
 
 #[tokio::test]
@@ -207,9 +283,12 @@ async fn unknown_ids_and_traversal_attempts_are_404() {
     let (id, token) = server.create("traversal").await;
     server.put_ok(&id, &token, 1, b"secret".to_vec()).await;
     // The files the probes below aim at are there to be found.
-    let dir = server.data.path().join(format!("recordings/{id}"));
-    for file in ["recording.json", "chunks/00000001.chunk"] {
-        assert!(dir.join(file).is_file(), "{file}");
+    let data = server.data.path();
+    for file in [
+        format!("recordings/{id}/chunks/00000001.chunk"),
+        "segcast.db".into(),
+    ] {
+        assert!(data.join(&file).is_file(), "{file}");
     }
     assert_error(server.get("/api/recordings/0123456789").await, 404).await;
     assert_error(
@@ -218,13 +297,14 @@ async fn unknown_ids_and_traversal_attempts_are_404() {
     )
     .await;
     for path in [
-        format!("/media/{id}/..%2Frecording.json"),
+        format!("/media/{id}/..%2Fchunks%2F00000001.chunk"),
         format!("/media/{id}/%2e%2e%2fchunks%2f00000001.chunk"),
-        format!("/media/{id}/recording.json"),
+        format!("/media/{id}/..%2F..%2F..%2Fsegcast.db"),
+        format!("/media/{id}/segcast.db"),
         format!("/media/{id}/seg-1.m4s"),
         "/media/..%2F..%2Fetc/passwd".to_string(),
         "/media/ABC/index.m3u8".to_string(),
-        format!("/media/{id}/../recording.json"),
+        format!("/media/{id}/../chunks/00000001.chunk"),
         format!("/media/{id}/seg-00000.m4s"), // not published yet
         format!("/media/{id}/audio-seg-00000.m4s"),
     ] {
@@ -369,11 +449,7 @@ async fn pages_and_assets_are_served_without_escaping_the_player_dir() {
         .unwrap()
         .contains("javascript"));
     let hls = server.get("/assets/vendor/hls.min.js").await;
-    assert_eq!(
-        hls.status(),
-        200,
-        "hls.js comes from player/node_modules (scripts/setup runs npm ci)"
-    );
+    assert_eq!(hls.status(), 200, "hls.js is inside the binary (build.rs)");
     for path in [
         "/assets/../package.json",
         "/assets/..%2Fpackage.json",

@@ -97,6 +97,13 @@ async fn create(
         }
         return Err(too_large().into());
     }
+    let declared = declared_length(&headers).unwrap_or(0);
+    if let Err(e) = state.library.check_free_space(declared).await {
+        if !headers.contains_key(header::EXPECT) {
+            drain(&mut body.into_data_stream()).await;
+        }
+        return Err(e.into());
+    }
     let staging = store::staging::dir(&config.data_dir);
     tokio::fs::create_dir_all(&staging).await?;
     let upload = Upload::new(&staging);

@@ -26,6 +26,22 @@ pub fn sync_dir(dir: &Path) -> io::Result<()> {
     File::open(dir)?.sync_all()
 }
 
+/// Bytes an unprivileged writer may still store on the file system that
+/// holds `path` (statvfs(3): `f_bavail` blocks of `f_frsize`).
+pub fn free_bytes(path: &Path) -> io::Result<u64> {
+    use std::os::unix::ffi::OsStrExt;
+    let c_path = std::ffi::CString::new(path.as_os_str().as_bytes())
+        .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
+    let mut stat = std::mem::MaybeUninit::<libc::statvfs>::uninit();
+    // SAFETY: a NUL-terminated path and a buffer statvfs fills on success.
+    if unsafe { libc::statvfs(c_path.as_ptr(), stat.as_mut_ptr()) } != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: statvfs returned 0, so it wrote the whole struct.
+    let stat = unsafe { stat.assume_init() };
+    Ok(stat.f_bavail.saturating_mul(stat.f_frsize))
+}
+
 fn replace(path: &Path, bytes: &[u8], mode: u32, durable: bool) -> io::Result<()> {
     let dir = path
         .parent()
@@ -66,6 +82,22 @@ fn replace(path: &Path, bytes: &[u8], mode: u32, durable: bool) -> io::Result<()
 mod tests {
     use super::*;
     use std::os::unix::fs::PermissionsExt;
+
+    #[test]
+    fn free_bytes_agree_with_df() {
+        let dir = tempfile::tempdir().unwrap();
+        let out = std::process::Command::new("df")
+            .args(["--output=avail", "-B1"])
+            .arg(dir.path())
+            .output()
+            .expect("df runs");
+        let text = String::from_utf8(out.stdout).unwrap();
+        let df: u64 = text.lines().nth(1).unwrap().trim().parse().unwrap();
+        let ours = free_bytes(dir.path()).unwrap();
+        // Other writers move the figure a little between the two readings.
+        assert!(ours.abs_diff(df) < 64 << 20, "statvfs {ours} vs df {df}");
+        assert!(free_bytes(&dir.path().join("absent")).is_err());
+    }
 
     #[test]
     fn replaced_files_are_whole_and_private_ones_owner_only() {

@@ -25,6 +25,9 @@ pub struct Settings {
     pub max_recording_bytes: u64,
     /// Highest seq + 1 a recording may declare.
     pub max_chunks: u64,
+    /// New recordings and imports are refused (507) while the data
+    /// directory's file system has less free than this.
+    pub min_free_bytes: u64,
     /// A recording without chunks this long is finalized from what it has.
     pub idle_timeout_s: u64,
     /// Imports processed at once.

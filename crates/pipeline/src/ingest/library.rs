@@ -321,6 +321,7 @@ impl Library {
                 retry_after_s: RETRY_AFTER_S,
             });
         }
+        self.check_free_space(0).await?;
         let (mut meta, token) = new_meta(title, mime, "Recording", State::Recording);
         let key = self.protect(&mut meta, protection);
         let (store, id) = (self.shared.store.clone(), meta.id.clone());
@@ -344,6 +345,7 @@ impl Library {
         placement: Placement,
         protection: Protection,
     ) -> Result<(RecordingStatus, String)> {
+        self.check_free_space(0).await?;
         let (mut meta, token) = new_import_meta(title, info);
         let key = self.protect(&mut meta, protection);
         let store = self.shared.store.clone();
@@ -358,6 +360,29 @@ impl Library {
         let initial = self.start(meta, key, Vec::new()).status();
         tracing::info!(%id, "import created");
         Ok((initial, token))
+    }
+
+    /// Refuses new work (`needed_bytes` of it, when known) that would leave
+    /// the data directory's file system below `--min-free-mb`, so the
+    /// recordings already under way keep their room.
+    pub async fn check_free_space(&self, needed_bytes: u64) -> Result<()> {
+        let (dir, min) = (
+            self.shared.settings.data_dir.clone(),
+            self.shared.settings.min_free_bytes,
+        );
+        let free = tokio::task::spawn_blocking(move || base::files::free_bytes(&dir))
+            .await
+            .map_err(|e| Error::internal("free space task", e))?
+            .map_err(|e| Error::storage("cannot tell the data directory's free space", &e))?;
+        if free < min.saturating_add(needed_bytes) {
+            return Err(Error::NoSpace(format!(
+                "the data directory has {} MiB free; new recordings need {} MiB \
+                 more than they bring (--min-free-mb)",
+                free >> 20,
+                min >> 20
+            )));
+        }
+        Ok(())
     }
 
     /// The new recording's row, after its folder exists; if the catalog

@@ -157,6 +157,12 @@ impl LiveTask {
         self.stored_bytes = tokio::task::spawn_blocking(move || store.chunk_bytes(&id))
             .await
             .map_err(std::io::Error::other)??;
+        let owed = (self.core.meta.total).is_some_and(|t| !self.chunks.is_complete(t));
+        if owed && self.core.state() == State::Processing {
+            // Declared finished with chunks missing (before that kept it
+            // `recording`): wait for them, under the idle timeout.
+            self.core.meta.state = State::Recording;
+        }
         let dir = self.core.store.hls_dir(self.core.id());
         let saved = tokio::task::spawn_blocking(move || HlsPublisher::load_rendition(&dir))
             .await
@@ -235,13 +241,26 @@ impl LiveTask {
                     None => {}
                 }
                 if grew {
+                    self.uploaded_all().await;
                     self.feed_new(before);
                 }
                 tracing::debug!(seq, contiguous = self.chunks.contiguous(), "chunk stored");
             }
             PutOutcome::Duplicate => tracing::debug!(seq, "duplicate chunk"),
         }
-        Ok((outcome, ChunkReceipt::new(seq, &self.chunks)))
+        Ok((
+            outcome,
+            ChunkReceipt::new(seq, &self.chunks, self.core.meta.total),
+        ))
+    }
+
+    /// The last chunk owed after `finish` arrived: the upload is over.
+    async fn uploaded_all(&mut self) {
+        let complete = (self.core.meta.total).is_some_and(|t| self.chunks.is_complete(t));
+        if complete && self.core.state() == State::Recording {
+            self.core.meta.state = State::Processing;
+            self.core.save_or_log().await;
+        }
     }
 
     /// Hands chunks `from..contiguous` to ffmpeg, starting it on first use,
@@ -461,7 +480,9 @@ impl LiveTask {
             None => {}
         }
         self.core.meta.total = Some(total);
-        if self.core.state() == State::Recording {
+        // Chunks still owed keep the recording `recording` (and its idle
+        // timeout running): the uploader may yet send them.
+        if self.core.state() == State::Recording && self.chunks.is_complete(total) {
             self.core.meta.state = State::Processing;
         }
         if total == 0 {

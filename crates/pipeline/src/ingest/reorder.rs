@@ -57,9 +57,11 @@ impl ChunkSet {
         self.ahead.last().map_or(self.contiguous, |&last| last + 1)
     }
 
-    /// Seqs below the highest stored one that are not stored, at most `cap`.
-    pub fn missing(&self, cap: usize) -> Vec<u64> {
-        (self.contiguous..self.end())
+    /// Seqs not stored below the highest stored one, or below `total` when
+    /// one was declared (a finished upload still owes those), at most `cap`.
+    pub fn missing(&self, total: Option<u64>, cap: usize) -> Vec<u64> {
+        let end = self.end().max(total.unwrap_or(0));
+        (self.contiguous..end)
             .filter(|seq| !self.ahead.contains(seq))
             .take(cap)
             .collect()
@@ -81,7 +83,7 @@ mod tests {
         assert_eq!(set.insert(0), 1);
         assert_eq!(set.insert(1), 1);
         assert_eq!(
-            (set.contiguous(), set.received(), set.missing(10)),
+            (set.contiguous(), set.received(), set.missing(None, 10)),
             (2, 2, vec![])
         );
     }
@@ -93,7 +95,7 @@ mod tests {
         assert_eq!(set.insert(3), 0);
         assert_eq!(set.insert(2), 0);
         assert_eq!(
-            (set.contiguous(), set.received(), set.missing(10)),
+            (set.contiguous(), set.received(), set.missing(None, 10)),
             (1, 3, vec![1])
         );
         assert_eq!(set.insert(1), 3, "filling the gap releases 1, 2 and 3");
@@ -113,9 +115,19 @@ mod tests {
     #[test]
     fn missing_is_capped() {
         let set = ChunkSet::from_stored([1_000_000]);
-        let missing = set.missing(MAX_MISSING_LISTED);
+        let missing = set.missing(None, MAX_MISSING_LISTED);
         assert_eq!(missing.len(), MAX_MISSING_LISTED);
         assert_eq!(missing[..3], [0, 1, 2]);
+    }
+
+    #[test]
+    fn a_declared_total_owes_every_chunk_below_it() {
+        let set = ChunkSet::from_stored([1]);
+        assert_eq!(set.missing(None, 10), vec![0]);
+        assert_eq!(set.missing(Some(4), 10), vec![0, 2, 3]);
+        assert_eq!(ChunkSet::default().missing(Some(1), 10), vec![0]);
+        // Stored chunks beyond an (abandoned) total stay listed as such.
+        assert_eq!(set.missing(Some(0), 10), vec![0]);
     }
 
     #[test]

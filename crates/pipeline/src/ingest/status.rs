@@ -63,12 +63,12 @@ pub struct ChunkReceipt {
 }
 
 impl ChunkReceipt {
-    pub fn new(seq: u64, chunks: &ChunkSet) -> Self {
+    pub fn new(seq: u64, chunks: &ChunkSet, total: Option<u64>) -> Self {
         Self {
             seq,
             received: chunks.received(),
             contiguous: chunks.contiguous(),
-            missing: chunks.missing(MAX_MISSING_LISTED),
+            missing: chunks.missing(total, MAX_MISSING_LISTED),
         }
     }
 }
@@ -100,7 +100,7 @@ impl RecordingStatus {
             chunks: ChunkStatus {
                 received: chunks.received(),
                 contiguous: chunks.contiguous(),
-                missing: chunks.missing(MAX_MISSING_LISTED),
+                missing: chunks.missing(meta.total, MAX_MISSING_LISTED),
                 total: meta.total,
             },
             segments,
