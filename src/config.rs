@@ -86,8 +86,6 @@ pub const DEFAULT_INBOX_SETTLE_MS: u64 = 2000;
 /// Times ffmpeg is started for one recording before it is declared failed:
 /// a crash is retried, an input that kills ffmpeg every time is not.
 pub const DEFAULT_FFMPEG_ATTEMPTS: u32 = 3;
-/// The record/watch/library pages, relative to where the server starts.
-pub const DEFAULT_PLAYER_DIR: &str = "player";
 /// Longest comment author name, in characters (the contract's 1..64).
 pub const DEFAULT_COMMENT_MAX_AUTHOR_CHARS: usize = 64;
 /// Longest comment text, in characters (the contract's 1..2000).
@@ -261,10 +259,11 @@ pub struct Config {
     #[arg(long, env = "SEGCAST_X264_PRESET", default_value = DEFAULT_X264_PRESET)]
     pub x264_preset: String,
 
-    /// Directory of the web pages (`pages/`, `public/`, and hls.js under
-    /// `node_modules/` after `npm ci`).
-    #[arg(long, env = "SEGCAST_PLAYER_DIR", default_value = DEFAULT_PLAYER_DIR)]
-    pub player_dir: PathBuf,
+    /// Serve the web pages from this directory (`pages/`, `public/`, and
+    /// hls.js and dash.js under `node_modules/` after `npm ci`) instead of
+    /// the copies inside the binary: for working on the pages.
+    #[arg(long, env = "SEGCAST_PLAYER_DIR")]
+    pub player_dir: Option<PathBuf>,
 
     /// ffmpeg starts per recording before it is marked failed.
     #[arg(long, env = "SEGCAST_FFMPEG_ATTEMPTS", default_value_t = DEFAULT_FFMPEG_ATTEMPTS)]

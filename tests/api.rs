@@ -461,6 +461,57 @@ async fn pages_and_assets_are_served_without_escaping_the_player_dir() {
 }
 
 #[tokio::test]
+async fn a_player_dir_overrides_the_pages_inside_the_binary() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(dir.path().join("pages")).unwrap();
+    std::fs::create_dir_all(dir.path().join("public")).unwrap();
+    std::fs::write(
+        dir.path().join("pages/index.html"),
+        "<p>a page in the works</p>",
+    )
+    .unwrap();
+    std::fs::write(dir.path().join("public/watch.js"), "// mine").unwrap();
+    let path = dir.path().to_path_buf();
+    let server = Server::start(|c| c.player_dir = Some(path)).await;
+    assert_eq!(server.text("/").await, "<p>a page in the works</p>");
+    assert_eq!(server.text("/assets/watch.js").await, "// mine");
+    // What the directory lacks is missing, not taken from the binary.
+    assert!(assert_error(server.get("/record").await, 404)
+        .await
+        .contains("--player-dir"));
+    assert!(
+        assert_error(server.get("/assets/vendor/hls.min.js").await, 404)
+            .await
+            .contains("npm ci")
+    );
+}
+
+#[tokio::test]
+async fn embedded_pages_revalidate_with_their_etag() {
+    let server = Server::start(|_| {}).await;
+    let first = server.get("/assets/vendor/hls.min.js").await;
+    assert_eq!(first.headers()["cache-control"], "no-cache");
+    let etag = first.headers()["etag"].clone();
+    let again = server
+        .client
+        .get(server.url("/assets/vendor/hls.min.js"))
+        .header("if-none-match", etag)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(again.status(), 304);
+    let other = server
+        .client
+        .get(server.url("/assets/vendor/hls.min.js"))
+        .header("if-none-match", "\"0000000000000000\"")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(other.status(), 200);
+    assert!(other.bytes().await.unwrap().len() > 100_000);
+}
+
+#[tokio::test]
 async fn live_recordings_beyond_the_limit_get_503_with_retry_after() {
     let server = Server::start(|c| c.max_live_recordings = 1).await;
     let (id, token) = server.create("the only live one").await;

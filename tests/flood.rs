@@ -323,14 +323,8 @@ fn start_server(data: &std::path::Path, header_timeout: Duration) -> (ServerProc
         open_files: Some(1024),
         ..ProcessLimits::default()
     };
-    let player = concat!(env!("CARGO_MANIFEST_DIR"), "/player");
     let header_timeout = header_timeout.as_secs().to_string();
-    let args = [
-        "--header-timeout-s",
-        &header_timeout,
-        "--player-dir",
-        player,
-    ];
+    let args = ["--header-timeout-s", &header_timeout];
     spawn_server_process_limited(data, &args, limits)
 }
 

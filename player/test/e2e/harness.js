@@ -30,7 +30,10 @@ export const CHROMIUM_ARGS = [
 export async function startServer() {
   const data = mkdtempSync(join(tmpdir(), 'segcast-e2e-'));
   const bin = process.env.SEGCAST_BIN ?? join(REPO, 'target/debug/segcast');
-  const child = spawn(bin, ['serve', '--listen', '127.0.0.1:0', '--data', data, '--player-dir', PLAYER_DIR], {
+  // Started from an empty directory, with no --player-dir: the pages and
+  // players are the ones inside the binary, as for a user's copy of it.
+  const child = spawn(bin, ['serve', '--listen', '127.0.0.1:0', '--data', data], {
+    cwd: data,
     env: { ...process.env, NO_COLOR: '1', SEGCAST_LOG: process.env.SEGCAST_LOG ?? 'info,ffmpeg=warn' },
     stdio: ['ignore', 'inherit', 'pipe'],
   });

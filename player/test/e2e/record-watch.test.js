@@ -220,3 +220,34 @@ test('a few seconds offline lose nothing', async () => {
   assert.ok(Math.abs(ready.duration_s - recordedS) <= 1.5, `duration ${ready.duration_s} s for ${recordedS} s recorded`);
   await context.close();
 });
+
+test('the pages inside the binary load with every script and style', async () => {
+  // The server runs from an empty directory without --player-dir
+  // (harness.js): these come from the binary itself.
+  const created = await fetch(`${server.base}/api/recordings`, { method: 'POST', body: '{}' });
+  assert.equal(created.status, 201);
+  const { id } = await created.json();
+  const context = await browser.newContext();
+  const page = await context.newPage();
+  const loads = [];
+  const errors = [];
+  page.on('response', (r) => {
+    const type = r.request().resourceType();
+    if (['document', 'script', 'stylesheet'].includes(type)) loads.push({ url: r.url(), status: r.status(), type });
+  });
+  page.on('pageerror', (e) => errors.push(e.message));
+  for (const path of ['/', '/record', `/watch/${id}`]) {
+    loads.length = 0;
+    await page.goto(`${server.base}${path}`, { waitUntil: 'load' });
+    const scripts = loads.filter((l) => l.type === 'script').map((l) => new URL(l.url).pathname);
+    assert.ok(scripts.length > 0, `${path} loads scripts: ${JSON.stringify(loads)}`);
+    // 304: the browser revalidated what an earlier page loaded (ETag).
+    for (const load of loads) assert.ok([200, 304].includes(load.status), `${path}: ${load.url} ${load.status}`);
+    if (path.startsWith('/watch')) {
+      assert.ok(scripts.includes('/assets/vendor/hls.min.js'), `hls.js on the watch page: ${scripts}`);
+      assert.equal(await page.evaluate(() => typeof window.Hls), 'function');
+    }
+  }
+  assert.deepEqual(errors, []);
+  await context.close();
+});
