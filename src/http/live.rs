@@ -26,7 +26,7 @@ use super::clients::SlotGuard;
 use super::error::Result;
 use base::Error;
 use media::layout::TrackFiles;
-use pipeline::edge::{EdgeView, LiveEdge, Playlist};
+use pipeline::edge::{EdgeView, LiveEdge, Playlist, TrackView};
 
 /// What a player waiting on a live playlist may be told to wait before
 /// trying again, when nothing came within the blocking limit.
@@ -182,7 +182,9 @@ pub async fn media_playlist(
 }
 
 /// The multivariant playlist: it needs the codecs, so a request made
-/// before the first media waits for them (blocking, like a reload).
+/// before the first media waits for them (blocking, like a reload) — and
+/// for every track's first closed segment, since Shaka 5 refuses a live
+/// media playlist with parts but no segment (`HLS_EMPTY_MEDIA_PLAYLIST`).
 pub async fn multivariant(
     edge: &LiveEdge,
     slot: WaitSlot<'_>,
@@ -192,11 +194,16 @@ pub async fn multivariant(
     if !view.is_live() {
         return Ok(None);
     }
-    let view = match view.multivariant {
-        Some(_) => view,
-        None => wait_for(edge, slot, |v| v.multivariant.is_some())
+    let playable = |v: &EdgeView| {
+        let segment = |t: &TrackView| t.position.segments > 0 || t.position.ended;
+        v.multivariant.is_some() && v.tracks.iter().all(segment)
+    };
+    let view = if playable(&view) {
+        view
+    } else {
+        wait_for(edge, slot, playable)
             .await?
-            .ok_or_else(|| not_yet("the recording's first media"))?,
+            .ok_or_else(|| not_yet("the recording's first segment"))?
     };
     let playlist = view.multivariant.as_ref().expect("waited for it");
     Ok(Some(playlist_response(playlist, headers)))
