@@ -221,3 +221,52 @@ async fn dash_plays_live_and_finished_from_the_hls_files() {
 fn reads_as(probed_s: f64, duration_s: f64) -> bool {
     (probed_s - duration_s.trunc()).abs() < 0.01 || (probed_s - duration_s).abs() < 0.05
 }
+
+/// Low-latency DASH asks for the segment still being produced: it is sent
+/// part by part as the packager publishes them, and its bytes are the
+/// segment file's once it closes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_open_segment_is_sent_as_it_grows() {
+    use futures_util::StreamExt;
+    let server = Server::start(|c| c.segment_target_ms = 2000).await;
+    let source = std::fs::read(make_webm(server.data.path(), 6, "320x240")).unwrap();
+    let (id, token) = server.create("growing").await;
+    // About 0.9 s of media: segment 0 has parts and is not closed.
+    let split = source.len() * 15 / 100;
+    server
+        .put_ok(&id, &token, 0, source[..split].to_vec())
+        .await;
+    // A blocking reload: back once segment 0 has two parts.
+    let playlist = server
+        .text(&format!("/media/{id}/media.m3u8?_HLS_msn=0&_HLS_part=1"))
+        .await;
+    assert!(playlist.contains("#EXT-X-PART:"), "{playlist}");
+    let growing = server.get(&format!("/media/{id}/seg-00000.m4s")).await;
+    assert_eq!(growing.status(), 200);
+    assert_eq!(growing.headers()["content-type"], "video/iso.segment");
+    assert!(growing.headers().get("content-length").is_none(), "chunked");
+    let mut body = growing.bytes_stream();
+    let first = body.next().await.unwrap().unwrap();
+    assert_eq!(&first[4..8], b"moof", "a CMAF chunk: {:?}", &first[..8]);
+    assert_eq!(
+        server.status(&id).await["segments"],
+        0,
+        "sent before it closed"
+    );
+    // Too far ahead of the open segment: refused at once.
+    let ahead = server.get(&format!("/media/{id}/seg-00002.m4s")).await;
+    assert_eq!(ahead.status(), 404);
+
+    server
+        .put_ok(&id, &token, 1, source[split..].to_vec())
+        .await;
+    server.finish_ok(&id, &token, 2).await;
+    let mut streamed = first.to_vec();
+    while let Some(chunk) = body.next().await {
+        streamed.extend_from_slice(&chunk.unwrap());
+    }
+    let file = server.get(&format!("/media/{id}/seg-00000.m4s")).await;
+    let file = file.bytes().await.unwrap();
+    assert!(file.len() > first.len(), "more than the first part");
+    assert_eq!(streamed, file.to_vec(), "the growing answer is the segment");
+}

@@ -32,6 +32,7 @@ use super::clients::ClientAddr;
 use super::error::Result;
 use super::file_cache::CachedFile;
 use super::live::{self, BlockingQuery};
+use super::open_segment::open_segment;
 use super::AppState;
 use base::zero_copy;
 use base::Error;
@@ -215,10 +216,14 @@ async fn file(
             Some(bytes) => Some(media_bytes(file, bytes)),
             None => return part_from_disk(state, recording, id, files, index).await,
         },
-        // A segment is in memory only once closed (and only the newest).
-        MediaFile::Segment(files, seq) if !request.headers().contains_key(header::RANGE) => edge
-            .segment(files, seq)
-            .map(|bytes| media_bytes(file, bytes)),
+        // A closed segment is in memory (the newest only); the open one
+        // is sent as it grows (low-latency DASH).
+        MediaFile::Segment(files, seq) if !request.headers().contains_key(header::RANGE) => {
+            match edge.segment(files, seq) {
+                Some(bytes) => Some(media_bytes(file, bytes)),
+                None => open_segment(edge, &slot, files, seq)?,
+            }
+        }
         MediaFile::Original if recording.import().is_none() => {
             return original(state, recording, id).await;
         }

@@ -13,6 +13,7 @@ mod imports;
 mod live;
 mod media;
 pub mod metrics;
+mod open_segment;
 mod pages;
 mod private;
 mod recordings;

@@ -286,6 +286,12 @@ impl LiveEdge {
         }
     }
 
+    /// Index of segment `seq`'s first part and how many it has so far, if
+    /// it is one of the newest (the open one included).
+    pub fn segment_span(&self, files: TrackFiles, seq: u64) -> Option<(u64, u64)> {
+        self.recent(files).segments.get(&seq).copied()
+    }
+
     /// A closed segment's bytes, if it is one of the newest.
     pub fn segment(&self, files: TrackFiles, seq: u64) -> Option<Bytes> {
         self.recent(files).closed.get(&seq).cloned()
