@@ -6,7 +6,7 @@ mod common;
 
 use std::time::Duration;
 
-use common::{decode_errors, make_webm, Server};
+use common::{decode_errors, make_h264_mkv, make_webm, Server};
 use serde_json::Value;
 
 const READY_LIMIT: Duration = Duration::from_secs(90);
@@ -78,7 +78,11 @@ fn assert_conforms(mpd: &str) {
 #[test]
 fn golden_manifests_conform_and_a_stray_attribute_does_not() {
     let golden = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/golden");
-    for name in ["manifest-live.mpd", "manifest-ended.mpd"] {
+    for name in [
+        "manifest-live.mpd",
+        "manifest-live-ll.mpd",
+        "manifest-ended.mpd",
+    ] {
         assert_conforms(&std::fs::read_to_string(golden.join(name)).unwrap());
     }
     let live = std::fs::read_to_string(golden.join("manifest-live.mpd")).unwrap();
@@ -87,11 +91,122 @@ fn golden_manifests_conform_and_a_stray_attribute_does_not() {
     assert!(caught.is_err(), "a misspelt attribute must not pass");
 }
 
+/// ffmpeg reading the live MPD at `url` into `file`, in the background.
+fn follow_live(
+    url: String,
+    file: std::path::PathBuf,
+    extra: &'static [&'static str],
+) -> tokio::task::JoinHandle<std::path::PathBuf> {
+    tokio::task::spawn_blocking(move || {
+        let status = std::process::Command::new("ffmpeg")
+            .args(["-v", "error", "-nostdin", "-y", "-i", &url])
+            .args(["-map", "0", "-c", "copy"])
+            .args(extra)
+            .arg(&file)
+            .status()
+            .unwrap();
+        assert!(status.success(), "ffmpeg following the live MPD");
+        file
+    })
+}
+
+/// Encoded video has its keyframes on a fixed grid: the manifest addresses
+/// segments by number, announced a part after they start (low-latency
+/// DASH), and a player that goes by the clock (ffmpeg) follows it live.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_grid_recording_is_addressed_by_number_and_followed_live() {
+    let server = Server::start(|_| {}).await;
+    let out = tempfile::tempdir().unwrap();
+    let source = std::fs::read(make_webm(server.data.path(), 8, "320x240")).unwrap();
+    let (id, token) = server.create("grid").await;
+    let mpd_url = server.url(&format!("/media/{id}/manifest.mpd"));
+    let chunks: Vec<Vec<u8>> = source
+        .chunks(source.len().div_ceil(32))
+        .map(<[u8]>::to_vec)
+        .collect();
+    let mut next_at = tokio::time::Instant::now();
+    let (mut live_mpd, mut follower) = (String::new(), None);
+    for (seq, chunk) in chunks.iter().enumerate() {
+        tokio::time::sleep_until(next_at).await;
+        next_at += Duration::from_millis(250);
+        server.put_ok(&id, &token, seq as u64, chunk.clone()).await;
+        if live_mpd.is_empty() && server.status(&id).await["segments"].as_u64() >= Some(1) {
+            live_mpd = server.text(&format!("/media/{id}/manifest.mpd")).await;
+            let file = out.path().join("follower.mkv");
+            follower = Some(follow_live(mpd_url.clone(), file, &[]));
+        }
+    }
+    assert_conforms(&live_mpd);
+    assert!(!live_mpd.contains("<SegmentTimeline>"), "{live_mpd}");
+    assert!(
+        live_mpd.contains("availabilityTimeComplete=\"false\""),
+        "{live_mpd}"
+    );
+    assert!(live_mpd.contains("<Latency target="), "{live_mpd}");
+    server.finish_ok(&id, &token, chunks.len() as u64).await;
+    let status = server
+        .wait_for(&id, READY_LIMIT, |s| s["state"] == "ready")
+        .await;
+    assert_eq!(status["video"], "transcode", "{status}");
+    let followed = tokio::time::timeout(Duration::from_secs(60), follower.unwrap())
+        .await
+        .expect("ffmpeg ends with the recording")
+        .unwrap();
+    let mut kinds = common::stream_kinds(&followed);
+    kinds.sort();
+    assert_eq!(kinds, ["audio", "video"], "ffmpeg followed both sets");
+    // ffmpeg joins a number-addressed stream at its live edge.
+    let followed_s = common::probe_duration_s(&followed);
+    assert!(followed_s > 2.0, "ffmpeg followed {followed_s} s live");
+    let gap_s = common::longest_video_gap_s(&followed);
+    assert!(gap_s < 0.2, "ffmpeg skipped {gap_s} s of the live manifest");
+
+    // Finished: the exact timeline, whose entries are the segments the live
+    // manifest implied (one segment duration each but the last).
+    let mpd = server.text(&format!("/media/{id}/manifest.mpd")).await;
+    assert_conforms(&mpd);
+    assert!(
+        mpd.contains("type=\"static\"") && !mpd.contains("availabilityTimeOffset"),
+        "{mpd}"
+    );
+    let live_d = |m: &str| {
+        m.split("duration=\"")
+            .nth(1)
+            .map(|s| s.split('"').next().unwrap().parse::<u64>().unwrap())
+    };
+    let segment_ticks = live_d(&live_mpd).expect("the live SegmentTemplate@duration");
+    let video = &timelines(&mpd)[0];
+    assert!(video.len() >= 4, "{mpd}");
+    // Within a frame of the grid (90 kHz: 25 ms is 2250 ticks): players
+    // place media by its own decode times.
+    let origin = video[0].0;
+    for (k, &(t, d)) in video[..video.len() - 1].iter().enumerate() {
+        let grid_t = origin + k as u64 * segment_ticks;
+        assert!(
+            t.abs_diff(grid_t) <= 2250 && d.abs_diff(segment_ticks) <= 2250,
+            "segment {k} at {t} for {d}, grid {grid_t} for {segment_ticks}: {mpd}"
+        );
+    }
+    let duration_s = status["duration_s"].as_f64().unwrap();
+    // All of it, read through the manifest (the file's own duration, not
+    // the manifest's, which ffmpeg rounds to whole seconds).
+    let whole = follow_live(mpd_url.clone(), out.path().join("finished.mkv"), &[]);
+    let whole_s = common::probe_duration_s(&whole.await.unwrap());
+    assert!(
+        (whole_s - duration_s).abs() < 0.1,
+        "ffmpeg read {whole_s} s of {duration_s} s"
+    );
+    let errors = decode_errors(&mpd_url);
+    assert!(errors.is_empty(), "decoding the manifest: {errors}\n{mpd}");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn dash_plays_live_and_finished_from_the_hls_files() {
     let server = Server::start(|_| {}).await;
     let out = tempfile::tempdir().unwrap();
-    let source = std::fs::read(make_webm(server.data.path(), 10, "320x240")).unwrap();
+    // Copied H.264 on its own keyframes: segments of differing durations,
+    // listed in a SegmentTimeline (the Chromium path).
+    let source = std::fs::read(make_h264_mkv(server.data.path(), 10, "320x240")).unwrap();
     let (id, token) = server.create("dash").await;
     let mpd_url = server.url(&format!("/media/{id}/manifest.mpd"));
     let pieces = source.len().div_ceil(40);
@@ -116,26 +231,19 @@ async fn dash_plays_live_and_finished_from_the_hls_files() {
             // what is published now, without a gap. ffmpeg 5.1 never notices
             // that a dynamic manifest turned static (its DASH demuxer only
             // ever sets "live"), so it is told where to stop.
-            let (url, file) = (mpd_url.clone(), out.path().join("follower.mkv"));
-            follower = Some(tokio::task::spawn_blocking(move || {
-                let status = std::process::Command::new("ffmpeg")
-                    .args(["-v", "error", "-nostdin", "-y", "-i", &url])
-                    .args(["-map", "0", "-c", "copy", "-t", FOLLOW_S])
-                    .arg(&file)
-                    .status()
-                    .unwrap();
-                assert!(status.success(), "ffmpeg following the live MPD");
-                file
-            }));
+            let file = out.path().join("follower.mkv");
+            follower = Some(follow_live(mpd_url.clone(), file, &["-t", FOLLOW_S]));
         }
     }
     assert!(live_mpd.contains("type=\"dynamic\""), "{live_mpd}");
+    assert!(live_mpd.contains("<SegmentTimeline>"), "{live_mpd}");
     assert_conforms(&live_mpd);
     assert!(live_mpd.contains("availabilityStartTime="), "{live_mpd}");
     server.finish_ok(&id, &token, chunks.len() as u64).await;
     let status = server
         .wait_for(&id, READY_LIMIT, |s| s["state"] == "ready")
         .await;
+    assert_eq!(status["video"], "copy", "{status}");
     let duration_s = status["duration_s"].as_f64().unwrap();
     let followed = tokio::time::timeout(Duration::from_secs(60), follower.unwrap())
         .await

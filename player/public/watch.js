@@ -96,7 +96,9 @@ function startDash(status) {
     return false;
   }
   dash = window.dashjs.MediaPlayer().create();
-  dash.updateSettings({ streaming: { delay: { liveDelayFragmentCount: 1.5 } } });
+  // The latency target comes from the manifest's ServiceDescription: low
+  // where segments can be fetched as they grow (availabilityTimeComplete
+  // false, which also puts dash.js in low-latency mode), 1.5 segments else.
   window.segcastDash = dash;
   // dash.js retries segment requests itself; what reaches ERROR is final, so
   // the viewer is told (and the end-to-end tests can say why a stall stalled).

@@ -289,6 +289,28 @@ pub fn make_webm(dir: &Path, secs: u32, size: &str) -> PathBuf {
     path
 }
 
+/// A live Matroska like Chromium's `video/webm;codecs=h264` recording:
+/// H.264 with a keyframe every 25 frames (0.83 s), so segments follow the
+/// keyframes and their durations differ (the server copies the video).
+pub fn make_h264_mkv(dir: &Path, secs: u32, size: &str) -> PathBuf {
+    let path = dir.join(format!("source-{secs}s-{size}.mkv"));
+    let h264 = [
+        "-c:v",
+        "libx264",
+        "-preset",
+        "ultrafast",
+        "-g",
+        "25",
+        "-sc_threshold",
+        "0",
+    ];
+    let opus = [
+        "-c:a", "libopus", "-b:a", "64k", "-f", "matroska", "-live", "1",
+    ];
+    make_test_media(&path, size, secs, &[&h264[..], &opus].concat());
+    path
+}
+
 /// Cuts `bytes` at `pieces - 1` distinct pseudo-random offsets.
 pub fn cut_randomly(bytes: &[u8], pieces: usize, seed: u64) -> Vec<Vec<u8>> {
     use rand::{Rng, SeedableRng};

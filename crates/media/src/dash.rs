@@ -50,7 +50,24 @@ pub struct MpdSettings {
     pub publish_ms: u64,
     /// `bandwidth` of a track before any of its segments was measured.
     pub declared_bits_per_s: u64,
+    /// Set when segments are cut on a fixed grid of `segment_target_ms`
+    /// (encoded video, keyframes forced on it), in parts of this length:
+    /// then segments are addressed by number (`SegmentTemplate@duration`)
+    /// and, while live, announced a part after they start
+    /// (`availabilityTimeOffset`), so a low-latency player asks for the
+    /// open one and reads it as it grows. `None`: a `SegmentTimeline`.
+    pub grid_part_ms: Option<u64>,
 }
+
+/// dash.js's live latency target (from `availabilityStartTime`, which is
+/// when the first media became available here, so the camera is about the
+/// ingest delay further behind): `ServiceDescription` (ISO/IEC 23009-1
+/// §5.13 / DASH-IF IOP low-latency), with the drift allowed before a seek.
+const LOW_LATENCY_TARGET_MS: u64 = 1200;
+const LOW_LATENCY_MAX_MS: u64 = 2500;
+/// Segments that may differ from the grid by this much still fit it: one
+/// video frame of rounding, AAC's frame-sized cuts.
+const GRID_TOLERANCE_MS: u64 = 25;
 
 /// The manifest; `None` for a rendition DASH players cannot play (muxed
 /// tracks, made before tracks were separate) or one without media yet.
@@ -60,6 +77,19 @@ pub fn render_mpd(rendition: &Rendition, settings: &MpdSettings) -> Option<Strin
         return None;
     }
     let ended = rendition.ended();
+    // Finished, every manifest lists its exact timeline: the number scheme
+    // would end on a guess (players count `ceil(duration / segment)`, and
+    // ffmpeg 5.1 one more), and the segments the live one implied are the
+    // timeline's first entries all the same.
+    let addressing = match settings.grid_part_ms {
+        Some(part_ms) if !ended && on_fixed_grid(primary, settings.segment_target_ms) => {
+            Addressing::Number {
+                segment_ms: settings.segment_target_ms,
+                offset_ms: settings.segment_target_ms.saturating_sub(part_ms),
+            }
+        }
+        _ => Addressing::Timeline,
+    };
     let mut out = String::from("<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n");
     let _ = write!(
         out,
@@ -85,12 +115,22 @@ pub fn render_mpd(rendition: &Rendition, settings: &MpdSettings) -> Option<Strin
             duration(settings.segment_target_ms),
         );
     }
+    if !ended {
+        service_description(&mut out, &addressing, settings.segment_target_ms);
+    }
     out.push_str("  <Period id=\"0\" start=\"PT0S\">\n");
     let origin_s = primary.segments[0].start_ticks as f64 / f64::from(primary.info.timescale);
     for (index, track) in rendition.tracks.iter().enumerate() {
         let grid = (index > 0).then(|| on_grid(primary, track)).flatten();
         let segments = grid.as_deref().unwrap_or(&track.segments);
-        adaptation_set(&mut out, index, track, segments, origin_s, settings);
+        let set = Set {
+            index,
+            track,
+            segments,
+            origin_s,
+            addressing,
+        };
+        adaptation_set(&mut out, &set, settings);
     }
     out.push_str("  </Period>\n");
     if !ended {
@@ -101,6 +141,50 @@ pub fn render_mpd(rendition: &Rendition, settings: &MpdSettings) -> Option<Strin
     }
     out.push_str("</MPD>\n");
     Some(out)
+}
+
+/// How a representation's segments are found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Addressing {
+    /// Every segment listed with its exact duration (§5.3.9.6).
+    Timeline,
+    /// `$Number$` on a fixed duration (§5.3.9.5.3), while live: each
+    /// segment is available `offset_ms` before its end (its first part).
+    Number { segment_ms: u64, offset_ms: u64 },
+}
+
+/// Whether the primary track's segments are `segment_ms` each (the last
+/// apart: it ends where the recording does) and follow one another.
+fn on_fixed_grid(primary: &Timeline, segment_ms: u64) -> bool {
+    let timescale = u64::from(primary.info.timescale.max(1));
+    let ms = |ticks: u64| ticks * 1000 / timescale;
+    let full = primary.segments.len().saturating_sub(1);
+    primary.segments[..full]
+        .iter()
+        .all(|s| ms(s.dur_ticks).abs_diff(segment_ms) <= GRID_TOLERANCE_MS)
+        && primary
+            .segments
+            .windows(2)
+            .all(|w| w[0].end_ticks() == w[1].start_ticks)
+}
+
+/// The latency dash.js aims at while live (§5.13): low for a manifest a
+/// low-latency player can follow part by part, else 1.5 segments behind.
+fn service_description(out: &mut String, addressing: &Addressing, segment_ms: u64) {
+    let (target, min, max) = match addressing {
+        Addressing::Number { .. } => (
+            LOW_LATENCY_TARGET_MS,
+            LOW_LATENCY_TARGET_MS * 2 / 3,
+            LOW_LATENCY_MAX_MS,
+        ),
+        Addressing::Timeline => (segment_ms * 3 / 2, segment_ms, segment_ms * 3),
+    };
+    let _ = writeln!(
+        out,
+        "  <ServiceDescription id=\"0\">\n    \
+         <Latency target=\"{target}\" min=\"{min}\" max=\"{max}\"/>\n    \
+         <PlaybackRate min=\"0.96\" max=\"1.04\"/>\n  </ServiceDescription>"
+    );
 }
 
 /// `track`'s segments on `primary`'s segment boundaries, in `track`'s
@@ -136,14 +220,23 @@ fn on_grid(primary: &Timeline, track: &Timeline) -> Option<Vec<Segment>> {
         .collect()
 }
 
-fn adaptation_set(
-    out: &mut String,
+/// One track's adaptation set, and what it lists.
+struct Set<'a> {
     index: usize,
-    track: &Timeline,
-    segments: &[Segment],
+    track: &'a Timeline,
+    segments: &'a [Segment],
     origin_s: f64,
-    settings: &MpdSettings,
-) {
+    addressing: Addressing,
+}
+
+fn adaptation_set(out: &mut String, set: &Set<'_>, settings: &MpdSettings) {
+    let Set {
+        index,
+        track,
+        segments,
+        origin_s,
+        addressing,
+    } = *set;
     let files = TrackFiles::at(index);
     let info = &track.info;
     let (content, mime) = if info.has_video {
@@ -178,19 +271,36 @@ fn adaptation_set(
     // The primary track's first sample is the period's time 0, for every
     // track alike, so audio and video keep their relative timing.
     let offset_ticks = (origin_s * f64::from(info.timescale)).round() as u64;
-    let _ = writeln!(
+    let _ = write!(
         out,
         "        <SegmentTemplate timescale=\"{}\" presentationTimeOffset=\"{offset_ticks}\" \
-         startNumber=\"{}\" initialization=\"{}\" media=\"{}\">",
+         startNumber=\"{}\" initialization=\"{}\" media=\"{}\"",
         info.timescale,
         segments.first().map_or(0, |s| s.seq),
         escape(&files.init()),
         escape(&files.segment(0).replace("00000", "$Number%05d$")),
     );
-    out.push_str("          <SegmentTimeline>\n");
-    timeline_entries(out, segments);
-    out.push_str("          </SegmentTimeline>\n");
-    out.push_str("        </SegmentTemplate>\n");
+    match addressing {
+        Addressing::Timeline => {
+            out.push_str(">\n          <SegmentTimeline>\n");
+            timeline_entries(out, segments);
+            out.push_str("          </SegmentTimeline>\n");
+            out.push_str("        </SegmentTemplate>\n");
+        }
+        Addressing::Number {
+            segment_ms,
+            offset_ms,
+        } => {
+            let ticks = segment_ms * u64::from(info.timescale) / 1000;
+            let _ = write!(
+                out,
+                " duration=\"{ticks}\" availabilityTimeOffset=\"{}\" \
+                 availabilityTimeComplete=\"false\"/>",
+                seconds(offset_ms)
+            );
+            out.push('\n');
+        }
+    }
     out.push_str("      </Representation>\n");
     out.push_str("    </AdaptationSet>\n");
 }
@@ -231,6 +341,7 @@ fn timeline_entries(out: &mut String, segments: &[Segment]) {
 /// video, the browser's media element then ends there, and dash.js, seeing
 /// its clock pass the period's end first, "ends" playback itself by seeking
 /// back half a second and pausing (StreamController's playback-ended timer).
+///
 fn presentation_duration_ms(rendition: &Rendition) -> u64 {
     let primary = rendition.primary();
     let origin_ms = primary.segments.first().map_or(0, |first| {
@@ -293,7 +404,58 @@ mod tests {
         availability_start_ms: 1_795_000_000_000,
         publish_ms: 1_795_000_012_345,
         declared_bits_per_s: 2_628_000,
+        grid_part_ms: None,
     };
+
+    /// The fixture with every video segment 2 s: a fixed grid.
+    fn on_a_grid(ended: bool) -> Rendition {
+        let mut rendition = rendition(ended);
+        let video = &mut rendition.tracks[0];
+        let mut start_ticks = video.segments[0].start_ticks;
+        for segment in &mut video.segments {
+            segment.start_ticks = start_ticks;
+            segment.dur_ticks = 180_000;
+            start_ticks += 180_000;
+        }
+        rendition
+    }
+
+    const LOW_LATENCY: MpdSettings = MpdSettings {
+        grid_part_ms: Some(200),
+        ..SETTINGS
+    };
+
+    #[test]
+    fn a_grid_is_addressed_by_number_and_announced_a_part_early_while_live() {
+        let live = render_mpd(&on_a_grid(false), &LOW_LATENCY).unwrap();
+        assert_golden("manifest-live-ll.mpd", &live);
+        assert!(live.contains("duration=\"180000\" availabilityTimeOffset=\"1.800\" availabilityTimeComplete=\"false\""), "{live}");
+        assert!(
+            live.contains("duration=\"96000\""),
+            "audio on the same grid: {live}"
+        );
+        assert!(live.contains("<Latency target=\"1200\""), "{live}");
+        assert!(!live.contains("<S "), "{live}");
+        // Finished: the exact timeline, whose entries are the segments the
+        // live manifest implied (2 s each, numbered from 0).
+        let ended = render_mpd(&on_a_grid(true), &LOW_LATENCY).unwrap();
+        assert!(
+            ended.contains("<S t=\"0\" d=\"180000\" r=\"3\"/>"),
+            "{ended}"
+        );
+        assert!(!ended.contains("availabilityTimeOffset") && !ended.contains("ServiceDescription"));
+    }
+
+    #[test]
+    fn segments_off_the_grid_keep_their_timeline() {
+        // The fixture's video alternates 2 s and 2.033 s (browser keyframes).
+        let live = render_mpd(&rendition(false), &LOW_LATENCY).unwrap();
+        assert!(live.contains("<SegmentTimeline>") && !live.contains("availabilityTimeOffset"));
+        assert!(
+            live.contains("<Latency target=\"3000\""),
+            "1.5 segments: {live}"
+        );
+    }
 
     #[test]
     fn live_and_finished_manifests_list_the_hls_files() {

@@ -470,6 +470,10 @@ impl HlsPublisher {
             availability_start_ms: self.available_from_ms.unwrap_or(0),
             publish_ms: unix_ms(),
             declared_bits_per_s: self.settings.declared_bits_per_s,
+            grid_part_ms: self
+                .settings
+                .keyframe_grid_ms
+                .map(|_| self.settings.part_target_ms),
         }
     }
 

@@ -3,7 +3,17 @@
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
 
-import { launchBrowser, recordFor, startRecording, startServer, status, waitForPlaybackEnd, waitForStatus } from './harness.js';
+import {
+  launchBrowser,
+  listedEndS,
+  recordFor,
+  recordVp8,
+  startRecording,
+  startServer,
+  status,
+  waitForPlaybackEnd,
+  waitForStatus,
+} from './harness.js';
 
 let server;
 let browser;
@@ -50,5 +60,58 @@ test('dash.js plays the manifest live and once ready', async () => {
     return v.play();
   });
   await waitForPlaybackEnd(watcher, 20000);
+  await context.close();
+});
+
+const median = (values) => [...values].sort((a, b) => a - b)[Math.floor(values.length / 2)];
+
+test('dash.js in low-latency mode follows an encoded recording within 2.5 s', async () => {
+  // VP8 is encoded here on a fixed 2 s keyframe grid: the live manifest
+  // addresses segments by number and announces each a part after it starts
+  // (availabilityTimeOffset), and the open segment is sent as it grows.
+  const context = await browser.newContext();
+  await recordVp8(context);
+  const recorder = await context.newPage();
+  const { id, startedAt } = await startRecording(recorder, server.base, 'E2E LL-DASH');
+  const watcher = await context.newPage();
+  await watcher.goto(`${server.base}/watch/${id}?format=dash`);
+  await watcher.waitForFunction(() => window.segcastDash && document.getElementById('video').currentTime > 1, null, { timeout: 40000 });
+  const mpd = await (await fetch(`${server.base}/media/${id}/manifest.mpd`)).text();
+  assert.match(mpd, /availabilityTimeComplete="false"/, mpd);
+  assert.ok(await watcher.evaluate(() => window.segcastDash.getLowLatencyModeEnabled()), 'dash.js is in low-latency mode');
+
+  // Camera → listed (browser, upload, ffmpeg, packager) and listed →
+  // playing (dash.js), sampled past the start-up, as record-watch does.
+  const samples = [];
+  const sampleUntil = Date.now() + 10000;
+  while (Date.now() < sampleUntil) {
+    const [[t, dashLatency, rate], listed] = await Promise.all([
+      watcher.evaluate(() => [
+        document.getElementById('video').currentTime,
+        window.segcastDash.getCurrentLiveLatency(),
+        document.getElementById('video').playbackRate,
+      ]),
+      listedEndS(server.base, id),
+    ]);
+    const elapsed = (Date.now() - startedAt) / 1000;
+    samples.push([elapsed - t, elapsed - listed, listed - t]);
+    console.log(`sample elapsed ${elapsed.toFixed(2)} t ${t.toFixed(2)} listed ${listed.toFixed(2)} dash.latency ${dashLatency} rate ${rate}`);
+    await watcher.waitForTimeout(500);
+  }
+  assert.equal((await status(server.base, id)).state, 'recording', 'sampled while live');
+  const [total, lag, hold] = [0, 1, 2].map((i) => median(samples.map((x) => x[i])));
+  console.log(`dash.js low-latency: p50 ${total.toFixed(2)} s = camera → listed ${lag.toFixed(2)} s + listed → playing ${hold.toFixed(2)} s (${samples.length} samples)`);
+  assert.ok(total <= 2.5, `dash.js sits ${total.toFixed(2)} s behind the camera (p50)`);
+  const errors = await watcher.evaluate(() => window.segcastPlayerErrors ?? []);
+  assert.deepEqual(errors, []);
+
+  await recorder.getByRole('button', { name: /Stop/ }).click();
+  await recorder.locator('#uploaded').waitFor({ timeout: 60000 });
+  const ready = await waitForStatus(server.base, id, (s) => s.state !== 'recording' && s.state !== 'processing');
+  assert.equal(ready.state, 'ready', JSON.stringify(ready));
+  assert.equal(ready.video, 'transcode');
+  // The viewer who stayed: the manifest turned static under dash.js (the
+  // number scheme became the exact timeline) and it plays to the end.
+  await waitForPlaybackEnd(watcher, 30000);
   await context.close();
 });

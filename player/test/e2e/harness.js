@@ -148,3 +148,29 @@ export async function waitForPlaybackEnd(page, timeout) {
     throw new Error(`playback ended ${state.duration - state.currentTime} s before the end: ${JSON.stringify(state)}`);
   }
 }
+
+/** End of the media the live playlist lists, in seconds: its segments plus
+ * the parts of the segment still being filled. */
+export async function listedEndS(base, id) {
+  const text = await (await fetch(`${base}/media/${id}/media.m3u8`)).text();
+  let closed = 0;
+  let open = 0;
+  for (const line of text.split('\n')) {
+    if (line.startsWith('#EXTINF:')) {
+      closed += parseFloat(line.slice(8));
+      open = 0;
+    } else if (line.startsWith('#EXT-X-PART:')) {
+      open += parseFloat(/DURATION=([\d.]+)/.exec(line)[1]);
+    }
+  }
+  return closed + open;
+}
+
+/** Makes the context's record page record VP8 + Opus, as on Firefox: the
+ * server encodes the video (on a fixed keyframe grid) instead of copying. */
+export async function recordVp8(context) {
+  await context.addInitScript(() => {
+    const supported = MediaRecorder.isTypeSupported.bind(MediaRecorder);
+    MediaRecorder.isTypeSupported = (type) => !/h264|avc1|mp4/i.test(type) && supported(type);
+  });
+}

@@ -7,6 +7,8 @@ import { join } from 'node:path';
 import {
   SCREENSHOTS,
   launchBrowser,
+  listedEndS,
+  recordVp8,
   recordFor,
   startRecording,
   startServer,
@@ -17,23 +19,6 @@ import {
 
 let server;
 let browser;
-
-/** End of the media the live playlist lists, in seconds: its segments plus
- * the parts of the segment still being filled. */
-async function listedEndS(base, id) {
-  const text = await (await fetch(`${base}/media/${id}/media.m3u8`)).text();
-  let closed = 0;
-  let open = 0;
-  for (const line of text.split('\n')) {
-    if (line.startsWith('#EXTINF:')) {
-      closed += parseFloat(line.slice(8));
-      open = 0;
-    } else if (line.startsWith('#EXT-X-PART:')) {
-      open += parseFloat(/DURATION=([\d.]+)/.exec(line)[1]);
-    }
-  }
-  return closed + open;
-}
 
 const median = (values) => [...values].sort((a, b) => a - b)[Math.floor(values.length / 2)];
 
@@ -52,12 +37,7 @@ test('a recording is watchable while live, then ready and seekable', async () =>
   // E2E_NO_H264=1 makes the page record VP8 as on Firefox (the transcoding
   // path), to measure its latency (benchmarks.md).
   const noH264 = process.env.E2E_NO_H264 === '1';
-  if (noH264) {
-    await context.addInitScript(() => {
-      const supported = MediaRecorder.isTypeSupported.bind(MediaRecorder);
-      MediaRecorder.isTypeSupported = (type) => !/h264|avc1|mp4/i.test(type) && supported(type);
-    });
-  }
+  if (noH264) await recordVp8(context);
   const recorder = await context.newPage();
   const { id, startedAt } = await startRecording(recorder, server.base, 'E2E live recording');
 

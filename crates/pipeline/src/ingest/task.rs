@@ -216,6 +216,11 @@ impl TaskCore {
                         availability_start_ms: rendition.available_from_ms.unwrap_or(0),
                         publish_ms: base::clock::unix_ms(),
                         declared_bits_per_s: declared,
+                        // As the publisher will: encoded video is on the
+                        // keyframe grid (checked against the segments).
+                        grid_part_ms: (self.meta.live_plan.and_then(|p| p.video)
+                            == Some(StreamAction::Transcode))
+                        .then_some(self.settings.encode.fragment_ms),
                     },
                 )
             })
