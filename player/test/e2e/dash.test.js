@@ -14,6 +14,7 @@ import {
   waitForPlaybackEnd,
   waitForStatus,
 } from './harness.js';
+import { PLAYERS, openPlayer, waitForPlayer } from './players.js';
 
 let server;
 let browser;
@@ -104,6 +105,15 @@ test('dash.js in low-latency mode follows an encoded recording within 2.5 s', as
   assert.ok(total <= 2.5, `dash.js sits ${total.toFixed(2)} s behind the camera (p50)`);
   const errors = await watcher.evaluate(() => window.segcastPlayerErrors ?? []);
   assert.deepEqual(errors, []);
+  // The same live manifest in Shaka: it follows the number scheme too.
+  const shaka = PLAYERS.find((p) => p.name === 'Shaka DASH');
+  const other = await openPlayer(context, server.base, shaka, `${server.base}/media/${id}/manifest.mpd`);
+  await waitForPlayer(other, shaka, () => window.v.currentTime > 0.3, null, 30000);
+  const first = await other.evaluate(() => window.v.currentTime);
+  await waitForPlayer(other, shaka, (t) => window.v.currentTime > t + 2, first, 30000);
+  assert.deepEqual(await other.evaluate(() => window.errors), [], 'Shaka on the low-latency manifest');
+  await other.close();
+  assert.equal((await status(server.base, id)).state, 'recording', 'Shaka played it live');
 
   await recorder.getByRole('button', { name: /Stop/ }).click();
   await recorder.locator('#uploaded').waitFor({ timeout: 60000 });
