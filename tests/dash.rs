@@ -339,17 +339,18 @@ async fn the_open_segment_is_sent_as_it_grows() {
     let server = Server::start(|c| c.segment_target_ms = 2000).await;
     let source = std::fs::read(make_webm(server.data.path(), 6, "320x240")).unwrap();
     let (id, token) = server.create("growing").await;
-    // About 0.9 s of media: segment 0 has parts and is not closed.
-    let split = source.len() * 15 / 100;
+    // About 3 s of media: segment 0 is closed (so the manifest exists that
+    // announces segment 1), segment 1 has parts and is not.
+    let split = source.len() / 2;
     server
         .put_ok(&id, &token, 0, source[..split].to_vec())
         .await;
-    // A blocking reload: back once segment 0 has two parts.
+    // A blocking reload: back once segment 1 has two parts.
     let playlist = server
-        .text(&format!("/media/{id}/media.m3u8?_HLS_msn=0&_HLS_part=1"))
+        .text(&format!("/media/{id}/media.m3u8?_HLS_msn=1&_HLS_part=1"))
         .await;
     assert!(playlist.contains("#EXT-X-PART:"), "{playlist}");
-    let growing = server.get(&format!("/media/{id}/seg-00000.m4s")).await;
+    let growing = server.get(&format!("/media/{id}/seg-00001.m4s")).await;
     assert_eq!(growing.status(), 200);
     assert_eq!(growing.headers()["content-type"], "video/iso.segment");
     assert!(growing.headers().get("content-length").is_none(), "chunked");
@@ -358,12 +359,24 @@ async fn the_open_segment_is_sent_as_it_grows() {
     assert_eq!(&first[4..8], b"moof", "a CMAF chunk: {:?}", &first[..8]);
     assert_eq!(
         server.status(&id).await["segments"],
-        0,
+        1,
         "sent before it closed"
     );
     // Too far ahead of the open segment: refused at once.
-    let ahead = server.get(&format!("/media/{id}/seg-00002.m4s")).await;
+    let ahead = server.get(&format!("/media/{id}/seg-00003.m4s")).await;
     assert_eq!(ahead.status(), 404);
+    // The next one is held until it starts, then grows the same way.
+    let next = {
+        let (client, url) = (
+            server.client.clone(),
+            server.url(&format!("/media/{id}/seg-00002.m4s")),
+        );
+        tokio::spawn(async move {
+            let resp = client.get(url).send().await.unwrap();
+            (resp.status(), resp.bytes().await.unwrap())
+        })
+    };
+    assert!(!next.is_finished(), "answered before segment 2 began");
 
     server
         .put_ok(&id, &token, 1, source[split..].to_vec())
@@ -373,8 +386,16 @@ async fn the_open_segment_is_sent_as_it_grows() {
     while let Some(chunk) = body.next().await {
         streamed.extend_from_slice(&chunk.unwrap());
     }
-    let file = server.get(&format!("/media/{id}/seg-00000.m4s")).await;
+    let file = server.get(&format!("/media/{id}/seg-00001.m4s")).await;
     let file = file.bytes().await.unwrap();
     assert!(file.len() > first.len(), "more than the first part");
     assert_eq!(streamed, file.to_vec(), "the growing answer is the segment");
+    let (status, next) = next.await.unwrap();
+    assert_eq!(status, 200);
+    let file = server.get(&format!("/media/{id}/seg-00002.m4s")).await;
+    assert_eq!(
+        next,
+        file.bytes().await.unwrap(),
+        "segment 2, held then sent"
+    );
 }

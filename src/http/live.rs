@@ -114,7 +114,7 @@ pub type WaitSlot<'a> = &'a (dyn Fn() -> base::Result<Option<SlotGuard>> + Send 
 
 /// Waits until `ready` holds for the edge's view, or the limit passes,
 /// holding a waiting slot of the client meanwhile.
-async fn wait_for(
+pub(super) async fn wait_for(
     edge: &LiveEdge,
     slot: WaitSlot<'_>,
     ready: impl Fn(&EdgeView) -> bool,
@@ -133,7 +133,7 @@ async fn wait_for(
     })
 }
 
-fn not_yet(what: &str) -> Error {
+pub(super) fn not_yet(what: &str) -> Error {
     Error::Busy {
         message: format!("{what} did not appear within the blocking limit; ask again"),
         retry_after_s: RETRY_AFTER_S,

@@ -221,7 +221,7 @@ async fn file(
         MediaFile::Segment(files, seq) if !request.headers().contains_key(header::RANGE) => {
             match edge.segment(files, seq) {
                 Some(bytes) => Some(media_bytes(file, bytes)),
-                None => open_segment(edge, &slot, files, seq)?,
+                None => open_segment(edge, &slot, files, seq).await?,
             }
         }
         MediaFile::Original if recording.import().is_none() => {

@@ -19,7 +19,7 @@ use pipeline::edge::{EdgeView, LiveEdge};
 use tokio::sync::watch;
 
 use super::clients::SlotGuard;
-use super::live::WaitSlot;
+use super::live::{not_yet, wait_for, WaitSlot};
 use base::Error;
 
 /// How far ahead of the open segment a request may be, and wait for it:
@@ -27,16 +27,17 @@ use base::Error;
 const SEGMENT_LOOKAHEAD: u64 = 1;
 
 /// The open segment `seq` of a track (or the next one, once it starts) as a
-/// growing answer; `None` when it is closed or not live here (the segment
-/// file answers), or too far ahead (`404`).
-pub fn open_segment(
+/// growing answer; `None` when it is closed, not live here, or there is no
+/// DASH manifest to have announced it (the segment file answers, or `404`).
+/// A segment not started yet is waited for before anything is sent.
+pub async fn open_segment(
     edge: &Arc<LiveEdge>,
     slot: WaitSlot<'_>,
     files: TrackFiles,
     seq: u64,
-) -> base::Result<Option<Response>> {
+) -> super::error::Result<Option<Response>> {
     let view = edge.view();
-    let Some(track) = view.track(files) else {
+    let Some(track) = view.track(files).filter(|_| view.mpd.is_some()) else {
         return Ok(None);
     };
     let open = track.position.segments;
@@ -44,7 +45,20 @@ pub fn open_segment(
         return Ok(None);
     }
     if seq > open + SEGMENT_LOOKAHEAD {
-        return Err(Error::NotFound(format!("segment {seq} is not published")));
+        return Err(Error::NotFound(format!("segment {seq} is not published")).into());
+    }
+    let started = |v: &EdgeView| {
+        v.track(files).is_some_and(|t| {
+            let p = &t.position;
+            p.segments > seq || (p.segments == seq && p.open_parts > 0) || p.ended
+        })
+    };
+    let Some(view) = wait_for(edge, slot, started).await? else {
+        return Err(not_yet("the segment's first part").into());
+    };
+    if view.track(files).is_some_and(|t| t.position.segments > seq) {
+        // Closed meanwhile: the whole file answers.
+        return Ok(None);
     }
     let limit = Duration::from_secs(3 * view.target_duration_s.max(1));
     let growing = Growing {
