@@ -26,6 +26,11 @@ const MIME_CANDIDATES = [
  * come at least every segment (2 s); browsers default to ~5 s
  * (docs/architecture.md, "Live copy or transcode"). */
 const KEYFRAME_INTERVAL_MS = 1000;
+/** The recorder handing over no bytes this long means nothing is being
+ * recorded (WebKit's MediaRecorder gives only empty blobs for video on some
+ * machines): the page says so rather than show LIVE. Several timeslices,
+ * and more than WebKit's ~1 s cadence for audio. */
+const SILENT_RECORDER_MS = 3000;
 
 const $ = (id) => document.getElementById(id);
 const preview = $('preview');
@@ -185,8 +190,10 @@ async function start() {
   // Chunks are stored strictly in the order MediaRecorder produced them.
   let stored = Promise.resolve();
   let nextSeq = 0;
+  const watchdog = watchRecorder();
   recorder.ondataavailable = (event) => {
     if (!event.data || event.data.size === 0) return;
+    watchdog.bytes();
     const seq = nextSeq++;
     const bytes = event.data.arrayBuffer();
     stored = stored.then(async () => uploader.add(seq, new Uint8Array(await bytes)));
@@ -194,6 +201,7 @@ async function start() {
   recorder.onstop = async () => {
     await stored;
     clearInterval(timer);
+    watchdog.stop();
     $('live-badge').hidden = true;
     show('Finishing the upload…');
     await uploader.setTotal(nextSeq);
@@ -204,9 +212,36 @@ async function start() {
   document.body.dataset.recordingStartedAt = String(startedAt);
   document.body.dataset.recordingId = rec.id;
   timer = setInterval(() => ($('elapsed').textContent = formatDuration((Date.now() - startedAt) / 1000)), 250);
-  $('live-badge').hidden = false;
   stopButton.disabled = false;
   for (const select of [$('camera'), $('microphone')]) select.disabled = true;
+}
+
+/** LIVE once the recorder hands over bytes; a warning instead while it
+ * has handed over none for {@link SILENT_RECORDER_MS}. */
+function watchRecorder() {
+  let last = Date.now();
+  const warning = $('recorder-warning');
+  const check = setInterval(() => {
+    const silent = Date.now() - last >= SILENT_RECORDER_MS;
+    if (silent && warning.hidden) {
+      warning.textContent =
+        `This browser has recorded nothing for ${Math.round((Date.now() - last) / 1000)} s: its recorder hands over no data, ` +
+        'so viewers see nothing. Stop, and try another camera or another browser (Chrome, Firefox).';
+      warning.hidden = false;
+      $('live-badge').hidden = true;
+    }
+  }, 500);
+  return {
+    bytes() {
+      last = Date.now();
+      warning.hidden = true;
+      $('live-badge').hidden = false;
+    },
+    stop() {
+      clearInterval(check);
+      warning.hidden = true;
+    },
+  };
 }
 
 function stop() {

@@ -139,9 +139,14 @@ function startPlayback(status) {
     show('This browser cannot play HLS. Copy the playlist URL into VLC or ffplay.', 'error');
     return;
   }
-  video.play().catch(() => {
-    /* Autoplay refused: the controls let the viewer start it. */
-  });
+  video.play().catch(refused);
+}
+
+/** The browser would not start playback by itself (its autoplay policy):
+ * say so, instead of leaving a frozen first frame. */
+const REFUSED = 'This browser did not start the video by itself: press ▶ to play it.';
+function refused(err) {
+  if (err?.name === 'NotAllowedError') show(REFUSED);
 }
 
 // hls.js' documented recovery: reload on network errors, rebuild the
@@ -167,7 +172,7 @@ function recover(data) {
 video.addEventListener('ended', () => { window.segcastPlaybackEnded = true; });
 video.addEventListener('seeking', () => { window.segcastPlaybackEnded = false; });
 video.addEventListener('playing', () => {
-  if (message.textContent.startsWith('Network')) show('');
+  if (message.textContent.startsWith('Network') || message.textContent === REFUSED) show('');
 });
 
 async function poll() {

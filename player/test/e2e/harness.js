@@ -9,7 +9,7 @@ import { fileURLToPath } from 'node:url';
 import { chromium } from 'playwright-core';
 
 const PLAYER_DIR = resolve(dirname(fileURLToPath(import.meta.url)), '../..');
-const REPO = resolve(PLAYER_DIR, '..');
+export const REPO = resolve(PLAYER_DIR, '..');
 export const SCREENSHOTS = join(PLAYER_DIR, 'test-results');
 
 export const CHROMIUM_ARGS = [

@@ -2,9 +2,11 @@
 // against a real segcast with real ffmpeg.
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
+import { readFileSync, readdirSync } from 'node:fs';
 import { join } from 'node:path';
 
 import {
+  REPO,
   SCREENSHOTS,
   launchBrowser,
   listedEndS,
@@ -229,5 +231,69 @@ test('the pages inside the binary load with every script and style', async () =>
     }
   }
   assert.deepEqual(errors, []);
+  await context.close();
+});
+
+test('a recorder that hands over nothing is reported, and the page does not say LIVE', async () => {
+  const context = await browser.newContext();
+  // WebKit's case on some machines: every blob empty.
+  await context.addInitScript(() => {
+    const Recorder = window.MediaRecorder;
+    window.MediaRecorder = class extends Recorder {
+      set ondataavailable(handler) {
+        super.ondataavailable = () => handler({ data: new Blob([]) });
+      }
+      get ondataavailable() {
+        return super.ondataavailable;
+      }
+    };
+  });
+  const page = await context.newPage();
+  const { startedAt } = await startRecording(page, server.base, 'E2E silent recorder');
+  const warning = page.locator('#recorder-warning');
+  await warning.waitFor({ state: 'visible', timeout: 5000 });
+  const after = (Date.now() - startedAt) / 1000;
+  assert.match(await warning.textContent(), /recorded nothing/);
+  assert.equal(await page.locator('#live-badge').isVisible(), false, 'no LIVE while nothing is recorded');
+  assert.equal(Number(await page.locator('#sent').textContent()), 0);
+  console.log(`silent recorder reported ${after.toFixed(1)} s after the start`);
+  await page.getByRole('button', { name: /Stop/ }).click();
+  await warning.waitFor({ state: 'hidden' });
+  await context.close();
+});
+
+test('a watch page whose browser refuses to start playback says to press play', async () => {
+  // A finished recording, uploaded as the browser would (real Chromium chunks).
+  const dir = join(REPO, 'tests/fixtures/mediarecorder/chrome-h264-opus-kf1s');
+  const created = await (await fetch(`${server.base}/api/recordings`, { method: 'POST', body: '{}' })).json();
+  const names = readdirSync(dir).sort();
+  for (const [seq, name] of names.entries()) {
+    const put = await fetch(`${server.base}/api/recordings/${created.id}/chunks/${seq}`, {
+      method: 'PUT',
+      headers: { authorization: `Bearer ${created.upload_token}` },
+      body: readFileSync(join(dir, name)),
+    });
+    assert.equal(put.status, 201);
+  }
+  const finish = await fetch(`${server.base}/api/recordings/${created.id}/finish`, {
+    method: 'POST',
+    headers: { authorization: `Bearer ${created.upload_token}`, 'content-type': 'application/json' },
+    body: JSON.stringify({ chunks: names.length }),
+  });
+  assert.equal(finish.status, 202);
+  await waitForStatus(server.base, created.id, (s) => s.state === 'ready');
+  const context = await browser.newContext();
+  // An autoplay policy that refuses (Safari's, WebKit's without a gesture).
+  await context.addInitScript(() => {
+    window.realPlay = HTMLMediaElement.prototype.play;
+    HTMLMediaElement.prototype.play = () => Promise.reject(new DOMException('no gesture', 'NotAllowedError'));
+  });
+  const page = await context.newPage();
+  await page.goto(`${server.base}/watch/${created.id}`);
+  const notice = page.locator('#message');
+  await notice.getByText('press ▶').waitFor({ timeout: 20000 });
+  // The viewer presses play: the notice goes.
+  await page.evaluate(() => window.realPlay.call(document.getElementById('video')));
+  await notice.waitFor({ state: 'hidden', timeout: 20000 });
   await context.close();
 });
