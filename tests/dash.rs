@@ -110,6 +110,21 @@ fn follow_live(
     })
 }
 
+/// What a live follower wrote, once it ended with the recording: both
+/// tracks, no hole in the video; its duration, in seconds.
+async fn followed_whole(follower: tokio::task::JoinHandle<std::path::PathBuf>) -> f64 {
+    let followed = tokio::time::timeout(Duration::from_secs(60), follower)
+        .await
+        .expect("ffmpeg ends with the recording")
+        .unwrap();
+    let mut kinds = common::stream_kinds(&followed);
+    kinds.sort();
+    assert_eq!(kinds, ["audio", "video"], "ffmpeg followed both sets");
+    let gap_s = common::longest_video_gap_s(&followed);
+    assert!(gap_s < 0.2, "ffmpeg skipped {gap_s} s of the live manifest");
+    common::probe_duration_s(&followed)
+}
+
 /// Encoded video has its keyframes on a fixed grid: the manifest addresses
 /// segments by number, announced a part after they start (low-latency
 /// DASH), and a player that goes by the clock (ffmpeg) follows it live.
@@ -148,18 +163,9 @@ async fn a_grid_recording_is_addressed_by_number_and_followed_live() {
         .wait_for(&id, READY_LIMIT, |s| s["state"] == "ready")
         .await;
     assert_eq!(status["video"], "transcode", "{status}");
-    let followed = tokio::time::timeout(Duration::from_secs(60), follower.unwrap())
-        .await
-        .expect("ffmpeg ends with the recording")
-        .unwrap();
-    let mut kinds = common::stream_kinds(&followed);
-    kinds.sort();
-    assert_eq!(kinds, ["audio", "video"], "ffmpeg followed both sets");
     // ffmpeg joins a number-addressed stream at its live edge.
-    let followed_s = common::probe_duration_s(&followed);
+    let followed_s = followed_whole(follower.unwrap()).await;
     assert!(followed_s > 2.0, "ffmpeg followed {followed_s} s live");
-    let gap_s = common::longest_video_gap_s(&followed);
-    assert!(gap_s < 0.2, "ffmpeg skipped {gap_s} s of the live manifest");
 
     // Finished: the exact timeline, whose entries are the segments the live
     // manifest implied (one segment duration each but the last).
@@ -245,21 +251,12 @@ async fn dash_plays_live_and_finished_from_the_hls_files() {
         .await;
     assert_eq!(status["video"], "copy", "{status}");
     let duration_s = status["duration_s"].as_f64().unwrap();
-    let followed = tokio::time::timeout(Duration::from_secs(60), follower.unwrap())
-        .await
-        .expect("ffmpeg ends with the recording")
-        .unwrap();
-    let mut kinds = common::stream_kinds(&followed);
-    kinds.sort();
-    assert_eq!(kinds, ["audio", "video"], "ffmpeg followed both sets");
-    let followed_s = common::probe_duration_s(&followed);
+    let followed_s = followed_whole(follower.unwrap()).await;
     let wanted_s: f64 = FOLLOW_S.parse().unwrap();
     assert!(
         (followed_s - wanted_s).abs() < 0.3,
         "ffmpeg following live: {followed_s} s of {wanted_s} s"
     );
-    let gap_s = common::longest_video_gap_s(&followed);
-    assert!(gap_s < 0.2, "ffmpeg skipped {gap_s} s of the live manifest");
     assert!(
         followed_s > first_listed_s + 2.0,
         "ffmpeg read past what was listed when it started ({first_listed_s} s)"

@@ -100,7 +100,6 @@ fn content_digest(input: &[u8]) {
 fn replay(path: &Path, check: fn(&[u8])) {
     let input = std::fs::read(path).unwrap();
     let (done, finished) = std::sync::mpsc::channel();
-    let started = std::time::Instant::now();
     std::thread::spawn(move || {
         let outcome = std::panic::catch_unwind(|| check(&input));
         let _ = done.send(outcome.is_ok());
@@ -110,7 +109,6 @@ fn replay(path: &Path, check: fn(&[u8])) {
         Ok(false) => panic!("{} fails its fuzz target's check", path.display()),
         Err(_) => panic!("{} takes more than {BOUND:?}", path.display()),
     }
-    eprintln!("{}: {:.2?}", path.display(), started.elapsed());
 }
 
 #[test]
