@@ -119,11 +119,6 @@ function startDash(status) {
 function startPlayback(status) {
   if (playing || status.segments === 0 || status.state === 'failed') return;
   playing = true;
-  // Muted from script, not only by the `muted` attribute: WebKit (2.50)
-  // unmutes an element muted by its attribute alone once playback starts
-  // (a volumechange no script caused), and its autoplay policy then
-  // pauses it; one muted by script stays muted and plays.
-  video.muted = true;
   if (FORMAT === 'dash' && startDash(status)) return;
   const src = status.hls;
   if (window.Hls && window.Hls.isSupported()) {
