@@ -3,24 +3,18 @@
 // A comment posted by one viewer reaches the other viewer and the person
 // recording as it is posted (the target: within a second), its timestamp
 // seeks the player, and markup in it is shown as text and never run.
-import { after, before, test } from 'node:test';
+import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { join } from 'node:path';
 
-import { SCREENSHOTS, launchBrowser, startRecording, startServer, waitForStatus } from './harness.js';
+import {
+  SCREENSHOTS,
+  sharedServerAndBrowser,
+  startRecording,
+  waitForStatus,
+} from './harness.js';
 
-let server;
-let browser;
-
-before(async () => {
-  server = await startServer();
-  browser = await launchBrowser();
-});
-
-after(async () => {
-  await browser?.close();
-  await server?.stop();
-});
+const shared = sharedServerAndBrowser();
 
 /** Issue 12's target is 1 s from the click to the other pages, measured at
  * 19–70 ms on a quiet machine; in CI the pages share two cores with ffmpeg
@@ -91,17 +85,17 @@ async function seekByTimestamp(page, commentId, t) {
 const currentTime = (page) => page.evaluate(() => document.getElementById('video').currentTime);
 
 async function comments(id) {
-  const response = await fetch(`${server.base}/api/recordings/${id}/comments`);
+  const response = await fetch(`${shared.server.base}/api/recordings/${id}/comments`);
   assert.equal(response.status, 200);
   return response.json();
 }
 
 test('a comment reaches the other viewer and the recorder as it is posted, seeks, and stays text', async () => {
-  const context = await browser.newContext({ viewport: { width: 1280, height: 800 } });
+  const context = await shared.browser.newContext({ viewport: { width: 1280, height: 800 } });
   const recorder = await context.newPage();
-  const { id } = await startRecording(recorder, server.base, 'E2E comments');
+  const { id } = await startRecording(recorder, shared.server.base, 'E2E comments');
   const [alice, bob] = [await context.newPage(), await context.newPage()];
-  for (const viewer of [alice, bob]) await viewer.goto(`${server.base}/watch/${id}`);
+  for (const viewer of [alice, bob]) await viewer.goto(`${shared.server.base}/watch/${id}`);
   for (const page of [recorder, alice, bob]) {
     await page.locator('#comments[data-socket="open"]').waitFor({ timeout: 10000 });
   }
@@ -166,7 +160,7 @@ test('a comment reaches the other viewer and the recorder as it is posted, seeks
   // 4. The name is remembered; the comments stay once the recording is over.
   await recorder.getByRole('button', { name: /Stop/ }).click();
   // ffmpeg may trail the camera by a lot on a busy 2-core machine: be patient.
-  const ready = await waitForStatus(server.base, id, (s) => s.state === 'ready' || s.state === 'failed', 180000);
+  const ready = await waitForStatus(shared.server.base, id, (s) => s.state === 'ready' || s.state === 'failed', 180000);
   assert.equal(ready.state, 'ready', JSON.stringify(ready));
   await alice.reload();
   assert.equal(await alice.inputValue('#comments input[name=author]'), '<b>Mallory</b>');
@@ -183,9 +177,9 @@ test('a comment reaches the other viewer and the recorder as it is posted, seeks
   const readySeek = await seekByTimestamp(alice, target.id, target.media_time_s);
   assert.ok(Math.abs(readySeek.landed - target.media_time_s) < 0.5, `ready: landed at ${readySeek.landed}, comment at ${target.media_time_s}`);
 
-  const phone = await browser.newContext({ viewport: { width: 390, height: 844 }, deviceScaleFactor: 2 });
+  const phone = await shared.browser.newContext({ viewport: { width: 390, height: 844 }, deviceScaleFactor: 2 });
   const small = await phone.newPage();
-  await small.goto(`${server.base}/watch/${id}`);
+  await small.goto(`${shared.server.base}/watch/${id}`);
   await small.locator('#comments li.comment').nth(1).waitFor();
   await small.screenshot({ path: join(SCREENSHOTS, 'watch-comments-phone.png'), fullPage: true });
   await phone.close();

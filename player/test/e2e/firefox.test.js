@@ -1,24 +1,18 @@
 // The user promise in a second engine: record in Firefox ESR (VP8 + Opus,
 // encoded to H.264 here), watch it near-live in another Firefox tab (hls.js
 // on Firefox's MSE), and replay it once ready. Driven over WebDriver BiDi.
-import { after, before, test } from 'node:test';
+import { test } from 'node:test';
 import assert from 'node:assert/strict';
 
 import { launchFirefox } from './bidi.js';
-import { listedEndS, startServer, status, waitForStatus } from './harness.js';
+import {
+  listedEndS,
+  sharedServerAndBrowser,
+  status,
+  waitForStatus,
+} from './harness.js';
 
-let server;
-let firefox;
-
-before(async () => {
-  server = await startServer();
-  firefox = await launchFirefox();
-});
-
-after(async () => {
-  await firefox?.close();
-  await server?.stop();
-});
+const shared = sharedServerAndBrowser(launchFirefox);
 
 const median = (values) => [...values].sort((a, b) => a - b)[Math.floor(values.length / 2)];
 
@@ -30,8 +24,8 @@ const videoState = (tab) => () =>
   }).then(JSON.stringify);
 
 test('Firefox records, watches live and replays a recording', async () => {
-  const recorder = await firefox.session.newTab();
-  await recorder.goto(`${server.base}/record`);
+  const recorder = await shared.browser.session.newTab();
+  await recorder.goto(`${shared.server.base}/record`);
   await recorder.waitFor(() => !document.getElementById('start').disabled);
   await recorder.evaluate(() => {
     document.getElementById('title').value = 'E2E Firefox';
@@ -45,8 +39,8 @@ test('Firefox records, watches live and replays a recording', async () => {
   const mime = await recorder.evaluate(() => document.body.dataset.recordingMime);
   assert.match(mime, /webm/i, `Firefox records WebM: ${mime}`);
 
-  const watcher = await firefox.session.newTab();
-  await watcher.goto(`${server.base}/watch/${id}`);
+  const watcher = await shared.browser.session.newTab();
+  await watcher.goto(`${shared.server.base}/watch/${id}`);
   const state = videoState(watcher);
   await watcher.waitFor(() => document.getElementById('video').currentTime > 0.5, { timeout: 40000, describe: state });
   // Near-live: sampled as the Chromium test does, split at the playlist.
@@ -55,26 +49,26 @@ test('Firefox records, watches live and replays a recording', async () => {
   while (Date.now() < until) {
     const [t, listed] = await Promise.all([
       watcher.evaluate(() => document.getElementById('video').currentTime),
-      listedEndS(server.base, id),
+      listedEndS(shared.server.base, id),
     ]);
     const elapsed = (Date.now() - startedAt) / 1000;
     samples.push([elapsed - t, elapsed - listed, listed - t]);
     await watcher.waitFor((after) => document.getElementById('video').currentTime > after, { args: [t], describe: state });
   }
-  assert.equal((await status(server.base, id)).state, 'recording', 'watched while live');
+  assert.equal((await status(shared.server.base, id)).state, 'recording', 'watched while live');
   const [total, lag, hold] = [0, 1, 2].map((i) => median(samples.map((x) => x[i])));
   console.log(`Firefox near-live: p50 ${total.toFixed(2)} s = camera → listed ${lag.toFixed(2)} s + listed → playing ${hold.toFixed(2)} s (${samples.length} samples)`);
   assert.ok(total < 5, `Firefox watches ${total.toFixed(2)} s behind the camera`);
 
   await recorder.evaluate(() => document.getElementById('stop').click());
   await recorder.waitFor(() => document.getElementById('uploaded'), { timeout: 60000 });
-  const ready = await waitForStatus(server.base, id, (s) => s.state !== 'recording' && s.state !== 'processing');
+  const ready = await waitForStatus(shared.server.base, id, (s) => s.state !== 'recording' && s.state !== 'processing');
   assert.equal(ready.state, 'ready', JSON.stringify(ready));
   assert.equal(ready.video, 'transcode', 'VP8 is encoded here');
   assert.deepEqual(ready.chunks.missing, []);
 
   // Ready: the whole duration, and it plays from a seek.
-  await watcher.goto(`${server.base}/watch/${id}`);
+  await watcher.goto(`${shared.server.base}/watch/${id}`);
   await watcher.waitFor(() => document.getElementById('video').duration > 3, { describe: state });
   const duration = await watcher.evaluate(() => document.getElementById('video').duration);
   assert.ok(Math.abs(duration - ready.duration_s) < 1, `Firefox duration ${duration} vs ${ready.duration_s}`);

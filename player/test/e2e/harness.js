@@ -2,6 +2,7 @@
 // loopback port with a fresh data directory, and Debian's Chromium driven by
 // playwright-core with a fake camera and microphone.
 import { spawn } from 'node:child_process';
+import { after, before } from 'node:test';
 import { mkdtempSync, mkdirSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
@@ -173,4 +174,19 @@ export async function recordVp8(context) {
     const supported = MediaRecorder.isTypeSupported.bind(MediaRecorder);
     MediaRecorder.isTypeSupported = (type) => !/h264|avc1|mp4/i.test(type) && supported(type);
   });
+}
+
+/** One segcast and one browser (Chromium unless `launch` says otherwise)
+ * shared by a test file's tests: started before them, stopped after. */
+export function sharedServerAndBrowser(launch = launchBrowser) {
+  const shared = {};
+  before(async () => {
+    shared.server = await startServer();
+    shared.browser = await launch();
+  });
+  after(async () => {
+    await shared.browser?.close();
+    await shared.server?.stop();
+  });
+  return shared;
 }

@@ -3,28 +3,23 @@
 // CAN-SKIP-UNTIL, asks its playlist reloads with _HLS_skip, gets EXT-X-SKIP
 // playlists once the recording is longer than the skip boundary (12 s),
 // and keeps playing live from them.
-import { after, before, test } from 'node:test';
+import { test } from 'node:test';
 import assert from 'node:assert/strict';
 
-import { launchBrowser, recordFor, startRecording, startServer, status, waitForVideo } from './harness.js';
+import {
+  recordFor,
+  sharedServerAndBrowser,
+  startRecording,
+  status,
+  waitForVideo,
+} from './harness.js';
 
-let server;
-let browser;
-
-before(async () => {
-  server = await startServer();
-  browser = await launchBrowser();
-});
-
-after(async () => {
-  await browser?.close();
-  await server?.stop();
-});
+const shared = sharedServerAndBrowser();
 
 test('hls.js reloads live playlists with _HLS_skip and plays from delta updates', async () => {
-  const context = await browser.newContext({ viewport: { width: 1280, height: 800 } });
+  const context = await shared.browser.newContext({ viewport: { width: 1280, height: 800 } });
   const recorder = await context.newPage();
-  const { id, startedAt } = await startRecording(recorder, server.base, 'E2E delta updates');
+  const { id, startedAt } = await startRecording(recorder, shared.server.base, 'E2E delta updates');
   const watcher = await context.newPage();
   const reloads = [];
   const deltas = [];
@@ -38,7 +33,7 @@ test('hls.js reloads live playlists with _HLS_skip and plays from delta updates'
       if (skip) deltas.push({ path: url.pathname, skipped: Number(skip[1]), bytes: text.length });
     }
   });
-  await watcher.goto(`${server.base}/watch/${id}`);
+  await watcher.goto(`${shared.server.base}/watch/${id}`);
   await watcher.getByText('Live', { exact: true }).waitFor();
   await waitForVideo(watcher, () => document.getElementById('video').currentTime > 0.5, null, 30000);
 
@@ -47,7 +42,7 @@ test('hls.js reloads live playlists with _HLS_skip and plays from delta updates'
   const playingAt = await watcher.evaluate(() => document.getElementById('video').currentTime);
   await recordFor(recorder, startedAt, 28000);
   const later = await watcher.evaluate(() => document.getElementById('video').currentTime);
-  assert.equal((await status(server.base, id)).state, 'recording', 'still live');
+  assert.equal((await status(shared.server.base, id)).state, 'recording', 'still live');
   assert.ok(later > playingAt + 2, `playback went on from delta updates: ${playingAt} → ${later}`);
 
   const skipping = reloads.filter((q) => /[?&]_HLS_skip=(YES|v2)/.test(q));

@@ -3,24 +3,17 @@
 // (AES-128 segments and Low-Latency parts, each part decrypted on its own)
 // while the recording goes on and once it is finished. Without the link,
 // the watch page says the recording is private.
-import { after, before, test } from 'node:test';
+import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { join } from 'node:path';
 
-import { SCREENSHOTS, launchBrowser, recordFor, startServer } from './harness.js';
+import {
+  SCREENSHOTS,
+  recordFor,
+  sharedServerAndBrowser,
+} from './harness.js';
 
-let server;
-let browser;
-
-before(async () => {
-  server = await startServer();
-  browser = await launchBrowser();
-});
-
-after(async () => {
-  await browser?.close();
-  await server?.stop();
-});
+const shared = sharedServerAndBrowser();
 
 async function statusWith(base, id, token) {
   const response = await fetch(`${base}/api/recordings/${id}?token=${encodeURIComponent(token)}`);
@@ -29,9 +22,9 @@ async function statusWith(base, id, token) {
 }
 
 test('a share link of a private encrypted recording plays live and finished in hls.js', async () => {
-  const context = await browser.newContext({ viewport: { width: 1280, height: 800 } });
+  const context = await shared.browser.newContext({ viewport: { width: 1280, height: 800 } });
   const recorder = await context.newPage();
-  await recorder.goto(`${server.base}/record`);
+  await recorder.goto(`${shared.server.base}/record`);
   await recorder.waitForFunction(() => !document.getElementById('start').disabled);
   await recorder.check('#private');
   await recorder.check('#encrypt');
@@ -43,7 +36,7 @@ test('a share link of a private encrypted recording plays live and finished in h
     startedAt: Number(document.body.dataset.recordingStartedAt),
   }));
 
-  const anonymous = await fetch(`${server.base}/api/recordings/${id}`);
+  const anonymous = await fetch(`${shared.server.base}/api/recordings/${id}`);
   assert.equal(anonymous.status, 401);
 
   // The owner's Share button: a link with an expiry.
@@ -51,7 +44,7 @@ test('a share link of a private encrypted recording plays live and finished in h
   await recorder.getByRole('button', { name: 'Share', exact: true }).click();
   await recorder.locator('#share-result:not([hidden])').waitFor();
   const watchUrl = await recorder.locator('#share-link').getAttribute('href');
-  const token = new URL(watchUrl, server.base).searchParams.get('token');
+  const token = new URL(watchUrl, shared.server.base).searchParams.get('token');
   assert.ok(token, watchUrl);
   const expires = await recorder.locator('#share-expires').textContent();
   assert.match(expires, /until/);
@@ -60,7 +53,7 @@ test('a share link of a private encrypted recording plays live and finished in h
   const viewer = await context.newPage();
   const fatal = [];
   viewer.on('pageerror', (e) => fatal.push(String(e)));
-  await viewer.goto(new URL(watchUrl, server.base).href);
+  await viewer.goto(new URL(watchUrl, shared.server.base).href);
   await viewer.waitForFunction(() => window.segcastHls, null, { timeout: 30000 });
   await viewer.evaluate(() => {
     window.hlsErrors = [];
@@ -82,7 +75,7 @@ test('a share link of a private encrypted recording plays live and finished in h
   const deadline = Date.now() + 60000;
   let status;
   do {
-    status = await statusWith(server.base, id, token);
+    status = await statusWith(shared.server.base, id, token);
     if (status.state === 'ready') break;
     await new Promise((r) => setTimeout(r, 200));
   } while (Date.now() < deadline);
@@ -92,7 +85,7 @@ test('a share link of a private encrypted recording plays live and finished in h
 
   // Finished: the same link plays to the end.
   const later = await context.newPage();
-  await later.goto(new URL(watchUrl, server.base).href);
+  await later.goto(new URL(watchUrl, shared.server.base).href);
   await later.getByText('Ready', { exact: true }).waitFor({ timeout: 20000 });
   await later.evaluate(() => document.getElementById('video').play());
   await later.waitForFunction(() => document.getElementById('video').currentTime > 4, null, { timeout: 30000 });
@@ -101,7 +94,7 @@ test('a share link of a private encrypted recording plays live and finished in h
 
   // Without the token the watch page says it is private.
   const stranger = await context.newPage();
-  await stranger.goto(`${server.base}/watch/${id}`);
+  await stranger.goto(`${shared.server.base}/watch/${id}`);
   await stranger.getByText('This recording is private', { exact: false }).waitFor({ timeout: 10000 });
   assert.deepEqual(fatal, []);
   await context.close();

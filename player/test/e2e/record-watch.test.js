@@ -1,6 +1,6 @@
 // Record in Chromium, watch near-live, then replay: the whole user promise
 // against a real segcast with real ffmpeg.
-import { after, before, test } from 'node:test';
+import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { readFileSync, readdirSync } from 'node:fs';
 import { join } from 'node:path';
@@ -8,43 +8,31 @@ import { join } from 'node:path';
 import {
   REPO,
   SCREENSHOTS,
-  launchBrowser,
   listedEndS,
-  recordVp8,
   recordFor,
+  recordVp8,
+  sharedServerAndBrowser,
   startRecording,
-  startServer,
   status,
   uploadCounters,
   waitForStatus,
 } from './harness.js';
 
-let server;
-let browser;
+const shared = sharedServerAndBrowser();
 
 const median = (values) => [...values].sort((a, b) => a - b)[Math.floor(values.length / 2)];
 
-before(async () => {
-  server = await startServer();
-  browser = await launchBrowser();
-});
-
-after(async () => {
-  await browser?.close();
-  await server?.stop();
-});
-
 test('a recording is watchable while live, then ready and seekable', async () => {
-  const context = await browser.newContext({ viewport: { width: 1280, height: 800 } });
+  const context = await shared.browser.newContext({ viewport: { width: 1280, height: 800 } });
   // E2E_NO_H264=1 makes the page record VP8 as on Firefox (the transcoding
   // path), to measure its latency (benchmarks.md).
   const noH264 = process.env.E2E_NO_H264 === '1';
   if (noH264) await recordVp8(context);
   const recorder = await context.newPage();
-  const { id, startedAt } = await startRecording(recorder, server.base, 'E2E live recording');
+  const { id, startedAt } = await startRecording(recorder, shared.server.base, 'E2E live recording');
 
   const watcher = await context.newPage();
-  await watcher.goto(`${server.base}/watch/${id}`);
+  await watcher.goto(`${shared.server.base}/watch/${id}`);
   await watcher.getByText('Live', { exact: true }).waitFor();
 
   // While it records: playback starts and advances, and we sample how far
@@ -68,7 +56,7 @@ test('a recording is watchable while live, then ready and seekable', async () =>
         const ranges = [...Array(v.buffered.length).keys()].map((i) => `${v.buffered.start(i).toFixed(2)}-${v.buffered.end(i).toFixed(2)}`).join(',');
         return [v.currentTime, hls?.latency, hls?.targetLatency, `${v.playbackRate} buffered ${ranges}`];
       }),
-      listedEndS(server.base, id),
+      listedEndS(shared.server.base, id),
     ]);
     const elapsed = (Date.now() - startedAt) / 1000;
     latencies.push(elapsed - t);
@@ -84,7 +72,7 @@ test('a recording is watchable while live, then ready and seekable', async () =>
     previous = t;
     await watcher.waitForTimeout(500);
   }
-  assert.equal((await status(server.base, id)).state, 'recording', 'still live while sampled');
+  assert.equal((await status(shared.server.base, id)).state, 'recording', 'still live while sampled');
   assert.ok(advanced >= 4, `currentTime advanced only ${advanced} times while live`);
   await recorder.screenshot({ path: join(SCREENSHOTS, 'record-desktop.png') });
   await watcher.screenshot({ path: join(SCREENSHOTS, 'watch-live-desktop.png') });
@@ -93,7 +81,7 @@ test('a recording is watchable while live, then ready and seekable', async () =>
   await recorder.getByRole('button', { name: /Stop/ }).click();
   const recordedS = (Date.now() - startedAt) / 1000;
   await recorder.locator('#uploaded').waitFor({ timeout: 60000 });
-  const ready = await waitForStatus(server.base, id, (s) => s.state !== 'recording' && s.state !== 'processing');
+  const ready = await waitForStatus(shared.server.base, id, (s) => s.state !== 'recording' && s.state !== 'processing');
   assert.equal(ready.state, 'ready', JSON.stringify(ready));
   assert.ok(Math.abs(ready.duration_s - recordedS) <= 1.5, `duration ${ready.duration_s} s for ${recordedS} s recorded`);
   assert.deepEqual(ready.chunks.missing, []);
@@ -132,14 +120,14 @@ test('a recording is watchable while live, then ready and seekable', async () =>
   }
 
   const library = await context.newPage();
-  await library.goto(`${server.base}/`);
+  await library.goto(`${shared.server.base}/`);
   await library.locator(`[data-id="${id}"] img`).waitFor();
   await library.screenshot({ path: join(SCREENSHOTS, 'library-desktop.png') });
   await watcher.screenshot({ path: join(SCREENSHOTS, 'watch-ready-desktop.png') });
-  const phone = await browser.newContext({ viewport: { width: 390, height: 844 }, deviceScaleFactor: 2 });
+  const phone = await shared.browser.newContext({ viewport: { width: 390, height: 844 }, deviceScaleFactor: 2 });
   for (const [name, path] of [['library', '/'], ['watch', `/watch/${id}`], ['record', '/record']]) {
     const page = await phone.newPage();
-    await page.goto(`${server.base}${path}`);
+    await page.goto(`${shared.server.base}${path}`);
     await page.waitForLoadState('networkidle').catch(() => {});
     await page.screenshot({ path: join(SCREENSHOTS, `${name}-phone.png`), fullPage: true });
   }
@@ -148,9 +136,9 @@ test('a recording is watchable while live, then ready and seekable', async () =>
 });
 
 test('reloading mid-recording resumes the upload and completes it', async () => {
-  const context = await browser.newContext();
+  const context = await shared.browser.newContext();
   const page = await context.newPage();
-  const { id, startedAt } = await startRecording(page, server.base, 'E2E reload');
+  const { id, startedAt } = await startRecording(page, shared.server.base, 'E2E reload');
   await page.waitForFunction(() => Number(document.getElementById('acked').textContent) >= 2, null, { timeout: 20000 });
   // Chunk uploads now fail at the network level; chunks pile up in IndexedDB.
   await page.route('**/chunks/**', (route) => route.abort('internetdisconnected'));
@@ -165,7 +153,7 @@ test('reloading mid-recording resumes the upload and completes it', async () => 
   await resume.waitFor();
   await resume.click();
   await page.locator('#uploaded').waitFor({ timeout: 60000 });
-  const ready = await waitForStatus(server.base, id, (s) => s.state !== 'recording' && s.state !== 'processing');
+  const ready = await waitForStatus(shared.server.base, id, (s) => s.state !== 'recording' && s.state !== 'processing');
   assert.equal(ready.state, 'ready', JSON.stringify(ready));
   assert.ok(ready.chunks.total >= before.acked + before.pending, JSON.stringify({ before, ready }));
   assert.equal(ready.chunks.received, ready.chunks.total);
@@ -182,9 +170,9 @@ test('reloading mid-recording resumes the upload and completes it', async () => 
 });
 
 test('a few seconds offline lose nothing', async () => {
-  const context = await browser.newContext();
+  const context = await shared.browser.newContext();
   const page = await context.newPage();
-  const { id, startedAt } = await startRecording(page, server.base, 'E2E offline');
+  const { id, startedAt } = await startRecording(page, shared.server.base, 'E2E offline');
   await recordFor(page, startedAt, 3000);
   await context.setOffline(true);
   await page.locator('#network').waitFor({ state: 'visible' });
@@ -196,7 +184,7 @@ test('a few seconds offline lose nothing', async () => {
   await page.getByRole('button', { name: /Stop/ }).click();
   const recordedS = (Date.now() - startedAt) / 1000;
   await page.locator('#uploaded').waitFor({ timeout: 60000 });
-  const ready = await waitForStatus(server.base, id, (s) => s.state !== 'recording' && s.state !== 'processing');
+  const ready = await waitForStatus(shared.server.base, id, (s) => s.state !== 'recording' && s.state !== 'processing');
   assert.equal(ready.state, 'ready', JSON.stringify(ready));
   assert.equal(ready.chunks.received, ready.chunks.total);
   assert.ok(Math.abs(ready.duration_s - recordedS) <= 1.5, `duration ${ready.duration_s} s for ${recordedS} s recorded`);
@@ -206,10 +194,10 @@ test('a few seconds offline lose nothing', async () => {
 test('the pages inside the binary load with every script and style', async () => {
   // The server runs from an empty directory without --player-dir
   // (harness.js): these come from the binary itself.
-  const created = await fetch(`${server.base}/api/recordings`, { method: 'POST', body: '{}' });
+  const created = await fetch(`${shared.server.base}/api/recordings`, { method: 'POST', body: '{}' });
   assert.equal(created.status, 201);
   const { id } = await created.json();
-  const context = await browser.newContext();
+  const context = await shared.browser.newContext();
   const page = await context.newPage();
   const loads = [];
   const errors = [];
@@ -220,7 +208,7 @@ test('the pages inside the binary load with every script and style', async () =>
   page.on('pageerror', (e) => errors.push(e.message));
   for (const path of ['/', '/record', `/watch/${id}`]) {
     loads.length = 0;
-    await page.goto(`${server.base}${path}`, { waitUntil: 'load' });
+    await page.goto(`${shared.server.base}${path}`, { waitUntil: 'load' });
     const scripts = loads.filter((l) => l.type === 'script').map((l) => new URL(l.url).pathname);
     assert.ok(scripts.length > 0, `${path} loads scripts: ${JSON.stringify(loads)}`);
     // 304: the browser revalidated what an earlier page loaded (ETag).
@@ -235,7 +223,7 @@ test('the pages inside the binary load with every script and style', async () =>
 });
 
 test('a recorder that hands over nothing is reported, and the page does not say LIVE', async () => {
-  const context = await browser.newContext();
+  const context = await shared.browser.newContext();
   // WebKit's case on some machines: every blob empty.
   await context.addInitScript(() => {
     const Recorder = window.MediaRecorder;
@@ -249,7 +237,7 @@ test('a recorder that hands over nothing is reported, and the page does not say 
     };
   });
   const page = await context.newPage();
-  const { startedAt } = await startRecording(page, server.base, 'E2E silent recorder');
+  const { startedAt } = await startRecording(page, shared.server.base, 'E2E silent recorder');
   const warning = page.locator('#recorder-warning');
   await warning.waitFor({ state: 'visible', timeout: 5000 });
   const after = (Date.now() - startedAt) / 1000;
@@ -265,31 +253,31 @@ test('a recorder that hands over nothing is reported, and the page does not say 
 test('a watch page whose browser refuses to start playback says to press play', async () => {
   // A finished recording, uploaded as the browser would (real Chromium chunks).
   const dir = join(REPO, 'tests/fixtures/mediarecorder/chrome-h264-opus-kf1s');
-  const created = await (await fetch(`${server.base}/api/recordings`, { method: 'POST', body: '{}' })).json();
+  const created = await (await fetch(`${shared.server.base}/api/recordings`, { method: 'POST', body: '{}' })).json();
   const names = readdirSync(dir).sort();
   for (const [seq, name] of names.entries()) {
-    const put = await fetch(`${server.base}/api/recordings/${created.id}/chunks/${seq}`, {
+    const put = await fetch(`${shared.server.base}/api/recordings/${created.id}/chunks/${seq}`, {
       method: 'PUT',
       headers: { authorization: `Bearer ${created.upload_token}` },
       body: readFileSync(join(dir, name)),
     });
     assert.equal(put.status, 201);
   }
-  const finish = await fetch(`${server.base}/api/recordings/${created.id}/finish`, {
+  const finish = await fetch(`${shared.server.base}/api/recordings/${created.id}/finish`, {
     method: 'POST',
     headers: { authorization: `Bearer ${created.upload_token}`, 'content-type': 'application/json' },
     body: JSON.stringify({ chunks: names.length }),
   });
   assert.equal(finish.status, 202);
-  await waitForStatus(server.base, created.id, (s) => s.state === 'ready');
-  const context = await browser.newContext();
+  await waitForStatus(shared.server.base, created.id, (s) => s.state === 'ready');
+  const context = await shared.browser.newContext();
   // An autoplay policy that refuses (Safari's, WebKit's without a gesture).
   await context.addInitScript(() => {
     window.realPlay = HTMLMediaElement.prototype.play;
     HTMLMediaElement.prototype.play = () => Promise.reject(new DOMException('no gesture', 'NotAllowedError'));
   });
   const page = await context.newPage();
-  await page.goto(`${server.base}/watch/${created.id}`);
+  await page.goto(`${shared.server.base}/watch/${created.id}`);
   const notice = page.locator('#message');
   await notice.getByText('press ▶').waitFor({ timeout: 20000 });
   // The viewer presses play: the notice goes.
