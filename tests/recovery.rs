@@ -134,6 +134,13 @@ async fn sigkill_mid_recording_loses_no_acknowledged_chunk_and_no_published_segm
     api.wait_for(&id, LIMIT, |s| s["segments"].as_u64() >= Some(2))
         .await;
     let before = listed(&api.text(&format!("/media/{id}/media.m3u8")).await);
+    // Segments after the first are saved as journal lines, not a new
+    // snapshot: the restart must replay them.
+    let journal = data
+        .path()
+        .join(format!("recordings/{id}/hls/timeline.log"));
+    let lines = std::fs::read_to_string(&journal).unwrap_or_default();
+    assert!(lines.lines().count() >= 2, "journal: {lines:?}");
     first.kill(); // SIGKILL: no shutdown path runs
 
     let (mut second, base) = spawn_server_process(data.path(), &[]);

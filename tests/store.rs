@@ -48,7 +48,7 @@ async fn served(api: &Api, data: &Path, id: &str) -> Vec<Served> {
         .unwrap()
         .flatten()
         .map(|e| e.file_name().to_string_lossy().into_owned())
-        .filter(|n| !n.starts_with('.') && n != "timeline.json")
+        .filter(|n| !n.starts_with('.') && !n.starts_with("timeline."))
         .collect();
     names.sort();
     assert!(names.iter().any(|n| n.ends_with(".m4s")), "{names:?}");

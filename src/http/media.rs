@@ -36,8 +36,7 @@ use super::open_segment::open_segment;
 use super::AppState;
 use base::zero_copy;
 use base::Error;
-use media::layout::{CachePolicy, MediaFile, TrackFiles, TIMELINE_FILE, TIME_PATH};
-use media::timeline::Rendition;
+use media::layout::{CachePolicy, MediaFile, TrackFiles, TIME_PATH};
 use pipeline::Recording;
 
 /// Files up to this size are read whole in one blocking-pool trip; larger
@@ -277,10 +276,8 @@ async fn part_from_disk(
     let key = recording.encrypted().then(|| recording.content_key());
     let read = tokio::task::spawn_blocking(move || -> std::io::Result<Option<Vec<u8>>> {
         use std::os::unix::fs::FileExt;
-        let rendition = match std::fs::read(dir.join(TIMELINE_FILE)) {
-            Ok(bytes) => Rendition::from_json(&bytes).map_err(std::io::Error::other)?,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-            Err(e) => return Err(e),
+        let Some(rendition) = pipeline::saved::read(&dir)? else {
+            return Ok(None);
         };
         let located = rendition
             .tracks

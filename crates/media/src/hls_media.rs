@@ -174,6 +174,17 @@ impl MediaPlaylistWriter {
         }
     }
 
+    /// Parts of `timeline`'s closed segments, as of the last render of it:
+    /// the kept segments' count and the few after them.
+    pub fn closed_parts(&self, timeline: &Timeline) -> u64 {
+        let kept = self.kept.starts.len().min(timeline.segments.len());
+        let recent: u64 = timeline.segments[kept..]
+            .iter()
+            .map(|s| s.parts.len() as u64)
+            .sum();
+        self.kept.parts + recent
+    }
+
     /// The playlist as of `timeline`, whole and (live) as a delta update.
     pub fn render(&mut self, timeline: &Timeline, settings: &PlaylistSettings) -> RenderedPlaylist {
         if !self.kept.fits(timeline, settings) {
@@ -576,6 +587,7 @@ mod tests {
                     let kept = writer.render(&tl, &settings);
                     let fresh = MediaPlaylistWriter::new(TrackFiles::Audio).render(&tl, &settings);
                     assert_eq!(kept, fresh, "{segments} segments, {open} open parts");
+                    assert_eq!(writer.closed_parts(&tl), tl.closed_parts(), "{segments}");
                 }
             }
             let mut ended = live(12, 0);

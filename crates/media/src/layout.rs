@@ -17,6 +17,7 @@
 //! poster.jpg              a frame for the library
 //! original                the upload, byte for byte
 //! timeline.json           the saved timeline (local, never served)
+//! timeline.log            segments closed since it was saved ([`crate::journal`])
 //! ```
 //!
 //! The primary track (video, or the only track) keeps the names segcast
@@ -44,6 +45,9 @@ pub const ORIGINAL_FILE: &str = "original";
 /// The saved timeline of a rendition, for recovery: beside the media,
 /// never served.
 pub const TIMELINE_FILE: &str = "timeline.json";
+/// Segments closed since the saved timeline was written, a line each
+/// ([`crate::journal`]): local, never served.
+pub const JOURNAL_FILE: &str = "timeline.log";
 /// The path of the server clock the manifest's `UTCTiming` names (an
 /// absolute path: dash.js resolves it against the manifest's URL).
 pub const TIME_PATH: &str = "/time";
@@ -366,6 +370,7 @@ mod tests {
             "..",
             "recording.json",
             TIMELINE_FILE,
+            JOURNAL_FILE,
             KEY_FILE,
             "../chunks",
             "seg-.m4s",

@@ -7,7 +7,8 @@
 //!   fragments (ISO/IEC 14496-12 §8.8); [`cmaf`] cuts them per track
 //!   (ISO/IEC 23000-19).
 //! - [`timeline`]: fragments → parts → segments, and the published
-//!   timeline every playlist is rendered from.
+//!   timeline every playlist is rendered from; [`journal`] saves it in
+//!   amortised O(1) per segment.
 //! - [`hls`] (RFC 8216, LL-HLS of RFC 8216bis; media playlists and delta
 //!   updates in [`hls_media`]) and [`dash`]
 //!   (ISO/IEC 23009-1): playlists and manifest from the same timeline.
@@ -32,6 +33,7 @@ pub mod dash;
 pub mod fmp4;
 pub mod hls;
 pub mod hls_media;
+pub mod journal;
 pub mod layout;
 pub mod live_plan;
 pub mod probe;

@@ -228,6 +228,29 @@ impl Rendition {
     pub fn ended(&self) -> bool {
         self.tracks.first().is_some_and(|t| t.ended)
     }
+
+    /// What a recording's status says of it.
+    pub fn progress(&self) -> Progress {
+        let primary = self.primary();
+        Progress {
+            separate: self.separate,
+            segments: primary.segments.len() as u64,
+            duration_ms: primary.duration_ms(),
+            has_video: primary.info.has_video,
+        }
+    }
+}
+
+/// What the recording task learns of a rendition as it grows: a few
+/// numbers, not the timeline (whose copy per segment grew with the
+/// recording's length).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Progress {
+    pub separate: bool,
+    /// The primary track's segments published.
+    pub segments: u64,
+    pub duration_ms: u64,
+    pub has_video: bool,
 }
 
 /// Builds one track's segments from its own fragment bytes, closing them
@@ -325,12 +348,19 @@ const MSN_LOOKAHEAD: u64 = 2;
 
 impl LivePosition {
     pub fn of(timeline: &Timeline) -> Self {
+        Self::counted(timeline, timeline.closed_parts())
+    }
+
+    /// [`Self::of`] with the closed segments' parts already counted (by a
+    /// [`crate::hls_media::MediaPlaylistWriter`]): a count over every
+    /// segment, for every part, grew with the recording's length.
+    pub fn counted(timeline: &Timeline, closed_parts: u64) -> Self {
         let open_parts = timeline.open.as_ref().map_or(0, |s| s.parts.len() as u64);
         Self {
             segments: timeline.segments.len() as u64,
             last_segment_parts: timeline.segments.last().map_or(0, |s| s.parts.len() as u64),
             open_parts,
-            next_part: timeline.closed_parts() + open_parts,
+            next_part: closed_parts + open_parts,
             ended: timeline.ended,
         }
     }

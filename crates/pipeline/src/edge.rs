@@ -214,7 +214,10 @@ impl LiveEdge {
                 TrackView {
                     media: Playlist::with_digest(rendered.full, &rendered.full_digest),
                     delta: rendered.delta.map(|d| Playlist::new(d.text)),
-                    position: LivePosition::of(timeline),
+                    position: LivePosition::counted(
+                        timeline,
+                        writers[index].closed_parts(timeline),
+                    ),
                 }
             })
             .collect();

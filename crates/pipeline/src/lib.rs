@@ -7,6 +7,7 @@
 //!   memory, and the watch blocking reloads wait on.
 //! - [`transcode`]: ffmpeg's argv (pure), ffprobe, and the sidecar process
 //!   that feeds a [`transcode::sidecar::Packager`].
+//! - [`saved`]: the saved timeline and its journal, for a restart.
 //! - [`publish`]: the packager: ffmpeg's fMP4 → files on disk and the edge.
 //! - [`poster`]: a frame for the library, made from published media.
 //! - [`ingest`]: recording and import tasks, chunk reordering, the library
@@ -22,6 +23,7 @@ pub mod edge;
 pub mod ingest;
 pub mod poster;
 pub mod publish;
+pub mod saved;
 pub mod settings;
 pub mod transcode;
 

@@ -12,8 +12,8 @@
 //! files are renamed into place first, the media playlist that lists them
 //! after. Every file appears atomically (write, then rename).
 //!
-//! Recovery: the timeline is saved beside the playlists (`timeline.json`,
-//! integer ticks). When ffmpeg is re-run over the stored chunks (after a
+//! Recovery: the timeline is saved beside the playlists (`timeline.json`
+//! and its journal, integer ticks: [`crate::saved`]). When ffmpeg is re-run over the stored chunks (after a
 //! server restart or an ffmpeg crash), [`HlsPublisher::resume`] replays the
 //! segments already published without rewriting them: URIs and durations
 //! stay as players saw them, and the playlist never shrinks (RFC 8216
@@ -42,10 +42,13 @@ use media::cmaf::{track_fragment, track_init};
 use media::dash::{self, MpdSettings};
 use media::fmp4::{Fragment, InitSegment, Piece, SplitError, Splitter, TrackInfo, TrackKind};
 use media::hls::{self, MediaPlaylistWriter, PlaylistSettings};
-use media::layout::{TrackFiles, MPD_FILE, MULTIVARIANT_FILE, TIMELINE_FILE};
-use media::timeline::{ClosedSegment, Rendition, Segmenter, StreamInfo, Timeline, TrackSegments};
+use media::layout::{TrackFiles, MPD_FILE, MULTIVARIANT_FILE};
+use media::timeline::{
+    ClosedSegment, Progress, Rendition, Segmenter, StreamInfo, Timeline, TrackSegments,
+};
 
 use crate::edge::{EdgeChanges, LiveEdge};
+use crate::saved::{self, TimelineFiles};
 use crate::transcode::sidecar::Packager;
 
 #[derive(Debug, thiserror::Error)]
@@ -126,6 +129,8 @@ pub struct HlsPublisher {
     available_from_ms: Option<u64>,
     /// Counts segments and parts published; `None` for the CLI importer.
     metrics: Option<Metrics>,
+    /// The saved timeline, for a restart.
+    saved: TimelineFiles,
 }
 
 impl HlsPublisher {
@@ -139,6 +144,7 @@ impl HlsPublisher {
         // A rendition begun before tracks were separate stays muxed.
         let separate = published.separate || published.tracks.is_empty();
         Self {
+            saved: TimelineFiles::new(settings.dir.clone()),
             settings,
             splitter: Splitter::default(),
             segmenter: None,
@@ -177,10 +183,10 @@ impl HlsPublisher {
     /// Reads a saved rendition; `None` when there is none (or it is
     /// unusable, in which case the media is rebuilt from scratch).
     pub fn load_rendition(dir: &std::path::Path) -> Option<Rendition> {
-        let bytes = std::fs::read(dir.join(TIMELINE_FILE)).ok()?;
-        Rendition::from_json(&bytes)
+        saved::read(dir)
             .map_err(|e| tracing::warn!(error = %e, "ignoring an unreadable timeline"))
             .ok()
+            .flatten()
     }
 
     /// What is published so far, every track.
@@ -429,10 +435,11 @@ impl HlsPublisher {
     /// edge's, which also list the parts.
     fn write_playlists(&mut self) -> Result<(), PublishError> {
         self.unlisted_segments = false;
+        let (multivariant, mpd) = self.with_rendition(|publisher, rendition| {
+            publisher.saved.save(rendition)?;
+            publisher.write_manifests(rendition)
+        })?;
         let dir = &self.settings.dir;
-        let rendition = self.rendition();
-        let saved = serde_json::to_vec(&rendition).map_err(io::Error::other)?;
-        write_atomic(&dir.join(TIMELINE_FILE), &saved, false)?;
         let settings = self.playlist_settings();
         for out in &mut self.tracks {
             // Without the open segment: taken out for the render (no copy
@@ -442,12 +449,43 @@ impl HlsPublisher {
             out.timeline.open = open;
             write_atomic(&dir.join(out.files.playlist()), media.as_bytes(), false)?;
         }
+        self.publish_edge(multivariant, mpd);
+        Ok(())
+    }
+
+    /// Lends every track's timeline as one rendition, without a copy: a
+    /// copy of a two-hour timeline per segment was O(length) each time.
+    fn with_rendition<R>(&mut self, f: impl FnOnce(&mut Self, &Rendition) -> R) -> R {
+        let tracks = self
+            .tracks
+            .iter_mut()
+            .map(|t| std::mem::take(&mut t.timeline))
+            .collect();
+        let rendition = Rendition {
+            separate: self.separate,
+            tracks,
+            available_from_ms: self.available_from_ms,
+        };
+        let answer = f(self, &rendition);
+        for (out, timeline) in self.tracks.iter_mut().zip(rendition.tracks) {
+            out.timeline = timeline;
+        }
+        answer
+    }
+
+    /// The multivariant playlist (when it changes) and the DASH manifest,
+    /// written to disk and returned for the edge.
+    fn write_manifests(
+        &self,
+        rendition: &Rendition,
+    ) -> Result<(Option<String>, Option<String>), PublishError> {
+        let dir = &self.settings.dir;
         // The multivariant playlist changes only when the codecs become
         // known (init), with the first measured segment, and at the end.
         let mut multivariant = None;
         let primary = rendition.primary();
         if primary.segments.len() <= 1 || primary.ended {
-            let text = hls::render_multivariant(&rendition, self.settings.declared_bits_per_s);
+            let text = hls::render_multivariant(rendition, self.settings.declared_bits_per_s);
             write_atomic(&dir.join(MULTIVARIANT_FILE), text.as_bytes(), false)?;
             multivariant = Some(text);
         }
@@ -455,13 +493,12 @@ impl HlsPublisher {
         // media has none (docs/architecture.md, decision 11).
         let mpd = match self.settings.key {
             Some(_) => None,
-            None => dash::render_mpd(&rendition, &self.mpd_settings()),
+            None => dash::render_mpd(rendition, &self.mpd_settings()),
         };
         if let Some(mpd) = &mpd {
             write_atomic(&dir.join(MPD_FILE), mpd.as_bytes(), false)?;
         }
-        self.publish_edge(multivariant, mpd);
-        Ok(())
+        Ok((multivariant, mpd))
     }
 
     fn mpd_settings(&self) -> MpdSettings {
@@ -494,8 +531,20 @@ impl Packager for HlsPublisher {
         HlsPublisher::push(self, bytes).map_err(|e| e.to_string())
     }
 
-    fn rendition(&self) -> Rendition {
-        HlsPublisher::rendition(self)
+    fn progress(&self) -> Progress {
+        let primary = self.tracks.first().map(|t| &t.timeline);
+        match primary {
+            Some(timeline) => Progress {
+                separate: self.separate,
+                segments: timeline.segments.len() as u64,
+                duration_ms: timeline.duration_ms(),
+                has_video: timeline.info.has_video,
+            },
+            None => Progress {
+                separate: self.separate,
+                ..Progress::default()
+            },
+        }
     }
 
     fn finish(self: Box<Self>) -> Result<Rendition, String> {

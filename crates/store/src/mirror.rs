@@ -570,6 +570,7 @@ mod tests {
         );
         for local in [
             "timeline.json",
+            "timeline.log",
             ".seg-00001.m4s.tmp",
             "part-000001.m4s",
             "original",

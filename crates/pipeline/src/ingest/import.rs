@@ -298,7 +298,7 @@ impl ImportTask {
 
     async fn on_event(&mut self, event: TranscodeEvent) {
         match event {
-            TranscodeEvent::Published(timeline) => self.core.on_published(&timeline),
+            TranscodeEvent::Published(progress) => self.core.on_published(&progress),
             TranscodeEvent::Poster(outcome) => {
                 self.core.on_poster(outcome);
                 if let Some(reason) = self.failing.take() {
@@ -326,7 +326,7 @@ impl ImportTask {
                     }
                     Ok(timeline) => {
                         self.check_complete(timeline.primary().duration_ms());
-                        self.core.on_published(&timeline);
+                        self.core.on_published(&timeline.progress());
                         if self.core.poster_pending() {
                             self.finished = Some(timeline);
                         } else {

@@ -176,7 +176,7 @@ impl LiveTask {
             let container = self.container.unwrap_or(Container::Webm);
             self.core.meta.live_plan = Some(LivePlan::transcode_all(container));
         }
-        self.core.on_published(&self.timeline);
+        self.core.on_published(&self.timeline.progress());
         self.core.resume_edge(&self.timeline);
         if self.chunks.received() > 0 {
             let contiguous = self.chunks.contiguous();
@@ -498,10 +498,7 @@ impl LiveTask {
 
     async fn on_transcode_event(&mut self, event: TranscodeEvent) {
         match event {
-            TranscodeEvent::Published(timeline) => {
-                self.core.on_published(&timeline);
-                self.timeline = timeline;
-            }
+            TranscodeEvent::Published(progress) => self.core.on_published(&progress),
             TranscodeEvent::Poster(outcome) => self.core.on_poster(outcome),
             // Live input has no known end to measure progress against.
             TranscodeEvent::Progress { .. } => {}
@@ -555,6 +552,14 @@ impl LiveTask {
             return;
         }
         tracing::warn!(%reason, starts = self.ffmpeg_starts, "ffmpeg failed; restarting it");
+        // What the failed run published, saved as it went: the next run
+        // continues it.
+        let dir = self.core.store.hls_dir(self.core.id());
+        if let Ok(Some(saved)) =
+            tokio::task::spawn_blocking(move || HlsPublisher::load_rendition(&dir)).await
+        {
+            self.timeline = saved;
+        }
         self.input_ended = false;
         self.feed_new(0);
     }

@@ -20,7 +20,7 @@ use media::dash::{render_mpd, MpdSettings};
 use media::hls::{render_multivariant, PlaylistSettings};
 use media::layout::{MPD_FILE, POSTER_FILE};
 use media::probe::StreamAction;
-use media::timeline::Rendition;
+use media::timeline::{Progress, Rendition};
 use store::catalog::Catalog;
 use store::mirror::Mirror;
 use store::{PutOutcome, RecordingMeta, State, Store};
@@ -170,15 +170,14 @@ impl TaskCore {
 
     /// Media published so far; starts the poster once there is video.
     /// (The publisher itself keeps the edge's playlists up to date.)
-    pub fn on_published(&mut self, rendition: &Rendition) {
-        let timeline = rendition.primary();
+    pub fn on_published(&mut self, progress: &Progress) {
         // Encrypted media has no DASH: see docs/architecture.md, decision 11.
-        self.dash = rendition.separate && !timeline.segments.is_empty() && !self.meta.encrypt;
-        self.duration_ms = timeline.duration_ms();
-        self.segments = timeline.segments.len() as u64;
+        self.dash = progress.separate && progress.segments > 0 && !self.meta.encrypt;
+        self.duration_ms = progress.duration_ms;
+        self.segments = progress.segments;
         // A poster of an encrypted recording would be one of its frames in
         // the clear beside the media: it has none.
-        if self.poster == Poster::Missing && timeline.info.has_video && !self.meta.encrypt {
+        if self.poster == Poster::Missing && progress.has_video && !self.meta.encrypt {
             self.start_poster();
         }
     }
@@ -262,7 +261,7 @@ impl TaskCore {
 
     /// All media is published: the recording is `ready`.
     pub async fn mark_ready(&mut self, timeline: &Rendition) {
-        self.on_published(timeline);
+        self.on_published(&timeline.progress());
         self.meta.state = State::Ready;
         self.meta.duration_ms = self.duration_ms;
         self.meta.segments = self.segments;

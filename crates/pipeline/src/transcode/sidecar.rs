@@ -24,7 +24,7 @@ use ffmpeg_sidecar::event::{FfmpegEvent, LogLevel};
 use tokio::sync::mpsc::UnboundedSender;
 use tracing::Span;
 
-use media::timeline::Rendition;
+use media::timeline::{Progress, Rendition};
 
 /// How long ffmpeg gets to exit after SIGTERM before SIGKILL.
 pub const STOP_GRACE: std::time::Duration = std::time::Duration::from_secs(3);
@@ -43,15 +43,15 @@ pub trait Packager: Send + 'static {
     /// was listed.
     fn push(&mut self, bytes: &[u8]) -> Result<bool, String>;
     /// What is published so far.
-    fn rendition(&self) -> Rendition;
+    fn progress(&self) -> Progress;
     /// ffmpeg ended cleanly: publishes the rest and ends the playlists.
     fn finish(self: Box<Self>) -> Result<Rendition, String>;
 }
 
 #[derive(Debug)]
 pub enum TranscodeEvent {
-    /// A segment was published; the timeline so far.
-    Published(Rendition),
+    /// A segment was published; how far the rendition is.
+    Published(Progress),
     /// ffmpeg exited and its output was packaged (Ok), or something failed.
     Exited(Result<Rendition, String>),
     /// The poster frame job ended (see [`crate::poster`]).
@@ -218,7 +218,7 @@ fn package_stdout(
         };
         match packager.push(&buf[..n]) {
             Ok(true) => {
-                let _ = events.send(TranscodeEvent::Published(packager.rendition()));
+                let _ = events.send(TranscodeEvent::Published(packager.progress()));
             }
             Ok(false) => {}
             Err(e) => return Err(e),
@@ -328,8 +328,8 @@ mod tests {
             Ok(false)
         }
 
-        fn rendition(&self) -> Rendition {
-            Rendition::default()
+        fn progress(&self) -> Progress {
+            Progress::default()
         }
 
         fn finish(self: Box<Self>) -> Result<Rendition, String> {
