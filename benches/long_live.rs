@@ -17,6 +17,9 @@
 //! nginx with `gzip on` would send per reload for the same files.
 //!
 //!   scripts/bench-long-live [--minutes 1,20,120] [--viewers 20] [--seconds 15]
+//!
+//! `SEGCAST_SERVER_BIN=path` runs another build of the server (an earlier
+//! commit's, for a before/after in one session).
 
 #[path = "../tests/common/mod.rs"]
 mod common;
@@ -58,6 +61,17 @@ fn cpu_ticks(pid: u32) -> u64 {
             .unwrap_or(0)
     };
     field(14) + field(15)
+}
+
+/// Resident memory of process `pid`, MiB (`VmRSS`).
+fn rss_mib(pid: u32) -> f64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    let kib: f64 = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap_or(0.0);
+    kib / 1024.0
 }
 
 fn ticks_per_s() -> f64 {
@@ -151,6 +165,7 @@ struct Uploader {
 impl Uploader {
     async fn put(&mut self) {
         let seq = self.next;
+        assert!(seq < self.chunks.len(), "the test media ran out: make more");
         let answer = self
             .api
             .put(&self.id, &self.token, seq as u64, self.chunks[seq].clone())
@@ -193,7 +208,9 @@ async fn main() {
     let longest = minutes.iter().cloned().fold(0.0, f64::max);
     let dir = tempfile::tempdir().unwrap();
     let source = dir.path().join("long.webm");
-    let media_s = (longest * 60.0) as u64 + 8 * seconds as u64 + 120;
+    // Beyond the longest length: three windows of real-time upload per
+    // length, and the catch-up before them.
+    let media_s = (longest * 60.0) as u64 + 8 * seconds as u64 + 600;
     eprintln!("making {media_s} s of test media");
     make_webm(&source, media_s);
     let bytes = std::fs::read(&source).unwrap();
@@ -230,6 +247,7 @@ async fn main() {
          mode | reloads/s per viewer | bytes/s per viewer | server CPU per reload |"
     );
     println!("|---|---|---|---|---|---|---|---|---|---|");
+    let mut idle_rows = Vec::new();
     for &at in &minutes {
         uploader.fast_until(at).await;
         // Let the packager catch up with what was sent, at real-time pace.
@@ -292,7 +310,13 @@ async fn main() {
                 extra_cpu_s / reloads.max(1.0) * 1e6,
             );
         }
-        eprintln!("server CPU with no viewers at {at} min: {idle_per_s:.3} s/s");
+        idle_rows.push((at, status["segments"].clone(), idle_per_s, rss_mib(pid)));
+    }
+    println!();
+    println!("| media | segments | server CPU, no viewers (CPU-s per s) | server RSS after the viewers |");
+    println!("|---|---|---|---|");
+    for (at, segments, cpu, rss) in idle_rows {
+        println!("| {at} min | {segments} | {cpu:.4} | {rss:.1} MiB |");
     }
     drop(server);
 }

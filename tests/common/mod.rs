@@ -388,7 +388,8 @@ pub struct ProcessLimits {
     pub open_files: Option<u64>,
 }
 
-/// Like [`spawn_server_process`], under `limits`.
+/// Like [`spawn_server_process`], under `limits`. `SEGCAST_SERVER_BIN`
+/// names another build to start (a benchmark comparing two commits).
 pub fn spawn_server_process_limited(
     data: &Path,
     extra: &[&str],
@@ -396,7 +397,9 @@ pub fn spawn_server_process_limited(
 ) -> (ServerProcess, String) {
     use std::io::{BufRead, BufReader};
     use std::os::unix::process::CommandExt;
-    let mut command = Command::new(env!("CARGO_BIN_EXE_segcast"));
+    let binary = std::env::var_os("SEGCAST_SERVER_BIN")
+        .unwrap_or_else(|| env!("CARGO_BIN_EXE_segcast").into());
+    let mut command = Command::new(binary);
     // SAFETY: only async-signal-safe calls between fork and exec.
     unsafe {
         command.pre_exec(move || {
