@@ -3,10 +3,12 @@
 //! watchers, the HTTP app. The one place that knows all the layers.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use base::metrics::Metrics;
+use pipeline::comments::hub::CommentHub;
 use pipeline::{Library, Shared};
-use store::catalog::{Catalog, CatalogOptions};
+use store::catalog::{Catalog, CatalogOptions, Heard};
 use store::mirror::Mirror;
 use store::Store;
 
@@ -56,11 +58,54 @@ pub async fn build(config: Config) -> std::io::Result<App> {
         }
     });
     let state = http::AppState::new(Arc::new(config), library.clone()).await?;
+    tokio::spawn(follow_other_nodes(
+        library.catalog().clone(),
+        state.comments.clone(),
+    ));
     Ok(App {
         metrics_router: http::metrics::standalone(state.clone()),
         router: http::router(state),
         library,
     })
+}
+
+/// Other nodes' changes to the catalog (PostgreSQL's notices): comments
+/// posted or deleted through them reach this node's sockets. Runs for the
+/// server's life; a lost connection is made again, and what may have been
+/// missed meanwhile is read again.
+async fn follow_other_nodes(catalog: Catalog, comments: Arc<CommentHub>) {
+    const BACKOFF_MAX: Duration = Duration::from_secs(30);
+    let mut backoff = Duration::from_secs(1);
+    let mut listener = loop {
+        match catalog.listen().await {
+            Ok(Some(listener)) => break listener,
+            Ok(None) => return,
+            Err(error) => {
+                tracing::warn!(error = %base::error::chain(&error), "not hearing other nodes' comments yet");
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(BACKOFF_MAX);
+            }
+        }
+    };
+    tracing::info!("hearing other nodes' changes");
+    loop {
+        let applied = match listener.next().await {
+            Ok(Heard::Change(change)) => comments.apply(change).await,
+            Ok(Heard::Lost) => {
+                tracing::warn!("other nodes' changes may have been missed; reading comments again");
+                comments.reload().await
+            }
+            Err(error) => Err(error),
+        };
+        match applied {
+            Ok(()) => backoff = Duration::from_secs(1),
+            Err(error) => {
+                tracing::warn!(error = %base::error::chain(&error), "following other nodes' changes");
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(BACKOFF_MAX);
+            }
+        }
+    }
 }
 
 /// `--database` (the embedded one by default), its schema brought up to

@@ -8,6 +8,12 @@
 //! comment exactly once — in its history or as a live message — and in
 //! the order they were stored.
 //!
+//! Other nodes (PostgreSQL): their posts and deletions reach this node's
+//! sockets through [`CommentHub::apply`], by the catalog's change notices;
+//! a post another node made is read from the catalog and broadcast under
+//! the same lock, so the once-each rule holds for them too. When notices
+//! may have been lost, [`CommentHub::reload`] reads every held list again.
+//!
 //! A slow socket never holds back the others: `broadcast::Sender::send`
 //! does not wait for receivers. Each receiver keeps up to
 //! `--comment-socket-queue` messages; one that falls further behind is
@@ -31,7 +37,7 @@ use super::{
 use base::error::RETRY_AFTER_S;
 use base::metrics::Counter;
 use base::{Error, Result};
-use store::catalog::Catalog;
+use store::catalog::{Catalog, Change};
 
 /// Random bytes in a comment id (16 hex digits).
 const COMMENT_ID_BYTES: usize = 8;
@@ -210,6 +216,89 @@ impl CommentHub {
             state.comments = Some(Vec::new());
             let _ = channel.events.send(Event::Closed);
         }
+    }
+
+    /// Another node changed the catalog (see `store::catalog::Change`):
+    /// the comments held here, and this node's sockets, follow.
+    pub async fn apply(&self, change: Change) -> Result<()> {
+        match change {
+            Change::CommentAdded { recording, comment } => {
+                let Some(channel) = self.held(&recording) else {
+                    return Ok(());
+                };
+                let mut state = channel.state.lock().await;
+                let Some(comments) = state.comments.as_mut() else {
+                    return Ok(());
+                };
+                if comments.iter().any(|c| c.id == comment) {
+                    return Ok(());
+                }
+                if let Some(stored) = self.catalog.comment(&recording, &comment).await? {
+                    let comment = Comment::from(stored);
+                    let message = Bytes::from(comment_message(&comment));
+                    comments.push(comment);
+                    let _ = channel.events.send(Event::Message(message));
+                }
+            }
+            Change::CommentDeleted { recording, comment } => {
+                let Some(channel) = self.held(&recording) else {
+                    return Ok(());
+                };
+                let mut state = channel.state.lock().await;
+                let Some(comments) = state.comments.as_mut() else {
+                    return Ok(());
+                };
+                let before = comments.len();
+                comments.retain(|c| c.id != comment);
+                if comments.len() < before {
+                    let message = Bytes::from(deleted_message(&comment));
+                    let _ = channel.events.send(Event::Message(message));
+                }
+            }
+            Change::RecordingDeleted { recording } => self.forget(&recording).await,
+        }
+        Ok(())
+    }
+
+    /// Changes may have been missed (the listener's connection dropped):
+    /// every recording's comments held here are read again, and what
+    /// differs is sent to its sockets.
+    pub async fn reload(&self) -> Result<()> {
+        let channels: Vec<Arc<Channel>> = self
+            .channels
+            .lock()
+            .expect("lock")
+            .values()
+            .cloned()
+            .collect();
+        for channel in channels {
+            let mut state = channel.state.lock().await;
+            let Some(held) = state.comments.as_mut() else {
+                continue;
+            };
+            let stored: Vec<Comment> = self
+                .catalog
+                .comments(&channel.id)
+                .await?
+                .into_iter()
+                .map(Comment::from)
+                .collect();
+            for gone in held.iter().filter(|c| !stored.iter().any(|s| s.id == c.id)) {
+                let message = Bytes::from(deleted_message(&gone.id));
+                let _ = channel.events.send(Event::Message(message));
+            }
+            for new in stored.iter().filter(|s| !held.iter().any(|c| c.id == s.id)) {
+                let message = Bytes::from(comment_message(new));
+                let _ = channel.events.send(Event::Message(message));
+            }
+            *held = stored;
+        }
+        Ok(())
+    }
+
+    /// The channel of a recording this node holds, without making one.
+    fn held(&self, id: &str) -> Option<Arc<Channel>> {
+        self.channels.lock().expect("lock").get(id).cloned()
     }
 
     fn channel(&self, id: &str) -> Arc<Channel> {

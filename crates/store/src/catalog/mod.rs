@@ -18,6 +18,7 @@
 //! A database that does not answer is [`Error::Busy`] (`503` with
 //! `Retry-After`): nothing was stored, and a retry may succeed.
 
+mod changes;
 mod comments;
 mod keys;
 mod migrate;
@@ -40,6 +41,7 @@ use sqlx::sqlite::{
 
 use base::{Error, Result};
 
+pub use changes::{Change, Heard, Listener};
 pub use comments::StoredComment;
 pub use keys::{KeyWrap, KEY_SECRET_FILE, MIN_KEY_SECRET_BYTES};
 pub use url::DatabaseUrl;
@@ -62,6 +64,9 @@ pub struct Catalog {
     wrap: Arc<KeyWrap>,
     /// Where it is, without a password: for logs and errors.
     shown: Arc<str>,
+    /// This process among the nodes sharing the database: random per
+    /// start, so a node hears only other nodes' changes.
+    node: Arc<str>,
 }
 
 #[derive(Clone)]
@@ -144,6 +149,7 @@ impl Catalog {
             db,
             wrap: Arc::new(wrap),
             shown,
+            node: new_node_id(),
         };
         migrate::run(&catalog).await?;
         Ok(catalog)
@@ -172,6 +178,7 @@ impl Catalog {
             },
             wrap: Arc::new(wrap),
             shown: "sqlite::memory:".into(),
+            node: new_node_id(),
         };
         migrate::run(&catalog).await?;
         Ok(catalog)
@@ -238,6 +245,10 @@ impl Catalog {
         let fresh = base::ids::random_bytes::<32>();
         self.setting_or_insert(SHARE_SECRET, &fresh).await
     }
+}
+
+fn new_node_id() -> Arc<str> {
+    hex::encode(base::ids::random_bytes::<8>()).into()
 }
 
 /// The `settings` name of the share-token secret.

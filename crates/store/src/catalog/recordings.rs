@@ -7,7 +7,8 @@ use base::{Error, Result};
 use media::aes::ContentKey;
 use sqlx::Row;
 
-use super::{db_error, on_db, Catalog};
+use super::changes::Change;
+use super::{db_error, on_db, Catalog, Db};
 use crate::recordings::{ImportInfo, RecordingMeta, State};
 
 /// Every column of a recording row, in the order [`bind_meta!`] binds them.
@@ -147,6 +148,9 @@ impl Catalog {
     /// the id as deleted. Returns whether there was a row.
     pub async fn delete_recording(&self, id: &str) -> Result<bool> {
         let at = base::clock::rfc3339_now();
+        if let Db::Postgres(pool) = &self.db {
+            return self.delete_recording_pg(pool, id, &at).await;
+        }
         let deleted = on_db!(self, write, |pool| {
             async {
                 let mut tx = pool.begin().await?;
@@ -170,6 +174,34 @@ impl Catalog {
         })
         .map_err(|e| db_error("deleting the recording", e))?;
         Ok(deleted)
+    }
+
+    /// [`Self::delete_recording`] on PostgreSQL, telling the other nodes.
+    async fn delete_recording_pg(&self, pool: &sqlx::PgPool, id: &str, at: &str) -> Result<bool> {
+        async {
+            let mut tx = pool.begin().await?;
+            let rows = sqlx::query("DELETE FROM recordings WHERE id = $1")
+                .bind(id)
+                .execute(&mut *tx)
+                .await?
+                .rows_affected();
+            sqlx::query(
+                "INSERT INTO deleted_recordings (id, deleted_at) VALUES ($1, $2) \
+                 ON CONFLICT (id) DO NOTHING",
+            )
+            .bind(id)
+            .bind(at)
+            .execute(&mut *tx)
+            .await?;
+            let change = Change::RecordingDeleted {
+                recording: id.to_string(),
+            };
+            self.notify(&mut tx, change).await?;
+            tx.commit().await?;
+            Ok::<_, sqlx::Error>(rows > 0)
+        }
+        .await
+        .map_err(|e| db_error("deleting the recording", e))
     }
 
     /// Ids of recordings deleted at any time.
