@@ -14,6 +14,7 @@ use store::Store;
 
 use crate::config::Config;
 use crate::http;
+use crate::node::NodeLease;
 
 /// A built server: its routes, its library, and `/metrics` alone (for
 /// `--metrics-listen`).
@@ -21,14 +22,21 @@ pub struct App {
     pub router: axum::Router,
     pub library: Arc<Library>,
     pub metrics_router: axum::Router,
+    /// This node's `--node-url`, held while it runs (a cluster only).
+    pub node: Option<NodeLease>,
 }
 
 /// Opens the catalog and the library under `config.data_dir`, starts its
 /// watchers (the inbox, recordings imported by the CLI) and the bucket
 /// mirror, and builds the HTTP app.
-pub async fn build(config: Config) -> std::io::Result<App> {
+pub async fn build(mut config: Config) -> std::io::Result<App> {
     store::staging::clean(&config.data_dir);
+    crate::node::check_node_url(&mut config)?;
     let catalog = open_catalog(&config).await?;
+    let node = match config.node_url.clone() {
+        Some(url) => Some(NodeLease::claim(&catalog, url, config.node_lease_s).await?),
+        None => None,
+    };
     let metrics = Metrics::new();
     let objects = open_mirror(&config, &catalog, &metrics)?;
     let shared = Shared {
@@ -66,6 +74,7 @@ pub async fn build(config: Config) -> std::io::Result<App> {
         metrics_router: http::metrics::standalone(state.clone()),
         router: http::router(state),
         library,
+        node,
     })
 }
 

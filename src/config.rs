@@ -165,6 +165,19 @@ pub struct Config {
     #[arg(long, env = "SEGCAST_KEY_SECRET", hide_env_values = true)]
     pub key_secret: Option<String>,
 
+    /// The address other nodes and clients reach this node at directly
+    /// (`http://10.0.0.11:8080`): required with a PostgreSQL `--database`
+    /// (a cluster), refused without one. One running node holds it at a
+    /// time, under a lease in the database.
+    #[arg(long, env = "SEGCAST_NODE_URL")]
+    pub node_url: Option<String>,
+
+    /// How long a node that stopped renewing its lease keeps its
+    /// `--node-url`, in seconds.
+    #[arg(long, env = "SEGCAST_NODE_LEASE_S", default_value_t = 10,
+          value_parser = clap::value_parser!(u64).range(2..=3600))]
+    pub node_lease_s: u64,
+
     /// When set, creating recordings and imports needs
     /// `Authorization: Bearer <key>`; the key may also delete any recording.
     #[arg(long, env = "SEGCAST_PUBLISH_KEY", hide_env_values = true)]

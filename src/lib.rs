@@ -17,6 +17,7 @@ pub mod app;
 pub mod batch;
 pub mod config;
 pub mod http;
+pub mod node;
 
 use std::future::Future;
 
@@ -57,6 +58,7 @@ pub async fn serve(
         router,
         library,
         metrics_router,
+        node,
     } = app::build(config).await?;
     let metrics_server = match metrics_listen {
         Some(addr) => Some(http::metrics::serve_apart(addr, metrics_router).await?),
@@ -76,5 +78,8 @@ pub async fn serve(
         task.abort();
     }
     library.shutdown().await;
+    if let Some(node) = node {
+        node.release().await;
+    }
     served
 }

@@ -15,11 +15,13 @@ use serde_json::{json, Value};
 
 const PUBLISH_KEY: &str = "catalog-test-publish-key";
 const KEY_SECRET: &str = "a key secret for the catalog tests";
+const NODE_URL: &str = "http://127.0.0.1:7100";
 
 fn configure(database: Option<&str>) -> impl FnOnce(&mut segcast::Config) + '_ {
     move |c| {
         c.database = database.map(str::to_string);
         c.key_secret = database.map(|_| KEY_SECRET.to_string());
+        c.node_url = database.map(|_| NODE_URL.to_string());
         c.publish_key = Some(PUBLISH_KEY.into());
     }
 }
@@ -264,19 +266,36 @@ fn bad_database_settings_are_clear_errors_at_start() {
     let port = closed.local_addr().unwrap().port();
     drop(closed);
     let unreachable = format!("postgres://segcast:hunter2@127.0.0.1:{port}/segcast");
-    let cases: [(&[&str], &str); 4] = [
+    let node = ["--node-url", NODE_URL];
+    let cases: [(&[&str], &str); 7] = [
         (
             &["--database", "mysql://u:hunter2@h/db"],
             "'mysql' databases are not supported",
         ),
         (&["--database", "segcast.db"], "is not a URL"),
         (
-            &["--database", &unreachable, "--key-secret", KEY_SECRET],
+            &[
+                "--database",
+                &unreachable,
+                "--key-secret",
+                KEY_SECRET,
+                node[0],
+                node[1],
+            ],
             "cannot open the database",
         ),
         (
-            &["--database", &unreachable],
+            &["--database", &unreachable, node[0], node[1]],
             "--key-secret: required with a PostgreSQL",
+        ),
+        (
+            &["--database", &unreachable, "--key-secret", KEY_SECRET],
+            "--node-url: required with a PostgreSQL",
+        ),
+        (&node, "--node-url: only for a cluster"),
+        (
+            &["--database", &unreachable, "--node-url", "ftp://10.0.0.1/"],
+            "must be an http:// or https:// URL",
         ),
     ];
     for (args, why) in cases {
@@ -342,7 +361,7 @@ async fn a_database_that_stops_answering_is_503_until_it_is_back() {
     let (status, health) = get_json(&server, "/healthz", None).await;
     assert_eq!(
         (status, &health),
-        (200, &json!({"status": "ok", "node": "local"}))
+        (200, &json!({"status": "ok", "node": NODE_URL}))
     );
     let chunk = std::fs::read(
         Path::new(env!("CARGO_MANIFEST_DIR"))

@@ -23,13 +23,42 @@ const FAN_OUT: Duration = Duration::from_secs(1);
 /// How long anything else that should come may take.
 const PATIENCE: Duration = Duration::from_secs(10);
 
-async fn node(pg: &Postgres) -> Server {
-    let url = pg.url.clone();
+async fn node(pg: &Postgres, node_url: &str) -> Server {
+    let (url, node_url) = (pg.url.clone(), node_url.to_string());
     Server::start(move |c| {
         c.database = Some(url);
         c.key_secret = Some(KEY_SECRET.into());
+        c.node_url = Some(node_url);
+        c.node_lease_s = LEASE_S;
     })
     .await
+}
+
+/// A short lease, so that the tests of a lapsing one are quick.
+const LEASE_S: u64 = 2;
+
+/// The binary's arguments for a node of `pg` at `node_url`.
+fn node_args<'a>(pg: &'a Postgres, node_url: &'a str) -> Vec<&'a str> {
+    vec![
+        "--database",
+        &pg.url,
+        "--key-secret",
+        KEY_SECRET,
+        "--node-url",
+        node_url,
+        "--node-lease-s",
+        "2",
+    ]
+}
+
+async fn healthz_node(base: &str) -> Value {
+    let body: Value = reqwest::get(format!("{base}/healthz"))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    body["node"].clone()
 }
 
 async fn connect(base: &str, id: &str) -> (Ws, Vec<Value>) {
@@ -87,12 +116,12 @@ async fn post(server: &Server, id: &str, author: &str, text: &str) -> Value {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn what_is_done_through_one_node_reaches_sockets_on_the_other() {
     let pg = Postgres::start();
-    let a = node(&pg).await;
+    let a = node(&pg, "http://127.0.0.1:7001").await;
     let (id, token) = a.create("two nodes").await;
     // Started after the creation: a node knows the recordings the catalog
     // had when it started (node leases, which will let a node answer for
     // recordings created elsewhere since, are still to come: issue #21).
-    let b = node(&pg).await;
+    let b = node(&pg, "http://127.0.0.1:7002").await;
     let (mut on_a, _) = connect(&a.base, &id).await;
     let (mut on_b, history) = connect(&b.base, &id).await;
     assert!(history.is_empty(), "{history:?}");
@@ -196,4 +225,43 @@ async fn what_is_done_through_one_node_reaches_sockets_on_the_other() {
     })
     .await;
     assert!(closed.is_ok(), "B's socket still open after the deletion");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_url_is_held_by_one_running_node_at_a_time() {
+    let pg = Postgres::start();
+    let url = "http://127.0.0.1:7003";
+    let first = node(&pg, url).await;
+    assert_eq!(healthz_node(&first.base).await, url);
+
+    // A second process with the same URL while the first runs: refused,
+    // once it has seen the lease renewed past its own lapse.
+    let data = tempfile::tempdir().unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_segcast"))
+        .args(["serve", "--listen", "127.0.0.1:0", "--data"])
+        .arg(data.path())
+        .args(node_args(&pg, url))
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "a second node with {url} started");
+    assert!(
+        stderr.contains("is held by another running node"),
+        "{stderr}"
+    );
+    assert_eq!(
+        healthz_node(&first.base).await,
+        url,
+        "the first one serves on"
+    );
+
+    // Stopped cleanly, the first gives the URL back: the next start takes it.
+    drop(first.stop().await);
+    let (mut second, base) = common::spawn_server_process(data.path(), &node_args(&pg, url));
+    assert_eq!(healthz_node(&base).await, url);
+    // Killed, it keeps the URL until its lease lapses; a restart waits
+    // that out and then serves.
+    second.kill();
+    let (_third, base) = common::spawn_server_process(data.path(), &node_args(&pg, url));
+    assert_eq!(healthz_node(&base).await, url);
 }

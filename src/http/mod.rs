@@ -138,7 +138,8 @@ async fn healthz(
     axum::extract::State(state): axum::extract::State<AppState>,
 ) -> Result<Response, error::ApiError> {
     state.library.catalog().check().await?;
-    Ok(Json(serde_json::json!({ "status": "ok", "node": "local" })).into_response())
+    let node = state.config.node_url.as_deref().unwrap_or("local");
+    Ok(Json(serde_json::json!({ "status": "ok", "node": node })).into_response())
 }
 
 async fn not_found() -> error::ApiError {

@@ -11,12 +11,20 @@ use sqlx::migrate::{Migrate, MigrateError, Migration, MigrationType, Migrator};
 use super::{Catalog, Db, OpenError};
 
 /// (version, name, SQLite text, PostgreSQL text), oldest first.
-const MIGRATIONS: &[(i64, &str, &str, &str)] = &[(
-    1,
-    "catalog",
-    include_str!("../../migrations/sqlite/0001_catalog.sql"),
-    include_str!("../../migrations/postgres/0001_catalog.sql"),
-)];
+const MIGRATIONS: &[(i64, &str, &str, &str)] = &[
+    (
+        1,
+        "catalog",
+        include_str!("../../migrations/sqlite/0001_catalog.sql"),
+        include_str!("../../migrations/postgres/0001_catalog.sql"),
+    ),
+    (
+        2,
+        "nodes",
+        include_str!("../../migrations/sqlite/0002_nodes.sql"),
+        include_str!("../../migrations/postgres/0002_nodes.sql"),
+    ),
+];
 
 /// The newest schema version this build knows.
 pub fn known_version() -> i64 {

@@ -22,6 +22,7 @@ mod changes;
 mod comments;
 mod keys;
 mod migrate;
+mod nodes;
 mod recordings;
 pub mod url;
 pub mod v2;
@@ -44,6 +45,7 @@ use base::{Error, Result};
 pub use changes::{Change, Heard, Listener};
 pub use comments::StoredComment;
 pub use keys::{KeyWrap, KEY_SECRET_FILE, MIN_KEY_SECRET_BYTES};
+pub use nodes::Claim;
 pub use url::DatabaseUrl;
 
 /// How long a request waits for a database connection before it is

@@ -174,3 +174,49 @@ async fn postgres_needs_a_key_secret() {
     assert!(refused.to_string().contains("--key-secret"), "{refused}");
     assert!(!data.path().join(KEY_SECRET_FILE).exists());
 }
+
+#[tokio::test]
+async fn a_node_url_is_held_by_one_process_until_its_lease_lapses() {
+    use super::nodes::Claim;
+    let dir = tempfile::tempdir().unwrap();
+    let first = open(dir.path()).await;
+    // Another process on the same catalog: its own node id.
+    let second = open(dir.path()).await;
+    assert_ne!(first.node_id(), second.node_id());
+    let url = "http://10.0.0.1:8080";
+    assert_eq!(
+        first.claim_node(url, 1_000, 11_000).await.unwrap(),
+        Claim::Held
+    );
+    assert_eq!(
+        second.claim_node(url, 5_000, 15_000).await.unwrap(),
+        Claim::Taken { until_ms: 11_000 }
+    );
+    // Its own claim again (a renewal by claim) and a renewal both hold.
+    assert_eq!(
+        first.claim_node(url, 6_000, 16_000).await.unwrap(),
+        Claim::Held
+    );
+    assert!(first.renew_node(url, 20_000).await.unwrap());
+    assert!(
+        !second.renew_node(url, 30_000).await.unwrap(),
+        "not its URL"
+    );
+    assert_eq!(first.live_nodes(19_000).await.unwrap(), [url]);
+    // Lapsed: another process takes it, and the first can no longer renew.
+    assert_eq!(
+        second.claim_node(url, 20_001, 30_000).await.unwrap(),
+        Claim::Held
+    );
+    assert!(!first.renew_node(url, 40_000).await.unwrap());
+    // Released: free at once.
+    second.release_node(url).await.unwrap();
+    assert_eq!(
+        first.live_nodes(20_002).await.unwrap(),
+        Vec::<String>::new()
+    );
+    assert_eq!(
+        first.claim_node(url, 20_002, 30_000).await.unwrap(),
+        Claim::Held
+    );
+}
