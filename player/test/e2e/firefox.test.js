@@ -1,6 +1,7 @@
 // The user promise in a second engine: record in Firefox ESR (VP8 + Opus,
 // encoded to H.264 here), watch it near-live in another Firefox tab (hls.js
-// on Firefox's MSE), and replay it once ready. Driven over WebDriver BiDi.
+// on Firefox's MSE), comment on it, and replay it once ready. Driven over
+// WebDriver BiDi.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 
@@ -23,7 +24,7 @@ const videoState = (tab) => () =>
     return { t: v.currentTime, d: v.duration, paused: v.paused, error: v.error?.message, errors: window.segcastPlayerErrors };
   }).then(JSON.stringify);
 
-test('Firefox records, watches live and replays a recording', async () => {
+test('Firefox records, watches live, comments and replays a recording', async () => {
   const recorder = await shared.browser.session.newTab();
   await recorder.goto(`${shared.server.base}/record`);
   await recorder.waitFor(() => !document.getElementById('start').disabled);
@@ -59,6 +60,27 @@ test('Firefox records, watches live and replays a recording', async () => {
   const [total, lag, hold] = [0, 1, 2].map((i) => median(samples.map((x) => x[i])));
   console.log(`Firefox near-live: p50 ${total.toFixed(2)} s = camera → listed ${lag.toFixed(2)} s + listed → playing ${hold.toFixed(2)} s (${samples.length} samples)`);
   assert.ok(total < 5, `Firefox watches ${total.toFixed(2)} s behind the camera`);
+
+  // Comments in Firefox: posted from the watch page's form while live,
+  // shown on the record page through its socket, stored as posted with
+  // the player's position.
+  for (const tab of [watcher, recorder]) {
+    await tab.waitFor(() => document.getElementById('comments')?.dataset.socket === 'open');
+  }
+  const text = 'Hello from Firefox';
+  const at = await watcher.evaluate((t) => {
+    document.querySelector('#comments input[name=author]').value = 'Fox';
+    document.querySelector('#comments textarea[name=text]').value = t;
+    document.querySelector('#comments .comment-form button[type=submit]').click();
+    return document.getElementById('video').currentTime;
+  }, text);
+  await recorder.waitFor(
+    (t) => [...document.querySelectorAll('#comments .comment-text')].some((n) => n.textContent === t),
+    { args: [text], timeout: 10000 },
+  );
+  const stored = await (await fetch(`${shared.server.base}/api/recordings/${id}/comments`)).json();
+  assert.deepEqual(stored.map((c) => [c.author, c.text]), [['Fox', text]]);
+  assert.ok(Math.abs(stored[0].media_time_s - at) < 1, `stamped ${stored[0].media_time_s}, player at ${at}`);
 
   await recorder.evaluate(() => document.getElementById('stop').click());
   await recorder.waitFor(() => document.getElementById('uploaded'), { timeout: 60000 });
