@@ -107,6 +107,10 @@ class Tab {
     return this.session.send('browsingContext.navigate', { context: this.context, url, wait: 'complete' });
   }
 
+  close() {
+    return this.session.send('browsingContext.close', { context: this.context });
+  }
+
   /** Runs `fn(...args)` in the page (awaiting a promise it returns) and
    * gives back its JSON-serialisable result. */
   async evaluate(fn, ...args) {

@@ -1,11 +1,13 @@
 // The user promise in a second engine: record in Firefox ESR (VP8 + Opus,
 // encoded to H.264 here), watch it near-live in another Firefox tab (hls.js
-// on Firefox's MSE), comment on it, and replay it once ready. Driven over
-// WebDriver BiDi.
+// on Firefox's MSE), comment on it, and replay it once ready; every promised
+// web player plays it live and finished there too. Driven over WebDriver
+// BiDi.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 
 import { launchFirefox } from './bidi.js';
+import { PLAYERS, openPlayerInTab } from './players.js';
 import {
   listedEndS,
   sharedServerAndBrowser,
@@ -17,6 +19,41 @@ const shared = sharedServerAndBrowser(launchFirefox);
 
 const median = (values) => [...values].sort((a, b) => a - b)[Math.floor(values.length / 2)];
 
+/** What a player's element is doing, for a failed wait's message. */
+const playerState = (tab, player) => () =>
+  tab.evaluate(() => JSON.stringify({ t: window.v.currentTime, d: window.v.duration, paused: window.v.paused, errors: window.errors }))
+    .then((state) => `${player.name}: ${state}`);
+
+/** Every promised web player on the recording in Firefox, three tabs at a
+ * time: live, it starts and moves on by 2 s; finished, it has the whole
+ * duration and plays from near the end to it. */
+async function playerMatrix(id, durationS) {
+  const url = { hls: `${shared.server.base}/media/${id}/index.m3u8`, dash: `${shared.server.base}/media/${id}/manifest.mpd` };
+  for (const batch of [PLAYERS.slice(0, 3), PLAYERS.slice(3)]) {
+    await Promise.all(batch.map(async (player) => {
+      const tab = await shared.browser.session.newTab();
+      await openPlayerInTab(tab, shared.server.base, player, url[player.kind]);
+      const describe = playerState(tab, player);
+      if (durationS === undefined) {
+        await tab.waitFor(() => window.v.currentTime > 0.3, { timeout: 40000, describe });
+        const first = await tab.evaluate(() => window.v.currentTime);
+        await tab.waitFor((t) => window.v.currentTime > t + 2, { args: [first], timeout: 30000, describe });
+      } else {
+        await tab.waitFor(() => window.v.duration > 1 && window.v.readyState >= 1, { describe });
+        const duration = await tab.evaluate(() => window.v.duration);
+        assert.ok(Math.abs(duration - durationS) < 0.5, `${player.name} in Firefox: duration ${duration} vs ${durationS}`);
+        await tab.evaluate(() => {
+          window.v.currentTime = window.v.duration - 2;
+          return window.v.play().then(() => true, () => false);
+        });
+        await tab.waitFor(() => window.v.ended || window.v.duration - window.v.currentTime < 0.3, { describe });
+      }
+      assert.deepEqual(await tab.evaluate(() => window.errors), [], `${player.name} in Firefox`);
+      await tab.close();
+    }));
+  }
+}
+
 /** What the watch page's video is doing, for a failed wait's message. */
 const videoState = (tab) => () =>
   tab.evaluate(() => {
@@ -24,7 +61,7 @@ const videoState = (tab) => () =>
     return { t: v.currentTime, d: v.duration, paused: v.paused, error: v.error?.message, errors: window.segcastPlayerErrors };
   }).then(JSON.stringify);
 
-test('Firefox records, watches live, comments and replays a recording', async () => {
+test('Firefox records, watches live, comments, replays, and every player plays the recording', async () => {
   const recorder = await shared.browser.session.newTab();
   await recorder.goto(`${shared.server.base}/record`);
   await recorder.waitFor(() => !document.getElementById('start').disabled);
@@ -82,6 +119,10 @@ test('Firefox records, watches live, comments and replays a recording', async ()
   assert.deepEqual(stored.map((c) => [c.author, c.text]), [['Fox', text]]);
   assert.ok(Math.abs(stored[0].media_time_s - at) < 1, `stamped ${stored[0].media_time_s}, player at ${at}`);
 
+  // The player matrix, live, on the same recording.
+  await playerMatrix(id);
+  assert.equal((await status(shared.server.base, id)).state, 'recording', 'players ran while live');
+
   await recorder.evaluate(() => document.getElementById('stop').click());
   await recorder.waitFor(() => document.getElementById('uploaded'), { timeout: 60000 });
   const ready = await waitForStatus(shared.server.base, id, (s) => s.state !== 'recording' && s.state !== 'processing');
@@ -100,4 +141,7 @@ test('Firefox records, watches live, comments and replays a recording', async ()
     return v.play().then(() => true);
   });
   await watcher.waitFor(() => document.getElementById('video').currentTime > 2, { timeout: 15000, describe: state });
+
+  // And every player once it is ready.
+  await playerMatrix(id, ready.duration_s);
 });

@@ -1,5 +1,6 @@
 // The web players segcast promises, each started from its npm build the way
 // a site would embed it: shared by the player matrix and the LL-DASH test.
+import { readFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
@@ -105,3 +106,25 @@ export async function waitForPlayer(page, player, predicate, arg, timeout) {
   }
 }
 
+
+/** [`openPlayer`] for a WebDriver BiDi tab (bidi.js): the server's own
+ * library page, emptied, is the same-origin page; the player's npm build
+ * runs there as a classic script, as a `<script src>` would run it. */
+export async function openPlayerInTab(tab, base, player, url) {
+  await tab.goto(`${base}/`);
+  await tab.evaluate(() => {
+    document.body.innerHTML = '<video id="v" muted autoplay playsinline></video>';
+    window.v = document.getElementById('v');
+    window.errors = [];
+  });
+  await tab.session.send('script.evaluate', {
+    expression: readFileSync(SCRIPTS[player.script], 'utf8'),
+    awaitPromise: false,
+    target: { context: tab.context },
+  });
+  await tab.session.send('script.evaluate', {
+    expression: `(${player.start.toString()})(${JSON.stringify(url)})`,
+    awaitPromise: false,
+    target: { context: tab.context },
+  });
+}
