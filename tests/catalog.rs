@@ -144,6 +144,47 @@ async fn postgres_keeps_the_library_across_a_restart() {
     the_library_survives_a_restart(Some(&pg.url)).await;
 }
 
+/// Nodes of a new cluster started together all migrate one fresh
+/// PostgreSQL: one of them applies the schema under the migration lock,
+/// the others wait for it and find it current. Repeated on fresh
+/// databases, since a race shows only some of the time.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn nodes_started_together_on_a_fresh_postgres_all_come_up() {
+    use store::catalog::{Catalog, CatalogOptions, DatabaseUrl};
+    let pg = Postgres::start();
+    let admin = sqlx::PgPool::connect(&pg.url).await.unwrap();
+    for round in 0..8 {
+        let name = format!("fresh{round}");
+        sqlx::raw_sql(&format!("CREATE DATABASE {name}"))
+            .execute(&admin)
+            .await
+            .unwrap();
+        let url = pg.url.replace("/postgres", &format!("/{name}"));
+        let start = std::sync::Arc::new(tokio::sync::Barrier::new(6));
+        let opens: Vec<_> = (0..6)
+            .map(|_| {
+                let (url, start) = (url.clone(), start.clone());
+                tokio::spawn(async move {
+                    start.wait().await;
+                    let url = DatabaseUrl::parse(&url).unwrap();
+                    Catalog::open(CatalogOptions {
+                        url: &url,
+                        key_secret: Some(KEY_SECRET),
+                        data_dir: Path::new("/nonexistent"),
+                    })
+                    .await
+                    .map(drop)
+                })
+            })
+            .collect();
+        for open in opens {
+            if let Err(e) = open.await.unwrap() {
+                panic!("round {round}: {e}");
+            }
+        }
+    }
+}
+
 fn copy_dir(from: &Path, to: &Path) {
     std::fs::create_dir_all(to).unwrap();
     for entry in std::fs::read_dir(from).unwrap().flatten() {

@@ -20,6 +20,53 @@ pub fn write_private(path: &Path, bytes: &[u8]) -> io::Result<()> {
     replace(path, bytes, 0o600, true)
 }
 
+/// Creates `path` with `bytes`, readable by the owner only and durably,
+/// unless it exists: then the bytes already there are returned and nothing
+/// is changed. A link(2) of a whole temporary file puts it in place, so a
+/// reader never sees a partial file and of writers racing, one wins.
+pub fn write_private_once(path: &Path, bytes: &[u8]) -> io::Result<Vec<u8>> {
+    let dir = path
+        .parent()
+        .ok_or_else(|| io::Error::other("path has no parent"))?;
+    let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("file");
+    let suffix = hex::encode(crate::ids::random_bytes::<8>());
+    let tmp = dir.join(format!(".{name}.{suffix}.tmp"));
+    let linked = fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(&tmp)
+        .and_then(|mut file| {
+            file.write_all(bytes)?;
+            file.sync_all()
+        })
+        .and_then(|()| fs::hard_link(&tmp, path));
+    let _ = fs::remove_file(&tmp);
+    match linked {
+        Ok(()) => {
+            sync_dir(dir)?;
+            Ok(bytes.to_vec())
+        }
+        Err(e) if e.kind() == io::ErrorKind::AlreadyExists => fs::read(path),
+        Err(e) => Err(e),
+    }
+}
+
+/// Blocks until this process holds an exclusive lock (flock(2)) on `path`,
+/// created if missing; released when the file is dropped (or the process
+/// ends, however it ends). For steps that processes sharing a directory
+/// must take one at a time.
+pub fn lock_exclusive(path: &Path) -> io::Result<File> {
+    let file = fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .mode(0o600)
+        .open(path)?;
+    file.lock()?;
+    Ok(file)
+}
+
 /// fsyncs a directory, so that a rename or a new file in it survives a
 /// crash.
 pub fn sync_dir(dir: &Path) -> io::Result<()> {
@@ -97,6 +144,33 @@ mod tests {
         // Other writers move the figure a little between the two readings.
         assert!(ours.abs_diff(df) < 64 << 20, "statvfs {ours} vs df {df}");
         assert!(free_bytes(&dir.path().join("absent")).is_err());
+    }
+
+    #[test]
+    fn a_file_written_once_keeps_its_first_bytes() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("secret");
+        assert_eq!(write_private_once(&path, b"first").unwrap(), b"first");
+        assert_eq!(write_private_once(&path, b"second").unwrap(), b"first");
+        assert_eq!(fs::read(&path).unwrap(), b"first");
+        let mode = fs::metadata(&path).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o600);
+        let names = fs::read_dir(dir.path()).unwrap().count();
+        assert_eq!(names, 1, "no temporary file left");
+    }
+
+    #[test]
+    fn an_exclusive_lock_is_held_until_dropped() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("lock");
+        let held = lock_exclusive(&path).unwrap();
+        let other = File::options().write(true).open(&path).unwrap();
+        assert!(matches!(
+            other.try_lock(),
+            Err(fs::TryLockError::WouldBlock)
+        ));
+        drop(held);
+        other.try_lock().unwrap();
     }
 
     #[test]

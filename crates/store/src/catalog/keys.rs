@@ -10,7 +10,7 @@ use std::path::Path;
 use aes_kw::KekAes256;
 use sha2::{Digest, Sha256};
 
-use base::files::write_private;
+use base::files::write_private_once;
 use media::aes::{ContentKey, KEY_BYTES};
 
 /// The embedded default's secret, when `--key-secret` is not given.
@@ -48,17 +48,18 @@ impl KeyWrap {
     }
 
     /// `<data>/key-secret`, made with 32 random bytes on first start.
+    /// Processes starting together on a fresh directory all end up with
+    /// the one secret that was linked into place first.
     pub fn load_or_create(data_dir: &Path) -> Result<Self, String> {
         let path = data_dir.join(KEY_SECRET_FILE);
         let shown = path.display();
         let secret = match std::fs::read(&path) {
             Ok(secret) => secret,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                let secret = base::ids::random_bytes::<32>().to_vec();
+                let fresh = base::ids::random_bytes::<32>();
                 std::fs::create_dir_all(data_dir)
-                    .and_then(|()| write_private(&path, &secret))
-                    .map_err(|e| format!("cannot create {shown}: {e}"))?;
-                secret
+                    .and_then(|()| write_private_once(&path, &fresh))
+                    .map_err(|e| format!("cannot create {shown}: {e}"))?
             }
             Err(e) => return Err(format!("cannot read {shown}: {e}")),
         };

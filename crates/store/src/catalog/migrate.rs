@@ -47,6 +47,8 @@ fn migrator(postgres: bool) -> Migrator {
         .collect::<Vec<_>>();
     Migrator {
         migrations: Cow::Owned(migrations),
+        // `check_then_run` holds the lock around all of it.
+        locking: false,
         ..Migrator::DEFAULT
     }
 }
@@ -84,8 +86,21 @@ fn unreachable(url: &str, e: sqlx::Error) -> OpenError {
 }
 
 /// Refuses a newer schema before running anything (sqlx's `run` would say
-/// so too, but only after taking its lock and creating its table).
+/// so too, but only after creating its table). All of it under the
+/// migration lock, so that nodes starting together on a fresh PostgreSQL
+/// do not both create the table or both apply a migration (on SQLite
+/// `lock` does nothing and the catalog's open lock serialises instead).
 async fn check_then_run<C>(migrator: &Migrator, conn: &mut C) -> Result<(), MigrateError>
+where
+    C: Migrate + Send,
+{
+    conn.lock().await?;
+    let outcome = check_then_run_locked(migrator, conn).await;
+    let unlocked = conn.unlock().await;
+    outcome.and(unlocked)
+}
+
+async fn check_then_run_locked<C>(migrator: &Migrator, conn: &mut C) -> Result<(), MigrateError>
 where
     C: Migrate + Send,
 {

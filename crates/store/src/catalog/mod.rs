@@ -129,6 +129,17 @@ impl Catalog {
     /// Connects, brings the schema up to date, and readies key wrapping.
     pub async fn open(options: CatalogOptions<'_>) -> Result<Self, OpenError> {
         let shown: Arc<str> = options.url.redacted().into();
+        // Held until the schema is current: see `lock_opening`.
+        let _opening =
+            match options.url {
+                DatabaseUrl::Sqlite { path } => Some(lock_opening(path).await.map_err(
+                    |cause| OpenError::Unreachable {
+                        url: shown.to_string(),
+                        cause,
+                    },
+                )?),
+                DatabaseUrl::Postgres(_) => None,
+            };
         let wrap = match (options.url, options.key_secret) {
             (_, Some(secret)) => KeyWrap::from_secret(secret.as_bytes()),
             (DatabaseUrl::Sqlite { .. }, None) => KeyWrap::load_or_create(options.data_dir),
@@ -255,6 +266,27 @@ fn new_node_id() -> Arc<str> {
 
 /// The `settings` name of the share-token secret.
 pub const SHARE_SECRET: &str = "share_secret";
+
+/// Processes that open one embedded database together (a server and
+/// `segcast import` started by one script) take turns until the schema is
+/// current: sqlx's migration lock is a no-op on SQLite, so two would both
+/// find a fresh file unmigrated and the second would fail on "table
+/// already exists". PostgreSQL has its advisory lock (see `migrate`).
+async fn lock_opening(db: &Path) -> Result<std::fs::File, String> {
+    let mut name = db.as_os_str().to_owned();
+    name.push(".open-lock");
+    let lock = std::path::PathBuf::from(name);
+    tokio::task::spawn_blocking(move || {
+        if let Some(dir) = lock.parent().filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::create_dir_all(dir)?;
+        }
+        base::files::lock_exclusive(&lock)
+            .map_err(|e| std::io::Error::new(e.kind(), format!("{}: {e}", lock.display())))
+    })
+    .await
+    .map_err(|e| e.to_string())?
+    .map_err(|e| e.to_string())
+}
 
 async fn open_sqlite(path: &Path) -> Result<Db, sqlx::Error> {
     if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {

@@ -220,3 +220,90 @@ async fn a_node_url_is_held_by_one_process_until_its_lease_lapses() {
         Claim::Held
     );
 }
+
+/// The key every opener of [`processes_opening_one_fresh_directory_together_agree`]
+/// wraps: AES key wrap is deterministic, so equal output means one secret.
+const PROBE_KEY: [u8; 16] = *b"probe key bytes!";
+/// Set in a child of that test: the data directory it opens.
+const OPEN_CHILD: &str = "SEGCAST_TEST_OPEN_CATALOG_IN";
+
+/// Processes that start together on a fresh data directory (a server and
+/// `segcast import` in one script) each open the catalog: all must come up,
+/// on one schema, wrapping keys under one secret. Separate processes, as in
+/// use (this test binary run again as each), released at once by closing
+/// their stdin; repeated, since a race shows only some of the time.
+#[test]
+fn processes_opening_one_fresh_directory_together_agree() {
+    if let Some(dir) = std::env::var_os(OPEN_CHILD) {
+        return open_as_a_child(Path::new(&dir));
+    }
+    const ROUNDS: usize = 12;
+    const PROCESSES: usize = 6;
+    let exe = std::env::current_exe().unwrap();
+    for round in 0..ROUNDS {
+        let data = tempfile::tempdir().unwrap();
+        let children: Vec<_> = (0..PROCESSES)
+            .map(|_| {
+                std::process::Command::new(&exe)
+                    .args([
+                        "--exact",
+                        "catalog::tests::processes_opening_one_fresh_directory_together_agree",
+                    ])
+                    .args(["--nocapture", "--test-threads", "1"])
+                    .env(OPEN_CHILD, data.path())
+                    .stdin(std::process::Stdio::piped())
+                    .stdout(std::process::Stdio::piped())
+                    .stderr(std::process::Stdio::piped())
+                    .spawn()
+                    .unwrap()
+            })
+            .collect();
+        let mut children: Vec<_> = children
+            .into_iter()
+            .map(|mut child| {
+                drop(child.stdin.take());
+                child
+            })
+            .collect();
+        let mut wrapped = Vec::new();
+        for child in children.drain(..) {
+            let out = child.wait_with_output().unwrap();
+            let stdout = String::from_utf8_lossy(&out.stdout);
+            let stderr = String::from_utf8_lossy(&out.stderr);
+            assert!(out.status.success(), "round {round}: {stdout}\n{stderr}");
+            // libtest may put a test's prints on either stream.
+            let line = format!("{stdout}{stderr}")
+                .split("wrapped ")
+                .nth(1)
+                .and_then(|rest| rest.split_whitespace().next())
+                .map(str::to_string)
+                .unwrap_or_else(|| panic!("round {round}: no key in {stdout}\n{stderr}"));
+            wrapped.push(line);
+        }
+        wrapped.dedup();
+        assert_eq!(wrapped.len(), 1, "round {round}: secrets {wrapped:?}");
+    }
+}
+
+/// One opener: waits for the parent's go (its stdin closing), opens the
+/// catalog, prints the probe key wrapped.
+fn open_as_a_child(dir: &Path) {
+    use std::io::Read;
+    let mut go = Vec::new();
+    std::io::stdin().read_to_end(&mut go).unwrap();
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let catalog = runtime.block_on(async {
+        let url = DatabaseUrl::embedded(dir);
+        let options = CatalogOptions {
+            url: &url,
+            key_secret: None,
+            data_dir: dir,
+        };
+        Catalog::open(options).await.unwrap()
+    });
+    let wrapped = catalog.wrap.wrap(&ContentKey::from_bytes(PROBE_KEY));
+    println!("wrapped {}", hex::encode(wrapped));
+}
