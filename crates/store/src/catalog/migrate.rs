@@ -24,6 +24,12 @@ const MIGRATIONS: &[(i64, &str, &str, &str)] = &[
         include_str!("../../migrations/sqlite/0002_nodes.sql"),
         include_str!("../../migrations/postgres/0002_nodes.sql"),
     ),
+    (
+        3,
+        "owners",
+        include_str!("../../migrations/sqlite/0003_owners.sql"),
+        include_str!("../../migrations/postgres/0003_owners.sql"),
+    ),
 ];
 
 /// The newest schema version this build knows.

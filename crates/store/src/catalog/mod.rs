@@ -23,6 +23,7 @@ mod comments;
 mod keys;
 mod migrate;
 mod nodes;
+mod owners;
 mod recordings;
 pub mod url;
 pub mod v2;
@@ -46,6 +47,7 @@ pub use changes::{Change, Heard, Listener};
 pub use comments::StoredComment;
 pub use keys::{KeyWrap, KEY_SECRET_FILE, MIN_KEY_SECRET_BYTES};
 pub use nodes::Claim;
+pub use owners::Owner;
 pub use url::DatabaseUrl;
 
 /// How long a request waits for a database connection before it is
@@ -69,6 +71,9 @@ pub struct Catalog {
     /// This process among the nodes sharing the database: random per
     /// start, so a node hears only other nodes' changes.
     node: Arc<str>,
+    /// The `--node-url` recordings created through this catalog belong to
+    /// (a cluster; see `owners`).
+    node_url: Option<Arc<str>>,
 }
 
 #[derive(Clone)]
@@ -163,6 +168,7 @@ impl Catalog {
             wrap: Arc::new(wrap),
             shown,
             node: new_node_id(),
+            node_url: None,
         };
         migrate::run(&catalog).await?;
         Ok(catalog)
@@ -192,6 +198,7 @@ impl Catalog {
             wrap: Arc::new(wrap),
             shown: "sqlite::memory:".into(),
             node: new_node_id(),
+            node_url: None,
         };
         migrate::run(&catalog).await?;
         Ok(catalog)

@@ -76,19 +76,22 @@ macro_rules! read_row {
 
 impl Catalog {
     /// Adds a new recording with its content key (encrypted ones): the key
-    /// is stored before any media exists, in the same row.
+    /// is stored before any media exists, in the same row, as is the node
+    /// that runs it (see `owners`).
     pub async fn create_recording(
         &self,
         meta: &RecordingMeta,
         key: Option<&ContentKey>,
     ) -> Result<()> {
         let sql = format!(
-            "INSERT INTO recordings ({COLUMNS}, wrapped_key) VALUES \
-             ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12,$13,$14,$15,$16,$17)"
+            "INSERT INTO recordings ({COLUMNS}, wrapped_key, owner_url) VALUES \
+             ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12,$13,$14,$15,$16,$17,$18)"
         );
         let wrapped = key.map(|k| self.wrap.wrap(k));
+        let owner = self.node_url.as_deref();
         on_db!(self, write, |pool| bind_meta!(sqlx::query(&sql), meta)
             .bind(&wrapped)
+            .bind(owner)
             .execute(pool)
             .await
             .map(drop))

@@ -221,6 +221,43 @@ async fn a_node_url_is_held_by_one_process_until_its_lease_lapses() {
     );
 }
 
+#[tokio::test]
+async fn a_recording_belongs_to_the_node_that_created_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = "http://10.0.0.1:8080";
+    let node = open(dir.path()).await.as_node(Some(url));
+    assert_eq!(node.node_url(), Some(url));
+    node.create_recording(&meta("owned", "2026-01-01T00:00:00Z"), None)
+        .await
+        .unwrap();
+    let single = open(dir.path()).await;
+    single
+        .create_recording(&meta("anyones", "2026-01-01T00:00:01Z"), None)
+        .await
+        .unwrap();
+    let unleased = Owner::Node {
+        url: url.into(),
+        lease_until_ms: 0,
+    };
+    assert_eq!(single.owner("owned").await.unwrap(), Some(unleased));
+    node.claim_node(url, 1_000, 11_000).await.unwrap();
+    let leased = Owner::Node {
+        url: url.into(),
+        lease_until_ms: 11_000,
+    };
+    assert_eq!(single.owner("owned").await.unwrap(), Some(leased));
+    assert_eq!(single.owner("anyones").await.unwrap(), Some(Owner::Anyone));
+    assert_eq!(single.owner("absent").await.unwrap(), None);
+    let owners = single.owners().await.unwrap();
+    assert_eq!(owners.len(), 1, "{owners:?}");
+    assert_eq!(owners["owned"], url);
+    // Saving the state keeps the owner.
+    node.save_recording(&meta("owned", "2026-01-01T00:00:00Z"))
+        .await
+        .unwrap();
+    assert_eq!(single.owners().await.unwrap()["owned"], url);
+}
+
 /// The key every opener of [`processes_opening_one_fresh_directory_together_agree`]
 /// wraps: AES key wrap is deterministic, so equal output means one secret.
 const PROBE_KEY: [u8; 16] = *b"probe key bytes!";
