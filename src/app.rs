@@ -32,7 +32,9 @@ pub struct App {
 pub async fn build(mut config: Config) -> std::io::Result<App> {
     store::staging::clean(&config.data_dir);
     crate::node::check_node_url(&mut config)?;
-    let catalog = open_catalog(&config).await?;
+    let catalog = open_catalog(&config)
+        .await?
+        .as_node(config.node_url.as_deref());
     let node = match config.node_url.clone() {
         Some(url) => Some(NodeLease::claim(&catalog, url, config.node_lease_s).await?),
         None => None,

@@ -34,6 +34,31 @@ async fn node(pg: &Postgres, node_url: &str) -> Server {
     .await
 }
 
+/// A node reachable at its `--node-url` (its own listening address), as
+/// the nodes of a cluster must be for each other.
+async fn reachable_node(pg: &Postgres) -> Server {
+    let url = pg.url.clone();
+    let data = tempfile::tempdir().unwrap();
+    Server::start_listening(data, move |c, base| {
+        c.database = Some(url);
+        c.key_secret = Some(KEY_SECRET.into());
+        c.node_url = Some(base.to_string());
+        c.node_lease_s = LEASE_S;
+    })
+    .await
+}
+
+/// Makes recording `id` nobody's, as rows from before ownership are.
+async fn disown(pg: &Postgres, id: &str) {
+    let db = sqlx::PgPool::connect(&pg.url).await.unwrap();
+    sqlx::query("UPDATE recordings SET owner_url = NULL WHERE id = $1")
+        .bind(id)
+        .execute(&db)
+        .await
+        .unwrap();
+    db.close().await;
+}
+
 /// A short lease, so that the tests of a lapsing one are quick.
 const LEASE_S: u64 = 2;
 
@@ -118,9 +143,10 @@ async fn what_is_done_through_one_node_reaches_sockets_on_the_other() {
     let pg = Postgres::start();
     let a = node(&pg, "http://127.0.0.1:7001").await;
     let (id, token) = a.create("two nodes").await;
-    // Started after the creation: a node knows the recordings the catalog
-    // had when it started (node leases, which will let a node answer for
-    // recordings created elsewhere since, are still to come: issue #21).
+    // A recording every node runs, as one from before recordings had an
+    // owner (or imported by `segcast import`): each node's sockets are its
+    // own, and only the notices bring them the others' comments.
+    disown(&pg, &id).await;
     let b = node(&pg, "http://127.0.0.1:7002").await;
     let (mut on_a, _) = connect(&a.base, &id).await;
     let (mut on_b, history) = connect(&b.base, &id).await;
@@ -264,4 +290,116 @@ async fn a_node_url_is_held_by_one_running_node_at_a_time() {
     second.kill();
     let (_third, base) = common::spawn_server_process(data.path(), &node_args(&pg, url));
     assert_eq!(healthz_node(&base).await, url);
+}
+
+/// A recording runs on the node that created it; the other node answers
+/// for it all the same, by handing its requests to the owner: status,
+/// chunks, playlists (blocking reloads too), segments, comments and their
+/// socket, `finish`. Once the owner is gone, `503` with `Retry-After`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn any_node_answers_for_a_recording_its_owner_runs() {
+    let pg = Postgres::start();
+    let a = reachable_node(&pg).await;
+    let b = reachable_node(&pg).await;
+    assert_eq!(healthz_node(&b.base).await, b.base);
+    let (id, token) = a.create("made on A").await;
+    let through_b = b.get(&format!("/api/recordings/{id}")).await;
+    assert_eq!(through_b.status(), 200);
+    assert_eq!(through_b.headers()["via"], "1.1 segcast");
+    let status: Value = through_b.json().await.unwrap();
+    assert_eq!(
+        (status["id"].as_str(), status["state"].as_str()),
+        (Some(id.as_str()), Some("recording"))
+    );
+    let (mut socket_on_b, history) = connect(&b.base, &id).await;
+    assert!(history.is_empty(), "{history:?}");
+    b.create("made on B").await;
+    let listed: Vec<Value> = b.get("/api/recordings").await.json().await.unwrap();
+    let titles: Vec<&str> = listed
+        .iter()
+        .map(|r| r["title"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        titles,
+        ["made on B", "made on A"],
+        "the whole cluster, newest first"
+    );
+    let first = b.get("/api/recordings?limit=1").await;
+    let next = first.headers()["link"].to_str().unwrap().to_string();
+    let next = next
+        .trim_start_matches('<')
+        .split('>')
+        .next()
+        .unwrap()
+        .to_string();
+    let page: Vec<Value> = b.get(&next).await.json().await.unwrap();
+    assert_eq!(page.len(), 1, "{page:?}");
+    assert_eq!(page[0]["id"], id.as_str(), "the second page is A's");
+
+    // Uploaded entirely through B; A runs it.
+    let media = tempfile::tempdir().unwrap();
+    let source = common::make_webm(media.path(), 4, "320x180");
+    let chunks = common::cut_randomly(&std::fs::read(source).unwrap(), 6, 7);
+    for (seq, chunk) in chunks.iter().enumerate() {
+        b.put_ok(&id, &token, seq as u64, chunk.clone()).await;
+    }
+    let on_a = a.status(&id).await;
+    assert_eq!(on_a["chunks"]["received"], chunks.len(), "{on_a:#}");
+    let live = b
+        .wait_for(&id, PATIENCE, |s| s["segments"].as_u64() > Some(0))
+        .await;
+    assert_eq!(live["state"], "recording", "{live:#}");
+
+    // A node started since loads the recording's row but leaves it to A
+    // (a task of its own would take chunks beside A's).
+    let c = reachable_node(&pg).await;
+    let through_c = c.get(&format!("/api/recordings/{id}")).await;
+    assert_eq!(
+        through_c.headers().get("via").map(|v| v.as_bytes()),
+        Some(&b"1.1 segcast"[..])
+    );
+
+    // The same playlist and segment bytes through either node.
+    let media_playlist = format!("/media/{id}/media.m3u8");
+    let (from_a, from_b) = (a.text(&media_playlist).await, b.text(&media_playlist).await);
+    let segment = from_a
+        .lines()
+        .find(|l| l.ends_with(".m4s") && !l.starts_with('#'))
+        .unwrap_or_else(|| panic!("no segment in {from_a}"))
+        .to_string();
+    assert!(from_b.contains(&segment), "{from_b}");
+    let bytes = |server: &Server| {
+        let url = server.url(&format!("/media/{id}/{segment}"));
+        async move { reqwest::get(url).await.unwrap().bytes().await.unwrap() }
+    };
+    assert_eq!(bytes(&a).await, bytes(&b).await);
+
+    // A comment posted through A reaches the socket opened on B.
+    let posted = post(&a, &id, "Ann", "seen through B").await;
+    assert_eq!(
+        comment_of(&next_json(&mut socket_on_b, FAN_OUT).await),
+        posted
+    );
+
+    // Finished through B: ready, and ffmpeg plays it through B.
+    assert_eq!(
+        b.finish(&id, &token, chunks.len() as u64).await.status(),
+        202
+    );
+    let done = b
+        .wait_for(&id, PATIENCE * 3, |s| {
+            s["state"] != "processing" && s["state"] != "recording"
+        })
+        .await;
+    assert_eq!(done["state"], "ready", "{done:#}");
+    let errors = common::decode_errors(&b.url(&format!("/media/{id}/index.m3u8")));
+    assert!(errors.is_empty(), "decoding through B: {errors}");
+
+    // The owner gone (its lease given back): B says so, and keeps nothing
+    // from the uploader that a retry could not redo.
+    drop(a.stop().await);
+    let gone = b.put(&id, &token, 0, chunks[0].clone()).await;
+    assert_eq!(gone.headers()["retry-after"], "5");
+    let message = common::assert_error(gone, 503).await;
+    assert!(message.contains("stopped renewing its lease"), "{message}");
 }

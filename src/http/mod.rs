@@ -9,6 +9,8 @@ mod compress;
 pub mod connection;
 pub mod error;
 mod file_cache;
+mod forward;
+mod forward_socket;
 mod imports;
 mod live;
 mod media;
@@ -66,6 +68,8 @@ pub struct AppStateInner {
     pub signer: Arc<ShareSigner>,
     /// The server's counters (`GET /metrics`).
     pub metrics: Metrics,
+    /// Reaches the other nodes of a cluster (see `forward`).
+    pub peers: reqwest::Client,
 }
 
 impl AppState {
@@ -92,6 +96,7 @@ impl AppState {
             comments: Arc::new(comments),
             file_cache,
             metrics,
+            peers: forward::peer_client(),
         })))
     }
 }
@@ -129,6 +134,10 @@ pub fn router(state: AppState) -> Router {
         // Media after the layers: its handler does their work itself,
         // cheaper (see `media::serve`).
         .merge(media::router())
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            forward::to_owner,
+        ))
         .with_state(state)
 }
 

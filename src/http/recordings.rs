@@ -145,7 +145,10 @@ async fn list(
         before: query.before.as_deref(),
         private: holds_publish_key(&state, &headers),
     };
-    let (listed, more) = state.library.list_page(page)?;
+    let (listed, more) = match state.config.node_url {
+        Some(_) => state.library.list_cluster_page(page).await?,
+        None => state.library.list_page(page)?,
+    };
     let next = match (limit, listed.last()) {
         (Some(limit), Some(last)) if more => Some(format!(
             "</api/recordings?limit={limit}&before={}>; rel=\"next\"",

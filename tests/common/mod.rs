@@ -40,14 +40,23 @@ impl Server {
         data: tempfile::TempDir,
         configure: impl FnOnce(&mut segcast::Config),
     ) -> Self {
+        Self::start_listening(data, |config, _| configure(config)).await
+    }
+
+    /// Starts a server told its own address (`http://127.0.0.1:<port>`)
+    /// before it starts: a cluster's node needs it as its `--node-url`.
+    pub async fn start_listening(
+        data: tempfile::TempDir,
+        configure: impl FnOnce(&mut segcast::Config, &str),
+    ) -> Self {
         let _ = tracing_subscriber::fmt()
             .with_test_writer()
             .with_env_filter("segcast=debug,ffmpeg=warn")
             .try_init();
-        let mut config = segcast::Config::with_data_dir(data.path());
-        configure(&mut config);
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let base = format!("http://{}", listener.local_addr().unwrap());
+        let mut config = segcast::Config::with_data_dir(data.path());
+        configure(&mut config, &base);
         let (stop, stopped) = oneshot::channel::<()>();
         let task = tokio::spawn(segcast::serve(listener, config, async {
             let _ = stopped.await;

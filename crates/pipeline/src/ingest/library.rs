@@ -25,6 +25,7 @@ use store::{ImportInfo, ImportOrigin, PutOutcome, RecordingMeta, State, Store};
 
 use super::import::{self, Placement};
 use super::live;
+use super::reorder::ChunkSet;
 use super::status::{ChunkReceipt, RecordingStatus};
 use super::task::{Command, Shared};
 use crate::edge::LiveEdge;
@@ -180,12 +181,18 @@ pub struct Page<'a> {
 }
 
 impl Library {
-    /// Loads the library from the catalog and starts a task per recording.
+    /// Loads the library from the catalog and starts a task per recording
+    /// this node runs (all of them, but in a cluster).
     /// Folders of recordings the catalog says were deleted (a delete cut
     /// short by a crash) are removed.
     pub async fn open(shared: Shared) -> std::io::Result<Arc<Self>> {
         let io = |e: Error| std::io::Error::other(base::error::chain(&e));
-        let rows = shared.catalog.recordings().await.map_err(io)?;
+        let mut rows = shared.catalog.recordings().await.map_err(io)?;
+        // Another node's recordings run there (their requests are handed
+        // to it); a task here too would take chunks twice.
+        let owners = shared.catalog.owners().await.map_err(io)?;
+        let me = shared.catalog.node_url();
+        rows.retain(|(meta, _)| owners.get(&meta.id).is_none_or(|o| Some(o.as_str()) == me));
         let deleted: HashSet<String> = shared
             .catalog
             .deleted_ids()
@@ -455,6 +462,39 @@ impl Library {
         let out: Vec<RecordingStatus> =
             listed.by_ref().take(limit).map(Recording::status).collect();
         let more = listed.next().is_some();
+        Ok((out, more))
+    }
+
+    /// [`Self::list_page`] across a cluster: every row of the catalog, this
+    /// node's recordings with their live status, the others' as their
+    /// rows say (their owners keep the rows current).
+    pub async fn list_cluster_page(&self, page: Page<'_>) -> Result<(Vec<RecordingStatus>, bool)> {
+        let rows = self.shared.catalog.recordings().await?;
+        let index = self.index.read().expect("lock");
+        let mut listed = rows
+            .iter()
+            .filter(|(meta, _)| page.private || !meta.access.is_private())
+            .map(|(meta, _)| match index.by_id.get(&meta.id) {
+                Some(here) => here.status(),
+                None => RecordingStatus::new(
+                    meta,
+                    &ChunkSet::default(),
+                    meta.duration_ms,
+                    meta.segments,
+                    meta.segments > 0,
+                ),
+            })
+            .peekable();
+        if let Some(before) = page.before {
+            if !rows.iter().any(|(meta, _)| meta.id == before) {
+                let message = format!("before: no recording with id '{before}' is listed");
+                return Err(Error::Invalid(message));
+            }
+            listed.by_ref().find(|status| status.id == before);
+        }
+        let limit = page.limit.unwrap_or(usize::MAX);
+        let out: Vec<RecordingStatus> = listed.by_ref().take(limit).collect();
+        let more = listed.peek().is_some();
         Ok((out, more))
     }
 
