@@ -3,8 +3,8 @@
 //! the server takes it (a tiny picture, keyframes every second), then
 //! read the way LL-HLS players and caches read it: delta updates
 //! (RFC 8216bis §6.2.5.1) alone and with a blocking reload, validators,
-//! gzip for playlists, manifest and JSON; then finished, and decoded
-//! whole by ffmpeg.
+//! gzip for playlists, manifest and JSON; then finished, decoded whole by
+//! ffmpeg and played whole by VLC.
 
 mod common;
 
@@ -289,5 +289,22 @@ async fn a_twenty_minute_live_recording_answers_small_deltas_and_gzip() {
     assert!(
         errors.is_empty(),
         "decoding the finished recording: {errors}"
+    );
+
+    // VLC plays the whole of it too, both tracks (a remux: seconds, not
+    // the recording's twenty minutes).
+    let vlc_url = server.url(&format!("/media/{id}/index.m3u8"));
+    let vlc_dir = tempfile::tempdir().unwrap();
+    let dir = vlc_dir.path().to_path_buf();
+    let played = tokio::task::spawn_blocking(move || common::vlc_remux(&vlc_url, &dir))
+        .await
+        .unwrap();
+    let mut kinds = common::stream_kinds(&played);
+    kinds.sort();
+    assert_eq!(kinds, ["audio", "video"]);
+    let played_s = common::probe_duration_s(&played);
+    assert!(
+        (played_s - duration_s).abs() < 0.5,
+        "VLC played {played_s} s of {duration_s} s"
     );
 }
