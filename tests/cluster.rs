@@ -37,13 +37,20 @@ async fn node(pg: &Postgres, node_url: &str) -> Server {
 /// A node reachable at its `--node-url` (its own listening address), as
 /// the nodes of a cluster must be for each other.
 async fn reachable_node(pg: &Postgres) -> Server {
+    reachable_node_with(pg, None).await
+}
+
+/// [`reachable_node`], with its media mirrored to `store` (`s3://…`).
+async fn reachable_node_with(pg: &Postgres, store: Option<&str>) -> Server {
     let url = pg.url.clone();
+    let store = store.map(|s| s.parse().unwrap());
     let data = tempfile::tempdir().unwrap();
     Server::start_listening(data, move |c, base| {
         c.database = Some(url);
         c.key_secret = Some(KEY_SECRET.into());
         c.node_url = Some(base.to_string());
         c.node_lease_s = LEASE_S;
+        c.store = store;
     })
     .await
 }
@@ -402,4 +409,61 @@ async fn any_node_answers_for_a_recording_its_owner_runs() {
     assert_eq!(gone.headers()["retry-after"], "5");
     let message = common::assert_error(gone, 503).await;
     assert!(message.contains("stopped renewing its lease"), "{message}");
+}
+
+/// A finished recording outlives its node: once the node is gone, the
+/// next node asked for it restores it from the bucket, makes it its own in
+/// the catalog and serves it, the same playlist and segments.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_finished_recording_outlives_its_node_through_the_bucket() {
+    use object_store::ObjectStore;
+    const BUCKET: &str = "cluster";
+    let site = common::s3::S3Site::new(BUCKET);
+    let _s3 = site.start();
+    let store = format!("s3://{BUCKET}/vod");
+    let pg = Postgres::start();
+    let a = reachable_node_with(&pg, Some(&store)).await;
+    let b = reachable_node_with(&pg, Some(&store)).await;
+    let (id, token) = a.create("kept in the bucket").await;
+    let media = tempfile::tempdir().unwrap();
+    let source = common::make_webm(media.path(), 3, "320x180");
+    let chunks = common::cut_randomly(&std::fs::read(source).unwrap(), 4, 3);
+    a.put_all_ok(&id, &token, &chunks).await;
+    a.finish_ok(&id, &token, chunks.len() as u64).await;
+    let ready = a
+        .wait_for(&id, PATIENCE * 3, |s| {
+            s["state"] != "recording" && s["state"] != "processing"
+        })
+        .await;
+    assert_eq!(ready["state"], "ready", "{ready:#}");
+    // Complete in the bucket: its marker is the last object written.
+    let bucket = common::s3::S3::bucket(BUCKET);
+    let marker = object_store::path::Path::from(format!("vod/{id}/in-bucket.json"));
+    let deadline = tokio::time::Instant::now() + PATIENCE * 3;
+    while bucket.head(&marker).await.is_err() {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "never complete in the bucket"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let playlist = format!("/media/{id}/media.m3u8");
+    let served_by_a = a.text(&playlist).await;
+    drop(a.stop().await);
+
+    let from_b = b.get(&playlist).await;
+    assert_eq!(from_b.status(), 200);
+    assert!(from_b.headers().get("via").is_none(), "served by B itself");
+    assert_eq!(from_b.text().await.unwrap(), served_by_a);
+    let errors = common::decode_errors(&b.url(&format!("/media/{id}/index.m3u8")));
+    assert!(errors.is_empty(), "decoding on B: {errors}");
+    assert_eq!(b.status(&id).await["state"], "ready");
+    let db = sqlx::PgPool::connect(&pg.url).await.unwrap();
+    let owner: Option<String> =
+        sqlx::query_scalar("SELECT owner_url FROM recordings WHERE id = $1")
+            .bind(&id)
+            .fetch_one(&db)
+            .await
+            .unwrap();
+    assert_eq!(owner.as_deref(), Some(b.base.as_str()));
 }

@@ -11,9 +11,10 @@
 //! `307` to another origin, and the owner's address may not be reachable
 //! from outside.
 //!
-//! An owner whose lease lapsed is answered `503` with `Retry-After`: the
-//! recording exists and its acknowledged chunks are kept, but nobody runs
-//! it now. Comment sockets are joined to the owner's (`forward_socket`).
+//! An owner whose lease lapsed: a finished recording complete in the
+//! bucket is taken over (restored here, served here from then on); any
+//! other is answered `503` with `Retry-After` — it exists and its
+//! acknowledged chunks are kept, but nobody runs it now. Comment sockets are joined to the owner's (`forward_socket`).
 
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -79,7 +80,11 @@ pub async fn to_owner(State(state): State<AppState>, request: Request, next: Nex
             lease_until_ms,
         })) if url != me => {
             if lease_until_ms < base::clock::unix_ms() {
-                return owner_gone(id, &url);
+                return match state.library.take_over_finished(id).await {
+                    Ok(true) => next.run(request).await,
+                    Ok(false) => owner_gone(id, &url),
+                    Err(error) => ApiError(error).into_response(),
+                };
             }
             let span = tracing::debug_span!("forward", recording = %id, owner = %url);
             let headers = passed_on(&request, me);

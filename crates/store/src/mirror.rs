@@ -25,7 +25,8 @@
 //! Once a recording is `ready`, a last pass also uploads its original (an
 //! import's file, or a live recording's chunks end to end, streamed in
 //! multipart pieces), checks its size in the bucket, and writes
-//! `<id>/in-bucket.json`: from then on the recording is *complete* in the
+//! `<id>/in-bucket.json` (locally, and as the recording's last object in
+//! the bucket): from then on the recording is *complete* in the
 //! bucket ([`Mirror::is_complete`], what `--public-media-url` redirects
 //! rely on) and a restarted server does not upload it again. Chunks stay
 //! on local disk all the same (docs/architecture.md, "Object storage").
@@ -57,11 +58,13 @@ use crate::recordings::{State, Store, HLS_DIR};
 
 mod deletes;
 mod original;
+mod restore;
 
 /// A pass's failure: the bucket's, or reading what goes there.
 type PassError = Box<dyn std::error::Error + Send + Sync>;
 
-/// In the bucket, `<id>/in-bucket.json`: the recording is complete there.
+/// `<id>/in-bucket.json`, locally and in the bucket: the recording is
+/// complete there.
 const IN_BUCKET_FILE: &str = "in-bucket.json";
 
 /// First wait after a failed pass; doubled up to [`MAX_BACKOFF`].
@@ -370,6 +373,9 @@ impl Mirror {
             original_bytes,
         };
         let json = serde_json::to_vec(&marker)?;
+        // Last of all the recording's objects: another node restores only
+        // a recording whose marker is there (`restore`).
+        self.put_marker(id, json.clone()).await?;
         let path = self.root.join(id).join(IN_BUCKET_FILE);
         tokio::task::spawn_blocking(move || write_atomic(&path, &json, false)).await??;
         self.complete.lock().expect("lock").insert(id.to_string());

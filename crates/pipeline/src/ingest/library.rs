@@ -150,6 +150,8 @@ pub struct Library {
     index: RwLock<Index>,
     /// Ids deleted (answered 410 instead of 404), kept by the catalog.
     deleted: Mutex<HashSet<String>>,
+    /// One takeover at a time (they are rare: a node's loss).
+    taking_over: tokio::sync::Mutex<()>,
 }
 
 /// The recordings with a task, by id and newest first.
@@ -210,6 +212,7 @@ impl Library {
             shared,
             index: RwLock::default(),
             deleted: Mutex::new(deleted),
+            taking_over: tokio::sync::Mutex::new(()),
         };
         for (meta, key, seqs) in seqs {
             library.start(meta, key, seqs);
@@ -281,6 +284,48 @@ impl Library {
         }
         tracing::info!(%id, "recording added to the library");
         self.start(meta, key, seqs);
+        Ok(true)
+    }
+
+    /// Takes over a finished recording whose node is gone (its lease ran
+    /// out): its files come back from the bucket, the catalog makes it this
+    /// node's, and it is served here from then on. `Ok(false)` when it
+    /// cannot be: no bucket, not ready, not complete in the bucket, or
+    /// another node took it first. Live recordings are not taken over (yet).
+    pub async fn take_over_finished(&self, id: &str) -> Result<bool> {
+        let _one = self.taking_over.lock().await;
+        if self.is_known(id) {
+            return Ok(true);
+        }
+        let (Some(mirror), Some(me)) = (self.objects(), self.shared.catalog.node_url()) else {
+            return Ok(false);
+        };
+        let Some((meta, key)) = self.shared.catalog.recording(id).await? else {
+            return Ok(false);
+        };
+        if meta.state != State::Ready {
+            return Ok(false);
+        }
+        let (store, owned) = (self.shared.store.clone(), id.to_string());
+        let remove = || {
+            let (store, owned) = (store.clone(), owned.clone());
+            tokio::task::spawn_blocking(move || store.delete(&owned))
+        };
+        let restored = mirror.restore(id).await;
+        let won = match restored {
+            Ok(true) => {
+                let now = base::clock::unix_ms();
+                self.shared.catalog.take_over_recording(id, me, now).await
+            }
+            Ok(false) => Ok(false),
+            Err(e) => Err(Error::internal("restoring from the bucket", e)),
+        };
+        if !matches!(won, Ok(true)) {
+            let _ = remove().await;
+            return won;
+        }
+        tracing::info!(%id, "finished recording taken over from a node that is gone");
+        self.start(meta, key, Vec::new());
         Ok(true)
     }
 

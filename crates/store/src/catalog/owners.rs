@@ -78,4 +78,23 @@ impl Catalog {
             },
         }))
     }
+    /// Makes recording `id` this node's (`me`), if its owner's lease ran
+    /// out before `now_ms`: one conditional update, so of nodes taking
+    /// it over at once one wins. Returns whether this one did.
+    pub async fn take_over_recording(&self, id: &str, me: &str, now_ms: u64) -> Result<bool> {
+        const SQL: &str = "UPDATE recordings SET owner_url = $1 \
+            WHERE id = $2 AND owner_url IS NOT NULL AND owner_url <> $1 \
+            AND NOT EXISTS (SELECT 1 FROM nodes n \
+                WHERE n.url = recordings.owner_url AND n.lease_until_ms >= $3)";
+        let now = i64::try_from(now_ms).unwrap_or(i64::MAX);
+        let rows = on_db!(self, write, |pool| sqlx::query(SQL)
+            .bind(me)
+            .bind(id)
+            .bind(now)
+            .execute(pool)
+            .await
+            .map(|r| r.rows_affected()))
+        .map_err(|e| db_error("taking a recording over", e))?;
+        Ok(rows > 0)
+    }
 }

@@ -256,6 +256,27 @@ async fn a_recording_belongs_to_the_node_that_created_it() {
         .await
         .unwrap();
     assert_eq!(single.owners().await.unwrap()["owned"], url);
+
+    // Taken over only once the owner's lease ran out, by one node.
+    let other = "http://10.0.0.2:8080";
+    single.claim_node(other, 11_000, 20_000).await.unwrap();
+    assert!(!single
+        .take_over_recording("owned", other, 11_000)
+        .await
+        .unwrap());
+    assert!(single
+        .take_over_recording("owned", other, 11_001)
+        .await
+        .unwrap());
+    assert!(!single
+        .take_over_recording("owned", "http://10.0.0.3:8080", 11_001)
+        .await
+        .unwrap());
+    assert_eq!(single.owners().await.unwrap()["owned"], other);
+    assert!(!single
+        .take_over_recording("anyones", other, 11_001)
+        .await
+        .unwrap());
 }
 
 /// The key every opener of [`processes_opening_one_fresh_directory_together_agree`]
