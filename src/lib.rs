@@ -20,6 +20,8 @@ pub mod http;
 pub mod node;
 
 use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
 
 use tokio::net::TcpListener;
 
@@ -37,7 +39,8 @@ pub async fn serve(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
     let open_files = base::fdlimit::raise_open_file_limit();
-    let admission = http::clients::Admission::from_config(&config, open_files);
+    let trusted = Arc::new(http::clients::Trusted::new(config.trusted_proxies.clone()));
+    let admission = http::clients::Admission::from_config(&config, open_files, trusted.clone());
     let policy = http::connection::ConnectionPolicy::from_config(&config);
     tracing::info!(
         max_connections = admission.ceiling(),
@@ -48,7 +51,7 @@ pub async fn serve(
         body_timeout_s = policy.body_idle_timeout.as_secs(),
         "connection limits"
     );
-    let trusted_proxies = config.trusted_proxies.clone();
+    let peers_every = Duration::from_millis(config.node_lease_s.saturating_mul(1000) / 3);
     let tls = match (&config.tls_cert, &config.tls_key) {
         (Some(cert), Some(key)) => Some(http::tls::acceptor(cert, key)?),
         _ => None,
@@ -64,10 +67,17 @@ pub async fn serve(
         Some(addr) => Some(http::metrics::serve_apart(addr, metrics_router).await?),
         None => None,
     };
+    let peers = match &node {
+        Some(_) => {
+            let catalog = library.catalog().clone();
+            Some(node::trust_peers(catalog, trusted.clone(), peers_every).await)
+        }
+        None => None,
+    };
     let shared = http::connection::Shared {
         router,
         policy,
-        trusted_proxies,
+        trusted_proxies: trusted,
     };
     if tls.is_some() {
         tracing::info!("HTTPS: every connection starts with a TLS handshake");
@@ -76,6 +86,9 @@ pub async fn serve(
     let served = http::server::run(listener, shared, admission, tls, shutdown).await;
     if let Some(task) = metrics_server {
         task.abort();
+    }
+    if let Some(peers) = peers {
+        peers.abort();
     }
     library.shutdown().await;
     if let Some(node) = node {

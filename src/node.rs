@@ -6,6 +6,8 @@
 //! started after a crash waits for the crashed one's lease to lapse.
 
 use std::io;
+use std::net::IpAddr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use base::clock::unix_ms;
@@ -13,6 +15,7 @@ use store::catalog::{Catalog, Claim};
 use tokio::task::JoinHandle;
 
 use crate::config::Config;
+use crate::http::clients::Trusted;
 
 /// What a claim waits beyond the lease before deciding the URL is held by
 /// a node that is running (it renewed the lease meanwhile).
@@ -132,5 +135,95 @@ async fn renew(catalog: Catalog, url: String, lease_ms: u64) {
                 tracing::warn!(error = %base::error::chain(&e), "the node's lease was not renewed")
             }
         }
+    }
+}
+
+/// Keeps `trusted` holding the addresses of the cluster's nodes (those with
+/// a live lease): read once before this node serves, then every `every`.
+/// A node hands other nodes its viewers' requests (`http::forward`), so
+/// each node must read their `X-Forwarded-For` and must not hold them to
+/// one client's limits.
+pub async fn trust_peers(
+    catalog: Catalog,
+    trusted: Arc<Trusted>,
+    every: Duration,
+) -> JoinHandle<()> {
+    refresh_peers(&catalog, &trusted).await;
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(every);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        tick.tick().await;
+        loop {
+            tick.tick().await;
+            refresh_peers(&catalog, &trusted).await;
+        }
+    })
+}
+
+async fn refresh_peers(catalog: &Catalog, trusted: &Trusted) {
+    match catalog.live_nodes(unix_ms()).await {
+        Ok(urls) => trusted.set_nodes(addresses(&urls).await),
+        Err(e) => {
+            tracing::warn!(error = %base::error::chain(&e), "the cluster's nodes were not read; their addresses are trusted as before")
+        }
+    }
+}
+
+/// The IP addresses the node URLs' hosts resolve to (a name that does not
+/// resolve now is left out until it does).
+async fn addresses(urls: &[String]) -> Vec<IpAddr> {
+    let mut found = Vec::new();
+    for url in urls {
+        let Some(authority) = authority(url) else {
+            continue;
+        };
+        let resolved = tokio::net::lookup_host(authority.as_str()).await;
+        match resolved {
+            Ok(addrs) => found.extend(addrs.map(|a| a.ip())),
+            Err(e) => tracing::warn!(%url, error = %e, "a node's address does not resolve"),
+        }
+    }
+    found.sort();
+    found.dedup();
+    found
+}
+
+/// `host:port` of an `http(s)://host[:port]` URL, with the scheme's port.
+fn authority(url: &str) -> Option<String> {
+    let (rest, port) = match url.split_once("://")? {
+        ("http", rest) => (rest, 80),
+        ("https", rest) => (rest, 443),
+        _ => return None,
+    };
+    let host = rest.split('/').next().filter(|h| !h.is_empty())?;
+    let bracketed_v6 = host.starts_with('[') && host.ends_with(']');
+    let has_port = !bracketed_v6
+        && host
+            .rsplit_once(':')
+            .is_some_and(|(_, p)| p.parse::<u16>().is_ok());
+    Some(if has_port {
+        host.to_string()
+    } else {
+        format!("{host}:{port}")
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn node_urls_name_the_host_and_port_to_resolve() {
+        assert_eq!(
+            authority("http://10.0.0.1:8080").as_deref(),
+            Some("10.0.0.1:8080")
+        );
+        assert_eq!(
+            authority("https://node.example").as_deref(),
+            Some("node.example:443")
+        );
+        assert_eq!(authority("http://[::1]").as_deref(), Some("[::1]:80"));
+        assert_eq!(authority("http://[::1]:81").as_deref(), Some("[::1]:81"));
+        assert_eq!(authority("ftp://x"), None);
     }
 }

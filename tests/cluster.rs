@@ -42,15 +42,23 @@ async fn reachable_node(pg: &Postgres) -> Server {
 
 /// [`reachable_node`], with its media mirrored to `store` (`s3://…`).
 async fn reachable_node_with(pg: &Postgres, store: Option<&str>) -> Server {
-    let url = pg.url.clone();
     let store = store.map(|s| s.parse().unwrap());
+    reachable_node_configured(pg, move |c| c.store = store).await
+}
+
+/// [`reachable_node`], configured further by `more`.
+async fn reachable_node_configured(
+    pg: &Postgres,
+    more: impl FnOnce(&mut segcast::Config),
+) -> Server {
+    let url = pg.url.clone();
     let data = tempfile::tempdir().unwrap();
     Server::start_listening(data, move |c, base| {
         c.database = Some(url);
         c.key_secret = Some(KEY_SECRET.into());
         c.node_url = Some(base.to_string());
         c.node_lease_s = LEASE_S;
-        c.store = store;
+        more(c);
     })
     .await
 }
@@ -466,4 +474,66 @@ async fn a_finished_recording_outlives_its_node_through_the_bucket() {
             .await
             .unwrap();
     assert_eq!(owner.as_deref(), Some(b.base.as_str()));
+}
+
+/// Viewers on one node of another node's recording are that many clients
+/// to the owner, not one: the nodes trust each other's `X-Forwarded-For`
+/// and hold each other to no per-client cap. Each viewer here comes from
+/// its own loopback address; the nodes connect from 127.0.0.1.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_is_no_single_client_to_another() {
+    const VIEWERS: u8 = 6;
+    let pg = Postgres::start();
+    let two_each = |c: &mut segcast::Config| c.max_connections_per_client = 2;
+    // B is up (its lease taken) before A starts, so A trusts it from its
+    // first answer on; B learns of A as it renews.
+    let b = reachable_node_configured(&pg, two_each).await;
+    assert_eq!(healthz_node(&b.base).await, b.base);
+    let a = reachable_node_configured(&pg, two_each).await;
+    let (id, token) = a.create("watched through B").await;
+    // Each waits on B for part 0, which comes with the first chunks.
+    let blocking = b.url(&format!("/media/{id}/media.m3u8?_HLS_msn=0&_HLS_part=0"));
+    let waiters: Vec<_> = (0..VIEWERS)
+        .map(|i| {
+            let client = reqwest::Client::builder()
+                .local_address(std::net::IpAddr::from([127, 0, 0, 10 + i]))
+                .build()
+                .unwrap();
+            let url = blocking.clone();
+            tokio::spawn(async move { client.get(url).send().await.unwrap() })
+        })
+        .collect();
+    let deadline = tokio::time::Instant::now() + PATIENCE;
+    loop {
+        let metrics = a.text("/metrics").await;
+        let waiting = metrics
+            .lines()
+            .find(|l| l.starts_with("segcast_http_waiting_requests "))
+            .and_then(|l| l.split_whitespace().nth(1)?.parse::<f64>().ok())
+            .expect("the metrics name segcast_http_waiting_requests");
+        if waiting == f64::from(VIEWERS) {
+            break;
+        }
+        if let Some(done) = waiters.iter().position(|w| w.is_finished()) {
+            let answer = waiters.into_iter().nth(done).unwrap().await.unwrap();
+            panic!(
+                "viewer {done} was answered {} instead of held",
+                answer.status()
+            );
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "{waiting} waiting on A"
+        );
+        tokio::task::yield_now().await;
+    }
+    let media = tempfile::tempdir().unwrap();
+    let source = common::make_webm(media.path(), 2, "320x180");
+    let chunks = common::cut_randomly(&std::fs::read(source).unwrap(), 3, 5);
+    a.put_all_ok(&id, &token, &chunks).await;
+    for waiter in waiters {
+        let answer = waiter.await.unwrap();
+        assert_eq!(answer.status(), 200);
+        assert!(answer.text().await.unwrap().contains("#EXT-X-PART:"));
+    }
 }

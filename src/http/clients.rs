@@ -76,12 +76,41 @@ impl<S: Send + Sync> FromRequestParts<S> for ClientAddr {
     }
 }
 
+/// The addresses whose `X-Forwarded-For` is believed and that carry many
+/// clients: `--trusted-proxy`, and in a cluster the other nodes (which
+/// hand each other their viewers' requests, see `forward`), kept current
+/// from the catalog's leases.
+#[derive(Debug, Default)]
+pub struct Trusted {
+    fixed: Vec<IpAddr>,
+    nodes: std::sync::RwLock<Vec<IpAddr>>,
+}
+
+impl Trusted {
+    pub fn new(fixed: Vec<IpAddr>) -> Self {
+        Self {
+            fixed: fixed.into_iter().map(canonical).collect(),
+            nodes: Default::default(),
+        }
+    }
+
+    pub fn contains(&self, addr: IpAddr) -> bool {
+        let addr = canonical(addr);
+        self.fixed.contains(&addr) || self.nodes.read().expect("lock").contains(&addr)
+    }
+
+    /// The cluster's nodes' addresses now.
+    pub fn set_nodes(&self, nodes: Vec<IpAddr>) {
+        *self.nodes.write().expect("lock") = nodes.into_iter().map(canonical).collect();
+    }
+}
+
 /// The client behind a request from `peer`. Only a trusted proxy's
 /// `X-Forwarded-For` is read, from the right: each proxy appends the
 /// address it received from, so the rightmost entry that is not itself a
 /// trusted proxy is the first one that no client could have forged.
-pub fn client_addr(peer: IpAddr, headers: &HeaderMap, trusted: &[IpAddr]) -> IpAddr {
-    let is_trusted = |addr: IpAddr| trusted.iter().any(|t| canonical(*t) == canonical(addr));
+pub fn client_addr(peer: IpAddr, headers: &HeaderMap, trusted: &Trusted) -> IpAddr {
+    let is_trusted = |addr: IpAddr| trusted.contains(addr);
     if !is_trusted(peer) {
         return peer;
     }
@@ -236,7 +265,7 @@ pub struct Admission {
     all: Arc<Semaphore>,
     ceiling: usize,
     per_client: Arc<PerClient>,
-    trusted: Vec<IpAddr>,
+    trusted: Arc<Trusted>,
 }
 
 /// An admitted connection's place; given back when dropped.
@@ -247,20 +276,20 @@ pub struct ConnectionPermit {
 }
 
 impl Admission {
-    pub fn new(ceiling: usize, per_client: usize, trusted: Vec<IpAddr>) -> Self {
+    pub fn new(ceiling: usize, per_client: usize, trusted: Arc<Trusted>) -> Self {
         Self {
             all: Arc::new(Semaphore::new(ceiling)),
             ceiling,
             per_client: PerClient::new(per_client),
-            trusted: trusted.into_iter().map(canonical).collect(),
+            trusted,
         }
     }
 
-    pub fn from_config(config: &Config, open_files: u64) -> Self {
+    pub fn from_config(config: &Config, open_files: u64, trusted: Arc<Trusted>) -> Self {
         Self::new(
             config.connection_ceiling(open_files),
             config.max_connections_per_client,
-            config.trusted_proxies.clone(),
+            trusted,
         )
     }
 
@@ -275,7 +304,7 @@ impl Admission {
     /// A place for a new connection from `peer`, or the error to answer it
     /// with: 429 when this client holds its share, 503 when all are taken.
     pub fn admit(&self, peer: IpAddr) -> Result<ConnectionPermit, Error> {
-        let client = if self.trusted.contains(&canonical(peer)) {
+        let client = if self.trusted.contains(peer) {
             None
         } else {
             let held = self
@@ -362,7 +391,7 @@ mod tests {
 
     #[test]
     fn connections_are_capped_per_client_then_in_all() {
-        let admission = Admission::new(3, 2, vec![ip("10.0.0.1")]);
+        let admission = Admission::new(3, 2, Arc::new(Trusted::new(vec![ip("10.0.0.1")])));
         let a = ip("192.0.2.1");
         let _a1 = admission.admit(a).unwrap();
         let a2 = admission.admit(a).unwrap();
@@ -394,22 +423,35 @@ mod tests {
         );
         // An untrusted peer's header is ignored.
         assert_eq!(
-            client_addr(ip("192.0.2.1"), &headers, &[proxy]),
+            client_addr(ip("192.0.2.1"), &headers, &Trusted::new(vec![proxy])),
             ip("192.0.2.1")
         );
         // The proxy's: the rightmost hop (the client may forge the left).
-        assert_eq!(client_addr(proxy, &headers, &[proxy]), ip("198.51.100.4"));
+        assert_eq!(
+            client_addr(proxy, &headers, &Trusted::new(vec![proxy])),
+            ip("198.51.100.4")
+        );
         // Trusted proxies in the chain are skipped, across header lines.
         headers.append("x-forwarded-for", "10.0.0.2:4711".parse().unwrap());
-        let chain = [proxy, ip("10.0.0.2")];
+        let chain = Trusted::new(vec![proxy]);
+        chain.set_nodes(vec![ip("10.0.0.2")]);
         assert_eq!(client_addr(proxy, &headers, &chain), ip("198.51.100.4"));
         // Garbage or no header: the proxy itself.
         headers.insert("x-forwarded-for", "unknown".parse().unwrap());
-        assert_eq!(client_addr(proxy, &headers, &[proxy]), proxy);
-        assert_eq!(client_addr(proxy, &HeaderMap::new(), &[proxy]), proxy);
+        assert_eq!(
+            client_addr(proxy, &headers, &Trusted::new(vec![proxy])),
+            proxy
+        );
+        assert_eq!(
+            client_addr(proxy, &HeaderMap::new(), &Trusted::new(vec![proxy])),
+            proxy
+        );
         // A dual-stack listener's view of the proxy is the proxy.
         let mapped = ip("::ffff:10.0.0.1");
         headers.insert("x-forwarded-for", "198.51.100.4".parse().unwrap());
-        assert_eq!(client_addr(mapped, &headers, &[proxy]), ip("198.51.100.4"));
+        assert_eq!(
+            client_addr(mapped, &headers, &Trusted::new(vec![proxy])),
+            ip("198.51.100.4")
+        );
     }
 }

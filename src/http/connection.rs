@@ -17,7 +17,7 @@
 
 use std::convert::Infallible;
 use std::io;
-use std::net::{IpAddr, SocketAddr};
+use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -35,7 +35,7 @@ use tokio_util::sync::CancellationToken;
 use tower::ServiceExt;
 use tower_http::timeout::TimeoutBody;
 
-use super::clients::{client_addr, ClientAddr, ConnectionPermit};
+use super::clients::{client_addr, ClientAddr, ConnectionPermit, Trusted};
 use super::sendfile::SendFile;
 use crate::config::Config;
 use base::zero_copy;
@@ -63,7 +63,7 @@ impl ConnectionPolicy {
 pub struct Shared {
     pub router: Router,
     pub policy: ConnectionPolicy,
-    pub trusted_proxies: Vec<IpAddr>,
+    pub trusted_proxies: Arc<Trusted>,
 }
 
 /// Serves HTTP/1.1 on `io` until the client closes, a timeout closes it, or
@@ -418,10 +418,10 @@ mod tests {
                 keep_alive_timeout: Duration::from_secs(5),
                 body_idle_timeout: Duration::from_secs(5),
             },
-            trusted_proxies: vec![trusted.parse().unwrap()],
+            trusted_proxies: Arc::new(Trusted::new(vec![trusted.parse().unwrap()])),
         });
         let peer: SocketAddr = peer.parse().unwrap();
-        let permit = crate::http::clients::Admission::new(1, 1, vec![])
+        let permit = crate::http::clients::Admission::new(1, 1, Arc::default())
             .admit(peer.ip())
             .unwrap();
         let (mut client, server) = tokio::io::duplex(4096);
@@ -443,10 +443,10 @@ mod tests {
                 keep_alive_timeout: Duration::from_secs(5),
                 body_idle_timeout: Duration::from_secs(5),
             },
-            trusted_proxies: vec![],
+            trusted_proxies: Arc::new(Trusted::default()),
         });
         let peer: SocketAddr = "192.0.2.1:4000".parse().unwrap();
-        let permit = crate::http::clients::Admission::new(1, 1, vec![])
+        let permit = crate::http::clients::Admission::new(1, 1, Arc::default())
             .admit(peer.ip())
             .unwrap();
         let (mut client, server) = tokio::io::duplex(4096);
