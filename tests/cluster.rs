@@ -505,12 +505,7 @@ async fn a_node_is_no_single_client_to_another() {
         .collect();
     let deadline = tokio::time::Instant::now() + PATIENCE;
     loop {
-        let metrics = a.text("/metrics").await;
-        let waiting = metrics
-            .lines()
-            .find(|l| l.starts_with("segcast_http_waiting_requests "))
-            .and_then(|l| l.split_whitespace().nth(1)?.parse::<f64>().ok())
-            .expect("the metrics name segcast_http_waiting_requests");
+        let waiting = common::waiting_requests(&a).await;
         if waiting == f64::from(VIEWERS) {
             break;
         }

@@ -500,12 +500,7 @@ async fn until_waiting(
 ) {
     let deadline = std::time::Instant::now() + Duration::from_secs(20);
     loop {
-        let metrics = server.text("/metrics").await;
-        let waiting = metrics
-            .lines()
-            .find(|l| l.starts_with("segcast_http_waiting_requests "))
-            .and_then(|l| l.split_whitespace().nth(1)?.parse::<f64>().ok())
-            .expect("the metrics name segcast_http_waiting_requests");
+        let waiting = common::waiting_requests(server).await;
         if waiting == count {
             return;
         }

@@ -723,6 +723,17 @@ impl PlaylistEdge {
 
 /// Asserts the status and that the body is `{"error": "<non-empty>"}`;
 /// returns the message.
+/// The server's gauge of requests waiting now (blocking reloads, parts
+/// not yet produced): what a test reads to know that a request is held.
+pub async fn waiting_requests(server: &Server) -> f64 {
+    let metrics = server.text("/metrics").await;
+    metrics
+        .lines()
+        .find(|l| l.starts_with("segcast_http_waiting_requests "))
+        .and_then(|l| l.split_whitespace().nth(1)?.parse::<f64>().ok())
+        .expect("the metrics name segcast_http_waiting_requests")
+}
+
 pub async fn assert_error(resp: reqwest::Response, status: u16) -> String {
     assert_eq!(resp.status().as_u16(), status);
     assert_eq!(resp.headers()["content-type"], "application/json");

@@ -282,6 +282,8 @@ async fn a_recording_belongs_to_the_node_that_created_it() {
 /// The key every opener of [`processes_opening_one_fresh_directory_together_agree`]
 /// wraps: AES key wrap is deterministic, so equal output means one secret.
 const PROBE_KEY: [u8; 16] = *b"probe key bytes!";
+/// Each child leaves the key it wrapped in `<data>/<prefix><pid>`.
+const PROBE_PREFIX: &str = "probe-";
 /// Set in a child of that test: the data directory it opens.
 const OPEN_CHILD: &str = "SEGCAST_TEST_OPEN_CATALOG_IN";
 
@@ -300,7 +302,7 @@ fn processes_opening_one_fresh_directory_together_agree() {
     let exe = std::env::current_exe().unwrap();
     for round in 0..ROUNDS {
         let data = tempfile::tempdir().unwrap();
-        let children: Vec<_> = (0..PROCESSES)
+        let mut children: Vec<_> = (0..PROCESSES)
             .map(|_| {
                 std::process::Command::new(&exe)
                     .args([
@@ -316,35 +318,31 @@ fn processes_opening_one_fresh_directory_together_agree() {
                     .unwrap()
             })
             .collect();
-        let mut children: Vec<_> = children
-            .into_iter()
-            .map(|mut child| {
-                drop(child.stdin.take());
-                child
-            })
-            .collect();
-        let mut wrapped = Vec::new();
-        for child in children.drain(..) {
+        // All spawned first, then all released together.
+        for child in &mut children {
+            drop(child.stdin.take());
+        }
+        for child in children {
             let out = child.wait_with_output().unwrap();
             let stdout = String::from_utf8_lossy(&out.stdout);
             let stderr = String::from_utf8_lossy(&out.stderr);
             assert!(out.status.success(), "round {round}: {stdout}\n{stderr}");
-            // libtest may put a test's prints on either stream.
-            let line = format!("{stdout}{stderr}")
-                .split("wrapped ")
-                .nth(1)
-                .and_then(|rest| rest.split_whitespace().next())
-                .map(str::to_string)
-                .unwrap_or_else(|| panic!("round {round}: no key in {stdout}\n{stderr}"));
-            wrapped.push(line);
         }
+        let mut wrapped: Vec<String> = std::fs::read_dir(data.path())
+            .unwrap()
+            .flatten()
+            .filter(|e| e.file_name().to_string_lossy().starts_with(PROBE_PREFIX))
+            .map(|e| std::fs::read_to_string(e.path()).unwrap())
+            .collect();
+        assert_eq!(wrapped.len(), PROCESSES, "round {round}: one probe each");
+        wrapped.sort();
         wrapped.dedup();
         assert_eq!(wrapped.len(), 1, "round {round}: secrets {wrapped:?}");
     }
 }
 
 /// One opener: waits for the parent's go (its stdin closing), opens the
-/// catalog, prints the probe key wrapped.
+/// catalog, leaves the probe key wrapped in a file of its own.
 fn open_as_a_child(dir: &Path) {
     use std::io::Read;
     let mut go = Vec::new();
@@ -363,5 +361,6 @@ fn open_as_a_child(dir: &Path) {
         Catalog::open(options).await.unwrap()
     });
     let wrapped = catalog.wrap.wrap(&ContentKey::from_bytes(PROBE_KEY));
-    println!("wrapped {}", hex::encode(wrapped));
+    let probe = dir.join(format!("{PROBE_PREFIX}{}", std::process::id()));
+    std::fs::write(probe, hex::encode(wrapped)).unwrap();
 }
