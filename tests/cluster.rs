@@ -419,15 +419,16 @@ async fn any_node_answers_for_a_recording_its_owner_runs() {
     assert!(message.contains("stopped renewing its lease"), "{message}");
 }
 
-/// A finished recording outlives its node: once the node is gone, the
-/// next node asked for it restores it from the bucket, makes it its own in
-/// the catalog and serves it, the same playlist and segments.
+/// What a cluster node acknowledged is in the bucket (a chunk's `2xx` waits
+/// for it), and a finished recording outlives its node: once the node is
+/// gone, the next node asked for it restores it from the bucket, makes it
+/// its own in the catalog and serves it, the same playlist and segments.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_finished_recording_outlives_its_node_through_the_bucket() {
     use object_store::ObjectStore;
     const BUCKET: &str = "cluster";
     let site = common::s3::S3Site::new(BUCKET);
-    let _s3 = site.start();
+    let mut s3 = site.start();
     let store = format!("s3://{BUCKET}/vod");
     let pg = Postgres::start();
     let a = reachable_node_with(&pg, Some(&store)).await;
@@ -436,7 +437,32 @@ async fn a_finished_recording_outlives_its_node_through_the_bucket() {
     let media = tempfile::tempdir().unwrap();
     let source = common::make_webm(media.path(), 3, "320x180");
     let chunks = common::cut_randomly(&std::fs::read(source).unwrap(), 4, 3);
-    a.put_all_ok(&id, &token, &chunks).await;
+    let (last, first) = chunks.split_last().unwrap();
+    a.put_all_ok(&id, &token, first).await;
+    // Acknowledged means in the bucket too: the same bytes, at once.
+    let bucket = common::s3::S3::bucket(BUCKET);
+    for (seq, chunk) in first.iter().enumerate() {
+        let name = store::mirror::chunk_name(seq as u64);
+        let key = object_store::path::Path::from(format!("vod/{id}/{name}"));
+        let stored = bucket.get(&key).await.unwrap().bytes().await.unwrap();
+        assert_eq!(stored, chunk[..], "chunk {seq} in the bucket");
+    }
+    // The bucket down: stored on A, not acknowledged; the retry is.
+    s3.stop();
+    let seq = first.len() as u64;
+    let refused = a.put(&id, &token, seq, last.clone()).await;
+    assert_eq!(refused.headers()["retry-after"], "5");
+    let message = common::assert_error(refused, 503).await;
+    assert!(message.contains("not yet in the bucket"), "{message}");
+    let _s3 = site.start();
+    let retried = a.put(&id, &token, seq, last.clone()).await;
+    assert_eq!(retried.status(), 200, "on disk already: a duplicate");
+    let name = store::mirror::chunk_name(seq);
+    let key = object_store::path::Path::from(format!("vod/{id}/{name}"));
+    assert_eq!(
+        bucket.get(&key).await.unwrap().bytes().await.unwrap(),
+        last[..]
+    );
     a.finish_ok(&id, &token, chunks.len() as u64).await;
     let ready = a
         .wait_for(&id, PATIENCE * 3, |s| {
@@ -445,7 +471,6 @@ async fn a_finished_recording_outlives_its_node_through_the_bucket() {
         .await;
     assert_eq!(ready["state"], "ready", "{ready:#}");
     // Complete in the bucket: its marker is the last object written.
-    let bucket = common::s3::S3::bucket(BUCKET);
     let marker = object_store::path::Path::from(format!("vod/{id}/in-bucket.json"));
     let deadline = tokio::time::Instant::now() + PATIENCE * 3;
     while bucket.head(&marker).await.is_err() {

@@ -205,12 +205,42 @@ async fn put_chunk(
             .map_err(|_| Error::Invalid("Content-Digest is not ASCII".into()))?;
         media::upload::verify(digest, &bytes)?;
     }
-    let (outcome, receipt) = recording.put(seq, bytes).await?;
+    let (outcome, receipt) = recording.put(seq, bytes.clone()).await?;
+    in_bucket_too(&state, &id, &recording, seq, bytes).await?;
     let status = match outcome {
         PutOutcome::Stored => StatusCode::CREATED,
         _ => StatusCode::OK,
     };
     Ok((status, Json(receipt)).into_response())
+}
+
+/// In a cluster with `--store`, a chunk is acknowledged only once it is in
+/// the bucket as well (`store::mirror::chunks`): stored here but not there,
+/// it is `503` and the uploader's retry (answered from disk as a duplicate)
+/// uploads it again.
+async fn in_bucket_too(
+    state: &AppState,
+    id: &str,
+    recording: &pipeline::Recording,
+    seq: u64,
+    bytes: bytes::Bytes,
+) -> Result<()> {
+    let Some(mirror) = state.library.objects() else {
+        return Ok(());
+    };
+    if state.config.node_url.is_none() || !mirror.mirrors(recording.access()) {
+        return Ok(());
+    }
+    mirror.put_chunk(id, seq, bytes).await.map_err(|error| {
+        tracing::warn!(%id, seq, %error, "--store: a chunk is not in the bucket; not acknowledged");
+        Error::Busy {
+            message: format!(
+                "chunk {seq} is stored on this node but not yet in the bucket (--store); retry"
+            ),
+            retry_after_s: store::catalog::DATABASE_RETRY_AFTER_S,
+        }
+    })?;
+    Ok(())
 }
 
 #[derive(Debug, Deserialize)]

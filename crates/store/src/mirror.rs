@@ -4,7 +4,9 @@
 //! A seam after local publishing: the packager writes every file to local
 //! disk exactly as without a bucket (its timeline logic does not know the
 //! bucket exists), and this mirror watches the recordings' `hls/` folders
-//! (inotify, `notify`) and copies what appears. Chunks stay local.
+//! (inotify, `notify`) and copies what appears. Chunks stay local, but in
+//! a cluster, where the chunk's request puts it in the bucket itself
+//! ([`chunks`]).
 //!
 //! Order keeps a CDN safe (RFC 8216 §6.2.1: a playlist lists only what can
 //! be fetched): a pass over a recording first reads its playlists and
@@ -56,9 +58,12 @@ use media::layout::{CachePolicy, MediaFile};
 use crate::catalog::Catalog;
 use crate::recordings::{State, Store, HLS_DIR};
 
+mod chunks;
 mod deletes;
 mod original;
 mod restore;
+
+pub use chunks::chunk_name;
 
 /// A pass's failure: the bucket's, or reading what goes there.
 type PassError = Box<dyn std::error::Error + Send + Sync>;

@@ -30,7 +30,7 @@ use serde::{Deserialize, Serialize};
 
 const CHUNKS_DIR: &str = "chunks";
 pub const HLS_DIR: &str = "hls";
-const CHUNK_SUFFIX: &str = ".chunk";
+pub const CHUNK_SUFFIX: &str = ".chunk";
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
