@@ -104,8 +104,9 @@ pub async fn to_owner(State(state): State<AppState>, request: Request, next: Nex
 }
 
 /// The request's end-to-end headers, marked as handed on by this node and
-/// with the client's address appended to `X-Forwarded-For` (the owner
-/// reads it when it lists the other nodes in `--trusted-proxy`).
+/// with the peer's address appended to `X-Forwarded-For`: the owner trusts
+/// the nodes (`node::trust_peers`) and, given the same `--trusted-proxy`,
+/// the balancer before them, so it reads the viewer's address.
 fn passed_on(request: &Request, me: &str) -> HeaderMap {
     let mut headers = end_to_end(request.headers());
     if let Ok(value) = me.parse() {
