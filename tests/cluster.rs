@@ -410,9 +410,23 @@ async fn any_node_answers_for_a_recording_its_owner_runs() {
     let errors = common::decode_errors(&b.url(&format!("/media/{id}/index.m3u8")));
     assert!(errors.is_empty(), "decoding through B: {errors}");
 
-    // The owner gone (its lease given back): B says so, and keeps nothing
-    // from the uploader that a retry could not redo.
+    // The owner gone (its lease given back): B answers status and comments
+    // from the catalog, and what needs the owner with a reason to retry.
     drop(a.stop().await);
+    let status = b.status(&id).await;
+    assert_eq!(
+        (status["id"].as_str(), status["state"].as_str()),
+        (Some(id.as_str()), Some("ready")),
+        "{status:#}"
+    );
+    assert!(status["segments"].as_u64() > Some(0), "{status:#}");
+    let listed: Vec<Value> = b
+        .get(&format!("/api/recordings/{id}/comments"))
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(listed, [posted], "the comments, from the catalog");
     let gone = b.put(&id, &token, 0, chunks[0].clone()).await;
     assert_eq!(gone.headers()["retry-after"], "5");
     let message = common::assert_error(gone, 503).await;

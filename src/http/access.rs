@@ -25,11 +25,15 @@ use serde::Deserialize;
 use super::error::{ApiError, Result};
 use super::recordings::{bearer, holds_publish_key};
 use super::AppState;
+use base::access::Access;
 use base::clock::unix_s;
 use base::Error;
 use media::tokenize;
 use pipeline::Recording;
+use sha2::{Digest, Sha256};
 use store::share::{looks_like_share_token, TokenError};
+use store::RecordingMeta;
+use subtle::ConstantTimeEq;
 
 /// The query parameter that carries a share token.
 pub const TOKEN_PARAM: &str = "token";
@@ -87,10 +91,7 @@ impl Viewer {
         uri: &axum::http::Uri,
     ) -> Result<Self> {
         let recording = state.library.get(&id)?;
-        let query = Query::<TokenQuery>::try_from_uri(uri)
-            .map(|q| q.0.token)
-            .unwrap_or_default();
-        let (role, carried) = decide(state, &recording, &id, headers, query)?;
+        let (role, carried) = role_for(state, &recording, &id, headers, uri)?;
         Ok(Self {
             id,
             recording,
@@ -100,10 +101,55 @@ impl Viewer {
     }
 }
 
+/// What the access rule reads of a recording: a running one, or its
+/// catalog row (a node answering for a recording whose node is gone).
+pub trait Guarded {
+    fn access(&self) -> Access;
+    fn is_upload_token(&self, token: &str) -> bool;
+}
+
+impl Guarded for Recording {
+    fn access(&self) -> Access {
+        Recording::access(self)
+    }
+
+    fn is_upload_token(&self, token: &str) -> bool {
+        Recording::is_upload_token(self, token)
+    }
+}
+
+impl Guarded for RecordingMeta {
+    fn access(&self) -> Access {
+        self.access
+    }
+
+    /// Constant time, as the running recording's check is.
+    fn is_upload_token(&self, token: &str) -> bool {
+        let digest = Sha256::digest(token.as_bytes());
+        let hex: String = digest.iter().map(|b| format!("{b:02x}")).collect();
+        bool::from(hex.as_bytes().ct_eq(self.token_sha256.as_bytes()))
+    }
+}
+
+/// The role of a request for recording `id` with these headers and URL
+/// (and the share token it carries), or why it may not read it.
+pub fn role_for(
+    state: &AppState,
+    recording: &dyn Guarded,
+    id: &str,
+    headers: &axum::http::HeaderMap,
+    uri: &axum::http::Uri,
+) -> Result<(Role, Option<String>)> {
+    let query = Query::<TokenQuery>::try_from_uri(uri)
+        .map(|q| q.0.token)
+        .unwrap_or_default();
+    decide(state, recording, id, headers, query)
+}
+
 /// The access rule itself (see the module doc).
 fn decide(
     state: &AppState,
-    recording: &Recording,
+    recording: &dyn Guarded,
     id: &str,
     headers: &axum::http::HeaderMap,
     query: Option<String>,
@@ -204,6 +250,15 @@ fn privatize_cache(response: &mut Response) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_catalog_row_knows_its_upload_token_as_the_running_recording_does() {
+        let (meta, token) =
+            pipeline::ingest::library::new_meta(None, None, "Recording", store::State::Recording);
+        assert!(Guarded::is_upload_token(&meta, &token));
+        assert!(!Guarded::is_upload_token(&meta, "not the token"));
+        assert!(!Guarded::is_upload_token(&meta, ""));
+    }
 
     #[test]
     fn private_answers_are_never_public_in_caches() {

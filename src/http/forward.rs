@@ -30,8 +30,11 @@ use tracing::Instrument;
 use base::Error;
 use store::catalog::{Owner, DATABASE_RETRY_AFTER_S};
 
+use super::access::{role_for, TOKEN_PARAM};
 use super::error::ApiError;
 use super::{forward_socket, AppState};
+use axum::Json;
+use pipeline::ingest::library::status_of_row;
 
 /// Marks a request one node handed to another, so that it is never handed
 /// on again (two nodes each believing the other runs a recording would
@@ -66,10 +69,14 @@ pub async fn to_owner(State(state): State<AppState>, request: Request, next: Nex
     let Some(me) = state.config.node_url.as_deref() else {
         return next.run(request).await;
     };
-    let path = request.uri().path();
-    let Some(id) = recording_of(path) else {
+    let named = {
+        let path = request.uri().path();
+        recording_of(path).map(|id| (id.to_owned(), path.ends_with("/comments/ws")))
+    };
+    let Some((id, socket)) = named else {
         return next.run(request).await;
     };
+    let id = id.as_str();
     let here = !matches!(state.library.get(id), Err(Error::NotFound(_)));
     if here || request.headers().contains_key(&FORWARDED) {
         return next.run(request).await;
@@ -82,17 +89,24 @@ pub async fn to_owner(State(state): State<AppState>, request: Request, next: Nex
             if lease_until_ms < base::clock::unix_ms() {
                 return match state.library.take_over_finished(id).await {
                     Ok(true) => next.run(request).await,
-                    Ok(false) => owner_gone(id, &url),
+                    Ok(false) => from_catalog(&state, id, &Asked::of(&request))
+                        .await
+                        .unwrap_or_else(|| owner_gone(id, &url)),
                     Err(error) => ApiError(error).into_response(),
                 };
             }
             let span = tracing::debug_span!("forward", recording = %id, owner = %url);
-            let headers = passed_on(&request, me);
-            let socket = path.ends_with("/comments/ws");
             async {
-                match socket {
-                    true => forward_socket::join(&state, &url, headers, request).await,
-                    false => proxy(&state.peers, &url, headers, request).await,
+                if socket {
+                    let headers = passed_on(&request, me);
+                    return forward_socket::join(&state, &url, headers, request).await;
+                }
+                // Read before the request goes: the owner may not answer.
+                let fallback = from_catalog(&state, id, &Asked::of(&request)).await;
+                let headers = passed_on(&request, me);
+                match proxy(&state.peers, &url, headers, request).await {
+                    Ok(answer) => answer,
+                    Err(()) => fallback.unwrap_or_else(|| owner_silent(&url)),
                 }
             }
             .instrument(span)
@@ -169,7 +183,7 @@ async fn proxy(
     owner: &str,
     headers: HeaderMap,
     request: Request,
-) -> Response {
+) -> Result<Response, ()> {
     let (parts, body) = request.into_parts();
     let target = format!(
         "{}{}",
@@ -187,13 +201,7 @@ async fn proxy(
         Ok(answer) => answer,
         Err(error) => {
             tracing::warn!(%error, %target, "the recording's node does not answer");
-            return ApiError(Error::Busy {
-                message: format!(
-                    "the node running this recording ({owner}) does not answer; retry later"
-                ),
-                retry_after_s: DATABASE_RETRY_AFTER_S,
-            })
-            .into_response();
+            return Err(());
         }
     };
     let status = StatusCode::from_u16(answer.status().as_u16()).unwrap_or(StatusCode::BAD_GATEWAY);
@@ -205,7 +213,67 @@ async fn proxy(
     response
         .headers_mut()
         .insert(header::VIA, header::HeaderValue::from_static("1.1 segcast"));
-    response
+    Ok(response)
+}
+
+fn owner_silent(owner: &str) -> Response {
+    ApiError(Error::Busy {
+        message: format!("the node running this recording ({owner}) does not answer; retry later"),
+        retry_after_s: DATABASE_RETRY_AFTER_S,
+    })
+    .into_response()
+}
+
+/// What of a request [`from_catalog`] reads (a copy: the request itself
+/// goes on to the owner, and its body is not `Sync`).
+struct Asked {
+    method: axum::http::Method,
+    uri: axum::http::Uri,
+    headers: HeaderMap,
+}
+
+impl Asked {
+    fn of(request: &Request) -> Self {
+        Self {
+            method: request.method().clone(),
+            uri: request.uri().clone(),
+            headers: request.headers().clone(),
+        }
+    }
+}
+
+/// What any node can answer of a recording from the catalog alone, when
+/// its node cannot: its status and its comments (`GET`), after the same
+/// access check. `None` for anything else (that needs the recording's
+/// task) and for a read that fails: those answer as the owner's absence
+/// does.
+async fn from_catalog(state: &AppState, id: &str, request: &Asked) -> Option<Response> {
+    if request.method != axum::http::Method::GET {
+        return None;
+    }
+    let rest = request.uri.path().strip_prefix("/api/recordings/")?;
+    let comments = match rest.strip_prefix(id)? {
+        "" => false,
+        "/comments" => true,
+        _ => return None,
+    };
+    let (meta, _) = state.library.catalog().recording(id).await.ok()??;
+    let answer = match role_for(state, &meta, id, &request.headers, &request.uri) {
+        Err(refused) => return Some(refused.into_response()),
+        Ok((_, carried)) if !comments => {
+            let status = super::cdn::status_urls(state, status_of_row(&meta));
+            Json(match carried {
+                Some(token) => status.with_query(&format!("{TOKEN_PARAM}={token}")),
+                None => status,
+            })
+            .into_response()
+        }
+        Ok(_) => match state.comments.list(id).await {
+            Ok(listed) => Json(listed).into_response(),
+            Err(error) => return Some(ApiError(error).into_response()),
+        },
+    };
+    Some(answer)
 }
 
 #[cfg(test)]

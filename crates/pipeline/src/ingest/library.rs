@@ -521,13 +521,7 @@ impl Library {
             .filter(|(meta, _)| page.private || !meta.access.is_private())
             .map(|(meta, _)| match index.by_id.get(&meta.id) {
                 Some(here) => here.status(),
-                None => RecordingStatus::new(
-                    meta,
-                    &ChunkSet::default(),
-                    meta.duration_ms,
-                    meta.segments,
-                    meta.segments > 0,
-                ),
+                None => status_of_row(meta),
             })
             .peekable();
         if let Some(before) = page.before {
@@ -653,6 +647,18 @@ fn load_chunks(
 
 /// Metadata and upload token of a new recording. A missing or blank title
 /// becomes "<kind> <date time>".
+/// A recording's status as its catalog row says it, for one run by another
+/// node (that node keeps the row current).
+pub fn status_of_row(meta: &RecordingMeta) -> RecordingStatus {
+    RecordingStatus::new(
+        meta,
+        &ChunkSet::default(),
+        meta.duration_ms,
+        meta.segments,
+        meta.segments > 0,
+    )
+}
+
 pub fn new_meta(
     title: Option<String>,
     mime: Option<String>,
