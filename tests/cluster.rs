@@ -139,6 +139,12 @@ fn comment_of(message: &Value) -> Value {
 
 /// Posts through `server`; answers with the stored comment. A `503` (the
 /// database's connections being made again) is retried, as clients do.
+/// A recording's comments as `GET …/comments` lists them on `server`.
+async fn comments_of(server: &Server, id: &str) -> Vec<Value> {
+    let listed = server.get(&format!("/api/recordings/{id}/comments")).await;
+    listed.json().await.unwrap()
+}
+
 async fn post(server: &Server, id: &str, author: &str, text: &str) -> Value {
     let url = server.url(&format!("/api/recordings/{id}/comments"));
     let body = json!({ "author": author, "text": text, "media_time_s": 1.5 });
@@ -188,12 +194,7 @@ async fn what_is_done_through_one_node_reaches_sockets_on_the_other() {
 
     // A deletion through B reaches A's socket; a socket opened on A later
     // has the same history as B's list.
-    let listed: Vec<Value> = b
-        .get(&format!("/api/recordings/{id}/comments"))
-        .await
-        .json()
-        .await
-        .unwrap();
+    let listed = comments_of(&b, &id).await;
     assert_eq!(listed.len(), 2, "{listed:?}");
     let first = listed[0]["id"].as_str().unwrap().to_string();
     let resp = b
@@ -420,12 +421,7 @@ async fn any_node_answers_for_a_recording_its_owner_runs() {
         "{status:#}"
     );
     assert!(status["segments"].as_u64() > Some(0), "{status:#}");
-    let listed: Vec<Value> = b
-        .get(&format!("/api/recordings/{id}/comments"))
-        .await
-        .json()
-        .await
-        .unwrap();
+    let listed = comments_of(&b, &id).await;
     assert_eq!(listed, [posted], "the comments, from the catalog");
     let gone = b.put(&id, &token, 0, chunks[0].clone()).await;
     assert_eq!(gone.headers()["retry-after"], "5");

@@ -193,8 +193,12 @@ async fn a_restarted_server_lists_and_serves_its_recordings() {
         server.put_ok(&id, &token, seq, bytes).await;
     }
     server.finish_ok(&id, &token, 6).await;
+    // Settled: the poster is made beside the last segments and may come
+    // just after `ready`.
     let before = server
-        .wait_for(&id, READY_LIMIT, |s| s["state"] == "ready")
+        .wait_for(&id, READY_LIMIT, |s| {
+            s["state"] == "ready" && s["poster"].is_string()
+        })
         .await;
     let playlist_before = server.text(&format!("/media/{id}/media.m3u8")).await;
 
@@ -468,19 +472,12 @@ async fn ffmpeg_follows_a_live_playlist_and_vlc_plays_the_finished_one() {
     let errors = decode_errors(&followed.display().to_string());
     assert!(errors.is_empty(), "{errors}");
 
-    let vlc_url = url.clone();
-    let vlc_dir = out.path().to_path_buf();
-    let played = tokio::task::spawn_blocking(move || common::vlc_remux(&vlc_url, &vlc_dir))
-        .await
-        .unwrap();
-    let mut kinds = common::stream_kinds(&played);
-    kinds.sort();
+    let (played, kinds, played_s) = common::vlc_played(&url, out.path()).await;
     assert_eq!(
         kinds,
         ["audio", "video"],
         "VLC played the audio rendition too"
     );
-    let played_s = common::probe_duration_s(&played);
     assert!(
         (played_s - duration_s).abs() < 0.3,
         "VLC played {played_s} s of {duration_s} s"

@@ -101,12 +101,15 @@ pub async fn to_owner(State(state): State<AppState>, request: Request, next: Nex
                     let headers = passed_on(&request, me);
                     return forward_socket::join(&state, &url, headers, request).await;
                 }
-                // Read before the request goes: the owner may not answer.
-                let fallback = from_catalog(&state, id, &Asked::of(&request)).await;
+                // Kept before the request goes, read only if the owner
+                // does not answer.
+                let asked = Asked::of(&request);
                 let headers = passed_on(&request, me);
                 match proxy(&state.peers, &url, headers, request).await {
                     Ok(answer) => answer,
-                    Err(()) => fallback.unwrap_or_else(|| owner_silent(&url)),
+                    Err(()) => from_catalog(&state, id, &asked)
+                        .await
+                        .unwrap_or_else(|| owner_silent(&url)),
                 }
             }
             .instrument(span)

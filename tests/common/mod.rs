@@ -605,6 +605,19 @@ pub fn vlc_remux(url: &str, dir: &Path) -> PathBuf {
     out
 }
 
+/// What VLC played of `url` (see [`vlc_remux`]), from an async test: the
+/// sorted kinds of its streams and its duration in seconds.
+pub async fn vlc_played(url: &str, dir: &Path) -> (PathBuf, Vec<String>, f64) {
+    let (url, dir) = (url.to_string(), dir.to_path_buf());
+    let played = tokio::task::spawn_blocking(move || vlc_remux(&url, &dir))
+        .await
+        .unwrap();
+    let mut kinds = stream_kinds(&played);
+    kinds.sort();
+    let played_s = probe_duration_s(&played);
+    (played, kinds, played_s)
+}
+
 /// The kinds of a media file's streams (`["video", "audio"]`), as ffprobe
 /// lists them.
 pub fn stream_kinds(path: &Path) -> Vec<String> {

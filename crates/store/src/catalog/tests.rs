@@ -351,15 +351,7 @@ fn open_as_a_child(dir: &Path) {
         .enable_all()
         .build()
         .unwrap();
-    let catalog = runtime.block_on(async {
-        let url = DatabaseUrl::embedded(dir);
-        let options = CatalogOptions {
-            url: &url,
-            key_secret: None,
-            data_dir: dir,
-        };
-        Catalog::open(options).await.unwrap()
-    });
+    let catalog = runtime.block_on(open(dir));
     let wrapped = catalog.wrap.wrap(&ContentKey::from_bytes(PROBE_KEY));
     let probe = dir.join(format!("{PROBE_PREFIX}{}", std::process::id()));
     std::fs::write(probe, hex::encode(wrapped)).unwrap();
